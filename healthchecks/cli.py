@@ -1,0 +1,246 @@
+"""Console scripts ``healthcheck`` and ``smoke-bench``: argv -> options, exit codes, all printing.
+
+Exit codes: 0 healthy / benchmark done, 1 an endpoint unhealthy or failing, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .endpoints import (
+    ConfigError,
+    Endpoint,
+    default_endpoints,
+    from_compose,
+    from_inventory,
+    parse_endpoint,
+    with_defaults,
+)
+
+EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line with exit 2 (its default), without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        err.print(f"{self.prog}: error: {message} (see --help)", markup=False, highlight=False)
+        sys.exit(EXIT_USAGE)
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def conv(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+    return conv
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("endpoints", nargs="*", metavar="ENDPOINT",
+                   help="ENGINE=URL (vllm, ollama, llamacpp, openai) or a bare URL to probe; "
+                        "default: the kit's ports on 127.0.0.1")
+    p.add_argument("--compose", metavar="FILE", help="discover endpoints from a compose file or project dir")
+    p.add_argument("--inventory", metavar="FILE", help="discover endpoints from an Ansible inventory")
+    p.add_argument("--group", metavar="NAME", help="with --inventory: only hosts of this group")
+    p.add_argument("--model", metavar="NAME", help="the model every endpoint must serve")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+                   help="per-request timeout (default 30)")
+    p.add_argument("--api-key-file", metavar="FILE", help="file holding the API key (never pass keys in argv)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
+    eps: list[Endpoint] = [parse_endpoint(s) for s in args.endpoints]
+    if args.compose:
+        eps += from_compose(args.compose)
+    if args.inventory:
+        eps += from_inventory(args.inventory, args.group)
+    if not eps:
+        eps = default_endpoints()
+    if args.api_key_file:
+        from .protocols import read_api_key
+
+        read_api_key(args.api_key_file)  # fail early, as a config error, if unreadable
+    return with_defaults(eps, args.model, args.api_key_file)
+
+
+# -- healthcheck ---------------------------------------------------------------------------------------
+def healthcheck_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="healthcheck", description="Verify LLM endpoints: liveness, readiness, a real completion "
+                "(streaming and not), GPU residency, auth and metrics. Exit 0 healthy, 1 unhealthy, 2 usage.")
+    _common(p)
+    p.add_argument("--wait", type=_positive(float), metavar="SECONDS",
+                   help="poll with backoff until healthy or SECONDS pass (model loads can take minutes)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--max-tokens", type=_positive(int), default=8, help="tokens per test completion")
+    gpu = p.add_mutually_exclusive_group()
+    gpu.add_argument("--expect-gpu", dest="expect_gpu", action="store_true", default=None,
+                     help="fail when Ollama runs the model on the CPU (size_vram 0)")
+    gpu.add_argument("--no-expect-gpu", dest="expect_gpu", action="store_false",
+                     help="CPU-only hosts: system-RAM residency is fine")
+    p.add_argument("--no-diagnose", action="store_true", help="skip docker container diagnosis")
+    return p
+
+
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+
+
+def _render(reports: list[Any]) -> None:
+    table = Table(title="healthcheck", show_lines=False)
+    for col in ("endpoint", "engine", "check", "status", "ms", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in reports:
+        for i, c in enumerate(r.checks):
+            table.add_row(r.name if i == 0 else "", (r.engine or "?") if i == 0 else "", c.name,
+                          f"[{STATUS_STYLE[c.status]}]{c.status}[/]",
+                          "" if c.latency_ms is None else f"{c.latency_ms:.0f}", c.reason)
+    out.print(table)
+    for r in reports:
+        if r.diagnosis:
+            d = r.diagnosis
+            line = (f"{r.name}: container {d['container']} {d['state']}"
+                    f"{' (' + d['health'] + ')' if d.get('health') else ''}, restarts {d['restart_count']}")
+            if d.get("cause"):
+                line += f"; cause: {d['cause']}; fix: {d['fix']}"
+            out.print(line, markup=False, highlight=False)
+    bad = [r for r in reports if not r.healthy]
+    if bad:
+        for r in bad:
+            fail = r.first_failure
+            err.print(f"UNHEALTHY {r.name}: {fail.name if fail else '?'}: {fail.reason if fail else '?'}",
+                      markup=False, highlight=False)
+    else:
+        out.print(f"[green]all {len(reports)} endpoint(s) healthy[/]")
+
+
+def healthcheck_main(argv: Sequence[str] | None = None) -> int:
+    args = healthcheck_parser().parse_args(argv)
+    from .check import Options, check_all
+
+    try:
+        eps = resolve_endpoints(args)
+    except ConfigError as exc:
+        err.print(f"healthcheck: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    if args.expect_gpu is not None:
+        eps = [e.__class__(**{**e.__dict__, "expect_gpu": args.expect_gpu}) for e in eps]
+    opts = Options(timeout=args.timeout, max_tokens=args.max_tokens, diagnose=not args.no_diagnose)
+    try:
+        if args.wait:
+            reports = asyncio.run(_wait_with_progress(eps, opts, args.wait, quiet=args.json))
+        else:
+            reports = asyncio.run(check_all(eps, opts))
+    except ConfigError as exc:
+        err.print(f"healthcheck: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("healthcheck: interrupted")
+        return 130
+    if args.json:
+        doc = {"healthy": all(r.healthy for r in reports), "endpoints": [r.to_dict() for r in reports]}
+        print(json.dumps(doc, indent=2))
+    else:
+        _render(reports)
+    return EXIT_OK if all(r.healthy for r in reports) else EXIT_UNHEALTHY
+
+
+async def _wait_with_progress(eps: list[Endpoint], opts: Any, wait: float, quiet: bool) -> list[Any]:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .check import wait_all
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True, disable=quiet or not err.is_terminal) as progress:
+        tasks = {e.label: progress.add_task(f"{e.label}: waiting", total=None) for e in eps}
+
+        def on_attempt(ep: Endpoint, report: Any, delay: float) -> None:
+            fail = report.first_failure
+            state = "healthy" if report.healthy else f"{fail.name}: {fail.reason}" if fail else "?"
+            progress.update(tasks[ep.label], description=f"{ep.label}: attempt {report.attempts}: {state}"
+                            + (f" (next in {delay:.1f}s)" if delay else ""))
+            if not err.is_terminal and not quiet and delay:
+                err.print(f"{ep.label}: attempt {report.attempts}: {state}; retry in {delay:.1f}s",
+                          markup=False, highlight=False)
+
+        return await wait_all(eps, opts, wait, on_attempt)
+
+
+# -- smoke-bench ---------------------------------------------------------------------------------------
+def bench_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="smoke-bench", description="Serving benchmark for every endpoint, side by side, with "
+                "TTFT/TPOT/ITL/E2EL defined exactly as `vllm bench serve` defines them.")
+    _common(p)
+    p.add_argument("--num-prompts", type=_positive(int), required=True, metavar="N")
+    p.add_argument("--concurrency", type=_positive(int), metavar="C", help="max requests in flight per endpoint")
+    p.add_argument("--request-rate", type=_positive(float), default=float("inf"), metavar="R",
+                   help="requests per second (default inf: all at once)")
+    p.add_argument("--burstiness", type=_positive(float), default=1.0, metavar="B",
+                   help="gamma shape of the arrival gaps; 1 is Poisson")
+    p.add_argument("--warmups", type=int, default=1, metavar="N", help="unmeasured requests first (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--api", choices=("completions", "chat", "ollama"), help="default: chat (ollama for Ollama)")
+    p.add_argument("--dataset", metavar="FILE.jsonl", help='one {"prompt": "..."} per line')
+    p.add_argument("--input-len", type=_positive(int), default=64, metavar="N", help="random prompts: words")
+    p.add_argument("--output-len", type=_positive(int), default=64, metavar="N", help="max tokens per request")
+    p.add_argument("--range-ratio", type=float, default=0.0, metavar="R",
+                   help="random lengths vary within [len*(1-R), len*(1+R)]")
+    p.add_argument("--ignore-eos", action="store_true", help="generate the full --output-len where supported")
+    p.add_argument("--goodput", metavar="SLO", help="e.g. ttft:500,tpot:50,e2el:3000 (milliseconds)")
+    p.add_argument("--json", metavar="FILE", dest="json_file", help="write the results as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="write a PNG comparing the endpoints")
+    p.add_argument("--request-timeout", type=_positive(float), default=300.0, metavar="SECONDS",
+                   help="total time allowed per request (default 300)")
+    p.add_argument("--no-gpu-sampling", action="store_true", help="do not sample nvidia-smi during the run")
+    return p
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    args = bench_parser().parse_args(argv)
+    from . import bench, report
+
+    try:
+        eps = resolve_endpoints(args)
+        cfg = bench.config_from_args(args)
+        workload = bench.build_workload(cfg)
+    except ConfigError as exc:
+        err.print(f"smoke-bench: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    try:
+        results = asyncio.run(bench.run_all(eps, cfg, workload, console=err))
+    except ConfigError as exc:
+        err.print(f"smoke-bench: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("smoke-bench: interrupted")
+        return 130
+    out.print(report.comparison_table(results))
+    for r in results:
+        for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
+            err.print(f"{r.label}: {n} failed: {reason}", markup=False, highlight=False)
+    try:
+        if args.json_file:
+            report.write_json(results, args.json_file)
+            out.print(f"wrote {args.json_file}", markup=False, highlight=False)
+        if args.plot:
+            report.write_plot(results, args.plot)
+            out.print(f"wrote {args.plot}", markup=False, highlight=False)
+    except OSError as exc:
+        err.print(f"smoke-bench: cannot write output: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    return EXIT_OK if all(r.completed > 0 for r in results) else EXIT_UNHEALTHY

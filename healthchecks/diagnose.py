@@ -1,0 +1,106 @@
+"""Why is a local engine unhealthy? Container state, restart count and a named cause from its recent logs.
+
+``match_cause`` is pure (log text -> cause); ``for_endpoint`` finds the container that publishes a port
+through the docker SDK. Neither decides exit codes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}
+
+
+@dataclass(frozen=True)
+class Cause:
+    name: str
+    pattern: re.Pattern[str]
+    fix: str
+
+
+CAUSES: tuple[Cause, ...] = (
+    Cause("gated or unauthorized model",
+          re.compile(r"gated repo|Cannot access gated repo|is restricted|401 Client Error|403 Client Error|"
+                     r"Invalid (?:credentials|user token)|Unauthorized for url|GatedRepoError", re.I),
+          "accept the model's licence on the Hub and put a read token in the HF token secret file"),
+    Cause("CUDA out of memory",
+          re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|cudaErrorMemoryAllocation|"
+                     r"No available memory for the cache blocks|CUBLAS_STATUS_ALLOC_FAILED", re.I),
+          "lower VLLM_GPU_MEMORY_UTILIZATION or VLLM_MAX_MODEL_LEN, free the GPU, or serve a smaller model"),
+    Cause("NVIDIA driver too old for the image",
+          re.compile(r"CUDA driver version is insufficient|driver on your system is too old|"
+                     r"forward compatibility was attempted on non supported HW|cuda>=\d+\.\d+.*unsatisfied|"
+                     r"unsatisfied condition: cuda", re.I),
+          "upgrade the NVIDIA driver (nvidia_driver role) or pin an image built for the installed CUDA"),
+    Cause("GPU lost (NVML unknown error)",
+          re.compile(r"Failed to initialize NVML: Unknown Error|NVML_ERROR|nvmlInit.*failed", re.I),
+          "restart the container; avoid `systemctl daemon-reload` while GPU containers run"),
+    Cause("no GPU runtime",
+          re.compile(r"could not select device driver .* with capabilities: \[\[gpu\]\]", re.I),
+          "install the NVIDIA Container Toolkit, run `nvidia-ctk runtime configure` and restart Docker"),
+    Cause("address already in use",
+          re.compile(r"address already in use|Errno 98|bind\(\) failed|couldn't bind", re.I),
+          "another process holds the port: stop it or change the port in compose/.env"),
+    Cause("model not found",
+          re.compile(r"Repository Not Found|model ['\"]?[^ ]+['\"]? not found|not a valid model identifier|"
+                     r"does not appear to have a file named config\.json|failed to load model|"
+                     r"No such file or directory.*(?:gguf|safetensors|config\.json)|"
+                     r"HF_HUB_OFFLINE.*(?:cannot|couldn't)|LocalEntryNotFoundError", re.I),
+          "check the model name or local path in compose/.env; offline hosts need it in the model cache"),
+)
+
+
+def match_cause(logs: str) -> Cause | None:
+    """The first known cause whose signature appears in the logs (latest lines weigh most)."""
+    lines = logs.splitlines()[::-1]
+    for line in lines:
+        for cause in CAUSES:
+            if cause.pattern.search(line):
+                return cause
+    return None
+
+
+def is_local(host: str) -> bool:
+    return host in LOCAL_HOSTS
+
+
+def _container_for_port(client: Any, port: int) -> Any | None:
+    for c in client.containers.list(all=True):
+        ports = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+        for bindings in ports.values():
+            for b in bindings or []:
+                if str(b.get("HostPort")) == str(port):
+                    return c
+    return None
+
+
+def for_endpoint(port: int, tail: int = 200) -> dict[str, Any] | None:
+    """State, restarts and a named cause for the local container publishing ``port``; None if none is."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:  # pragma: no cover - docker is a dependency
+        return None
+    try:
+        client = docker.from_env(timeout=10)
+        container = _container_for_port(client, port)
+        if container is None:
+            return None
+        state = container.attrs.get("State") or {}
+        logs = container.logs(tail=tail).decode(errors="replace")
+    except DockerException:
+        return None
+    cause = match_cause(logs)
+    health = (state.get("Health") or {}).get("Status")
+    return {
+        "container": container.name,
+        "state": state.get("Status"),
+        "health": health,
+        "exit_code": state.get("ExitCode"),
+        "restart_count": container.attrs.get("RestartCount", 0),
+        "oom_killed": state.get("OOMKilled", False),
+        "cause": cause.name if cause else None,
+        "fix": cause.fix if cause else None,
+    }

@@ -1,0 +1,208 @@
+"""HTTP plumbing shared by the OpenAI-compatible and Ollama clients.
+
+Every failure becomes :class:`ProtocolError` with a one-line, secret-free reason: connection refused, DNS,
+TLS, timeouts, HTML error pages from proxies, non-JSON or truncated JSON, streams cut mid-answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+
+class ProtocolError(Exception):
+    """A server or network problem, described in one line."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        nxt = seen.__cause__ or seen.__context__
+        assert nxt is not None
+        seen = nxt
+    return seen
+
+
+def describe(exc: BaseException, url: str) -> str:
+    """One line for a transport exception (never a traceback)."""
+    root = _root_cause(exc)
+    text = str(root) or str(exc) or type(exc).__name__
+    host = httpx.URL(url).host if url else "?"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"connect timeout: {url} did not accept a connection"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"read timeout: {url} accepted the connection but sent no answer in time"
+    if isinstance(exc, httpx.WriteTimeout | httpx.PoolTimeout):
+        return f"timeout talking to {url}"
+    if isinstance(root, ssl.SSLError) or "SSL" in text or "CERTIFICATE" in text.upper():
+        return f"TLS error with {host}: {text.splitlines()[0][:160]}"
+    if isinstance(exc, httpx.ConnectError):
+        low = text.lower()
+        if "name or service not known" in low or "nodename nor servname" in low or "errno -2" in low \
+                or "errno -3" in low or "temporary failure in name resolution" in low or "errno -5" in low:
+            return f"DNS lookup failed for host {host!r}"
+        if "refused" in low or "errno 111" in low:
+            return f"connection refused at {url} (nothing listening: is the engine running?)"
+        if "unreachable" in low:
+            return f"network unreachable: {url}"
+        return f"cannot connect to {url}: {text.splitlines()[0][:160]}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection to {url} closed mid-answer: {text.splitlines()[0][:160]}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"HTTP error with {url}: {text.splitlines()[0][:160]}"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:160]}"
+
+
+_TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
+_WS = re.compile(r"\s+")
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    return _WS.sub(" ", text).strip()[:limit]
+
+
+def error_reason(status: int, body: str, ctype: str) -> str:
+    """The server's own message for a non-2xx answer, in one line."""
+    snippet = body.strip()
+    if "html" in ctype or snippet.lower().startswith(("<!doctype html", "<html")):
+        m = _TITLE.search(snippet)
+        title = one_line(m.group(1), 80) if m else "an HTML page"
+        return f"HTTP {status} with an HTML page ({title}): a proxy or gateway answered, not the engine"
+    try:
+        obj = json.loads(snippet)
+    except ValueError:
+        return f"HTTP {status}: {one_line(snippet, 160) or '(empty body)'}"
+    msg: Any = obj
+    if isinstance(obj, dict):
+        err = obj.get("error", obj.get("message", obj.get("detail")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        msg = err if err is not None else obj
+    return f"HTTP {status}: {one_line(str(msg))}"
+
+
+def parse_json(text: str, what: str) -> Any:
+    if not text.strip():
+        raise ProtocolError(f"{what}: empty body where JSON was expected")
+    if text.lstrip().startswith("<"):
+        raise ProtocolError(f"{what}: got HTML where JSON was expected")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        kind = "truncated JSON" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+        raise ProtocolError(f"{what}: {kind} ({exc.msg} at char {exc.pos})") from None
+
+
+class Http:
+    """A thin wrapper over ``httpx.AsyncClient`` that turns every failure into ProtocolError."""
+
+    def __init__(self, base_url: str, timeout: float, api_key: str | None = None,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+        self.api_key = api_key
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
+                                                  limits=httpx.Limits(max_connections=1024))
+        self._own = client is None
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self.client.aclose()
+
+    def headers(self, auth: bool = True) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if auth and self.api_key else {}
+
+    async def request(self, method: str, path: str, *, json_body: Any = None, auth: bool = True,
+                      expect: str = "json") -> tuple[int, Any, float]:
+        """Send, check status, decode. Returns (status, decoded body, elapsed seconds)."""
+        url = self.base + path
+        t0 = time.perf_counter()
+        try:
+            r = await self.client.request(method, url, json=json_body, headers=self.headers(auth))
+        except httpx.HTTPError as exc:
+            raise ProtocolError(describe(exc, url)) from None
+        elapsed = time.perf_counter() - t0
+        if r.status_code >= 400:
+            raise ProtocolError(error_reason(r.status_code, r.text, r.headers.get("content-type", "")),
+                                status=r.status_code)
+        if expect == "json":
+            return r.status_code, parse_json(r.text, f"{method} {path}"), elapsed
+        return r.status_code, r.text, elapsed
+
+    async def status_only(self, method: str, path: str, *, json_body: Any = None, auth: bool = True) -> int:
+        url = self.base + path
+        try:
+            r = await self.client.request(method, url, json=json_body, headers=self.headers(auth))
+        except httpx.HTTPError as exc:
+            raise ProtocolError(describe(exc, url)) from None
+        return r.status_code
+
+    async def stream(self, path: str, payload: Mapping[str, Any], fmt: str) -> AsyncIterator[tuple[float, Any]]:
+        """POST and yield ``(perf_counter timestamp, decoded event)`` per SSE event or NDJSON line.
+
+        SSE: comments (``:``) skipped, ``[DONE]`` ends the stream (yielded as None); a stream that ends
+        without it is an error. NDJSON: ends with the object carrying ``done: true``; ending without it is
+        an error. The timestamp is taken when the event arrives, before JSON decoding."""
+        url = self.base + path
+        try:
+            async with self.client.stream("POST", url, json=payload, headers=self.headers()) as r:
+                if r.status_code >= 400:
+                    body = (await r.aread()).decode(errors="replace")
+                    raise ProtocolError(error_reason(r.status_code, body, r.headers.get("content-type", "")),
+                                        status=r.status_code)
+                finished = False
+                async for line in r.aiter_lines():
+                    ts = time.perf_counter()
+                    if not line or line.startswith(":"):
+                        continue
+                    if fmt == "sse":
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            finished = True
+                            yield ts, None
+                            break
+                        event = parse_json(data, f"stream {path}")
+                        if isinstance(event, dict) and "error" in event and not event.get("choices"):
+                            raise ProtocolError(error_reason(500, data, "application/json"))
+                        yield ts, event
+                    else:
+                        event = parse_json(line, f"stream {path}")
+                        if isinstance(event, dict) and "error" in event:
+                            raise ProtocolError(f"stream error: {event['error']}")
+                        yield ts, event
+                        if isinstance(event, dict) and event.get("done") is True:
+                            finished = True
+                            break
+                if not finished:
+                    end = "data: [DONE]" if fmt == "sse" else 'a line with "done": true'
+                    raise ProtocolError(f"stream {path} ended before {end} (cut mid-answer)")
+        except httpx.HTTPError as exc:
+            raise ProtocolError(describe(exc, url)) from None
+
+
+def read_api_key(path: str | None) -> str | None:
+    """The API key from a file (never argv). Missing or unreadable files are config errors."""
+    if not path:
+        return None
+    from ..endpoints import ConfigError
+
+    try:
+        key = open(path, encoding="utf-8").read().strip()  # noqa: SIM115 - tiny file
+    except OSError as exc:
+        raise ConfigError(f"API key file {path} cannot be read: {exc.strerror or exc}") from None
+    if not key:
+        raise ConfigError(f"API key file {path} is empty")
+    return key

@@ -1,0 +1,138 @@
+"""Session fixtures that run REAL engines on loopback: vLLM (CPU build), llama.cpp's llama-server, and the
+Ollama protocol double. Paths come from tests/setup.sh (same defaults, same GIK_CACHE)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
+VLLM_PY = CACHE / "venv-vllm" / "bin" / "python"
+LLAMA_SERVER = CACHE / "llama.cpp" / "bin" / "llama-server"
+GGUF = CACHE / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+HF_DIR = CACHE / "models" / "smollm2-135m-instruct-hf"
+MODEL = "smollm2:135m"  # the one served name on every engine, as in compose/.env.example
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Engine:
+    name: str
+    url: str
+    model: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+def _need(path: Path) -> None:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `bash tests/setup.sh` first", pytrace=False)
+
+
+def _start(name: str, argv: list[str], url: str, health: str, tmp: Path, timeout: float,
+           env: dict[str, str] | None = None) -> Engine:
+    log = tmp / f"{name}.log"
+    fh = log.open("wb")
+    proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+    engine = Engine(name, url, MODEL, log, proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited with {proc.returncode} during start-up; log tail:\n{engine.log_tail()}",
+                        pytrace=False)
+        try:
+            if httpx.get(url + health, timeout=2).status_code == 200:
+                return engine
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    _stop(engine)
+    pytest.fail(f"{name} not healthy after {timeout:.0f}s; log tail:\n{engine.log_tail()}", pytrace=False)
+
+
+def _stop(engine: Engine) -> None:
+    if engine.proc and engine.proc.poll() is None:
+        engine.proc.terminate()
+        try:
+            engine.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            engine.proc.kill()
+            engine.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def engine_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engines")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(engine_logs: Path) -> Iterator[Engine]:
+    _need(VLLM_PY)
+    _need(HF_DIR / "config.json")
+    port = free_port()
+    argv = [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", str(HF_DIR),
+            "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "--max-model-len", "2048", "--enforce-eager", "--dtype", "bfloat16", "--max-num-seqs", "16"]
+    env = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu",
+           "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
+    engine = _start("vllm", argv, f"http://127.0.0.1:{port}", "/health", engine_logs, 420, env)
+    yield engine
+    _stop(engine)
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(engine_logs: Path) -> Iterator[Engine]:
+    _need(LLAMA_SERVER)
+    _need(GGUF)
+    port = free_port()
+    argv = [str(LLAMA_SERVER), "-m", str(GGUF), "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "-c", "4096", "--parallel", "4", "--metrics", "-t", str(os.cpu_count() or 2)]
+    engine = _start("llamacpp", argv, f"http://127.0.0.1:{port}", "/health", engine_logs, 120)
+    yield engine
+    _stop(engine)
+
+
+@pytest.fixture(scope="session")
+def ollama_double() -> Iterator[Engine]:
+    from doubles.ollama_double import serve
+
+    server = serve(models=[MODEL], gpu=True, token_delay=0.003)
+    port = server.server_address[1]
+    yield Engine("ollama", f"http://127.0.0.1:{port}", MODEL, Path("/dev/null"))
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def ollama_double_cpu() -> Iterator[Engine]:
+    """An Ollama double whose loaded model sits in system RAM (size_vram 0): a silent CPU fallback."""
+    from doubles.ollama_double import serve
+
+    server = serve(models=[MODEL], gpu=False, token_delay=0.003)
+    yield Engine("ollama", f"http://127.0.0.1:{server.server_address[1]}", MODEL, Path("/dev/null"))
+    server.shutdown()
+    server.server_close()
