@@ -134,12 +134,13 @@ async def _live(run: _Run, engine: str) -> bool:
         return await run.step("liveness", f)
     if engine in ("vllm", "llamacpp"):
         async def g() -> tuple[str, str]:
-            status = await http.status_only("GET", "/health")
-            if status == 200:
-                return PASS, "GET /health 200"
-            if status == 503 and engine == "llamacpp":
-                return FAIL, "GET /health 503: llama-server is still loading the model"
-            return FAIL, f"GET /health answered HTTP {status}"
+            try:
+                await http.request("GET", "/health", expect="text")
+            except ProtocolError as exc:
+                if exc.status == 503 and engine == "llamacpp":
+                    return FAIL, "GET /health 503: llama-server is still loading the model"
+                raise
+            return PASS, "GET /health 200"
         return await run.step("liveness", g)
     # generic OpenAI-compatible server: the models list is the only standard liveness probe
     async def h() -> tuple[str, str]:

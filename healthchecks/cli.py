@@ -65,10 +65,29 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
 
+def deployed_only(eps: list[Endpoint]) -> list[Endpoint]:
+    """Compose endpoints whose service has a container here; all of them when docker cannot tell."""
+    from .diagnose import deployed_services
+
+    projects = {e.meta.get("compose_project", "") for e in eps}
+    have: set[str] = set()
+    for project in projects:
+        found = deployed_services(project)
+        if found is None or not found:
+            return eps  # docker unreachable, or nothing deployed here: check what the file declares
+        have |= found
+    kept = [e for e in eps if e.meta.get("compose_service") in have]
+    for e in eps:
+        if e not in kept:
+            err.print(f"note: {e.label} is declared but not deployed here; not checked", markup=False,
+                      highlight=False)
+    return kept
+
+
 def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     eps: list[Endpoint] = [parse_endpoint(s) for s in args.endpoints]
     if args.compose:
-        eps += from_compose(args.compose)
+        eps += deployed_only(from_compose(args.compose))
     if args.inventory:
         eps += from_inventory(args.inventory, args.group)
     if not eps:

@@ -104,3 +104,18 @@ def for_endpoint(port: int, tail: int = 200) -> dict[str, Any] | None:
         "cause": cause.name if cause else None,
         "fix": cause.fix if cause else None,
     }
+
+
+def deployed_services(project: str) -> set[str] | None:
+    """Service names with a container in compose project ``project``; None when docker is unreachable."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        client = docker.from_env(timeout=5)
+        containers = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+    except DockerException:
+        return None
+    return {c.labels.get("com.docker.compose.service", "") for c in containers}

