@@ -2,7 +2,8 @@
 # Bring the stack up and return only when every engine answers a real completion.
 #   compose/up.sh [SERVICE ...]      default: vllm llamacpp ollama  (ollama-models follows ollama)
 # Uses `docker compose up -d --wait` (v2); on hosts with only docker-compose v1 it runs `up -d` and lets
-# `healthcheck --wait` do the waiting. Either way `healthcheck --compose` has the last word.
+# `healthcheck --wait` do the waiting (GIK_COMPOSE=v1|v2 forces one). Either way `healthcheck --compose`
+# has the last word.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE"
@@ -16,9 +17,10 @@ WAIT=${GIK_WAIT_TIMEOUT:-1800}
 up=("${services[@]}")
 for s in "${services[@]}"; do [ "$s" = ollama ] && up+=(ollama-models); done
 
-if docker compose version >/dev/null 2>&1; then
+mode=${GIK_COMPOSE:-auto}  # auto, v2 or v1
+if [ "$mode" != v1 ] && docker compose version >/dev/null 2>&1; then
   docker compose up -d --wait --wait-timeout "$WAIT" "${up[@]}"
-elif command -v docker-compose >/dev/null 2>&1; then
+elif [ "$mode" != v2 ] && command -v docker-compose >/dev/null 2>&1; then
   docker-compose up -d "${up[@]}"
 else
   echo "up.sh: neither 'docker compose' (v2) nor docker-compose (v1) is installed" >&2

@@ -23,6 +23,8 @@ ENGINE_PORTS = {"vllm": ("VLLM_PORT", 8000), "llamacpp": ("LLAMACPP_PORT", 8080)
                 "ollama": ("OLLAMA_PORT", 11434), "sglang": ("SGLANG_PORT", 30000)}
 NON_EMPTY = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "LLAMACPP_MODEL", "LLAMACPP_MODEL_ALIAS", "OLLAMA_MODEL",
              "MODELS_DIR", "HF_TOKEN_FILE", "VLLM_API_KEY_FILE")
+# variables compose.yaml reads from the process environment (which wins over .env, as in compose)
+PREFIXES = ("VLLM_", "LLAMACPP_", "OLLAMA_", "SGLANG_", "HF_", "COMPOSE_", "BIND_", "MODELS_", "LOG_", "RESTART_")
 DEFAULTS = {"MODELS_DIR": "./models", "HF_TOKEN_FILE": "./secrets/hf_token",
             "VLLM_API_KEY_FILE": "./secrets/vllm_api_key", "BIND_ADDRESS": "127.0.0.1",
             "VLLM_MODEL": "/models/smollm2-135m-instruct-hf",
@@ -34,7 +36,7 @@ def settings(project: Path, environ: Mapping[str, str] | None = None) -> dict[st
     """.env values overridden by the process environment, as compose resolves them."""
     env = read_dotenv(project / ".env")
     src = os.environ if environ is None else environ
-    env.update({k: v for k, v in src.items() if k in env or k in DEFAULTS or k.endswith(("_PORT", "_FILE"))})
+    env.update({k: v for k, v in src.items() if k in env or k in DEFAULTS or k.startswith(PREFIXES)})
     return env
 
 
@@ -147,7 +149,7 @@ def _check_ports(env: Mapping[str, str], services: list[str], project_name: str)
             continue
         key, default = ENGINE_PORTS[svc]
         v = env.get(key) or str(default)
-        if not v.isdigit():
+        if not v.isdigit() or not 1 <= int(v) <= 65535:
             continue  # reported by _check_values
         port = int(v)
         if port in chosen:
