@@ -177,7 +177,8 @@ class _Client:
                             last = ts
                             res.chunks += 1
                             text.append(piece or "")
-                        elif usage := ev.get("usage"):
+                        # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
+                        if usage := ev.get("usage"):
                             res.output_tokens = usage.get("completion_tokens")
                             res.prompt_tokens = usage.get("prompt_tokens")
                     else:  # Ollama NDJSON: every line before done carries a token
