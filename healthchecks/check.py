@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -284,10 +286,28 @@ async def check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient)
     return report
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One verifying TLS context for every client (building one costs tens of ms of CPU)."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _client(opts: Options) -> httpx.AsyncClient:
+    # One small pool per endpoint: httpcore scans every pooled connection on each request, so one client
+    # shared by many hosts costs O(hosts) per request.
+    return httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout), limits=httpx.Limits(max_connections=8),
+                             verify=_tls())
+
+
+async def _check_own_client(ep: Endpoint, opts: Options) -> Report:
+    async with _client(opts) as client:
+        return await check_endpoint(ep, opts, client)
+
+
 async def check_all(eps: list[Endpoint], opts: Options) -> list[Report]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout),
-                                 limits=httpx.Limits(max_connections=1024)) as client:
-        reports = await asyncio.gather(*(check_endpoint(e, opts, client) for e in eps))
+    reports = await asyncio.gather(*(_check_own_client(e, opts) for e in eps))
     if opts.diagnose:
         await _diagnose(eps, list(reports))
     return list(reports)
@@ -316,9 +336,11 @@ async def wait_all(eps: list[Endpoint], opts: Options, wait: float,
                 on_attempt(ep, report, delay)
             await asyncio.sleep(delay)
 
-    async with httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout),
-                                 limits=httpx.Limits(max_connections=1024)) as client:
-        reports = list(await asyncio.gather(*(one(e, client) for e in eps)))
+    async def own(ep: Endpoint) -> Report:
+        async with _client(opts) as client:
+            return await one(ep, client)
+
+    reports = list(await asyncio.gather(*(own(e) for e in eps)))
     if opts.diagnose:
         await _diagnose(eps, reports)
     return reports

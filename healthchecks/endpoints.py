@@ -93,7 +93,7 @@ def default_endpoints() -> list[Endpoint]:
 
 
 # -- compose --------------------------------------------------------------------------------------------
-_VAR = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.S)
 
 
@@ -122,34 +122,58 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 def interpolate(value: str, env: Mapping[str, str], where: str = "") -> str:
     """Compose Specification interpolation: $VAR, ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?e}, ${VAR?e},
-    ${VAR:+r}, ${VAR+r}, and $$ for a literal dollar. Defaults may nest variables."""
+    ${VAR:+r}, ${VAR+r}, and $$ for a literal dollar. Defaults may nest variables (balanced braces)."""
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch != "$" or i + 1 >= n:
+            out.append(ch)
+            i += 1
+            continue
+        nxt = value[i + 1]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+        elif nxt == "{":
+            depth, j = 1, i + 2
+            while j < n and depth:
+                depth += {"{": 1, "}": -1}.get(value[j], 0)
+                j += 1
+            if depth:
+                raise ConfigError(f"{where}: unclosed interpolation in {value!r}")
+            out.append(_braced(value[i + 2 : j - 1], env, where))
+            i = j
+        else:
+            m = _PLAIN.match(value, i + 1)
+            if m:
+                out.append(env.get(m.group(0), ""))
+                i = m.end()
+            else:
+                out.append("$")
+                i += 1
+    return "".join(out)
 
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        if m.group("plain"):
-            return env.get(m.group("plain"), "")
-        b = _BRACED.match(m.group("braced") or "")
-        if not b:
-            raise ConfigError(f"{where}: invalid interpolation {m.group(0)!r}")
-        name, op, arg = b.group("name"), b.group("op"), b.group("arg") or ""
-        val = env.get(name)
-        unset_or_empty = not val
-        if op is None:
-            return val or ""
-        if op in (":-", "-"):
-            use_default = unset_or_empty if op == ":-" else val is None
-            return interpolate(arg, env, where) if use_default else (val or "")
-        if op in (":?", "?"):
-            missing = unset_or_empty if op == ":?" else val is None
-            if missing:
-                raise ConfigError(f"required variable {name} is not set: {arg or 'set it in compose/.env'}")
-            return val or ""
-        # :+ / +
-        present = not unset_or_empty if op == ":+" else val is not None
-        return interpolate(arg, env, where) if present else ""
 
-    return _VAR.sub(sub, value)
+def _braced(expr: str, env: Mapping[str, str], where: str) -> str:
+    b = _BRACED.match(expr)
+    if not b:
+        raise ConfigError(f"{where}: invalid interpolation ${{{expr}}}")
+    name, op, arg = b.group("name"), b.group("op"), b.group("arg") or ""
+    val = env.get(name)
+    unset_or_empty = not val
+    if op is None:
+        return val or ""
+    if op in (":-", "-"):
+        use_default = unset_or_empty if op == ":-" else val is None
+        return interpolate(arg, env, where) if use_default else (val or "")
+    if op in (":?", "?"):
+        missing = unset_or_empty if op == ":?" else val is None
+        if missing:
+            raise ConfigError(f"required variable {name} is not set: {arg or 'set it in compose/.env'}")
+        return val or ""
+    present = not unset_or_empty if op == ":+" else val is not None  # :+ / +
+    return interpolate(arg, env, where) if present else ""
 
 
 def _interp_tree(node: Any, env: Mapping[str, str], where: str) -> Any:

@@ -379,6 +379,9 @@ class Handler(BaseHTTPRequestHandler):
 class OllamaDouble(ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-stream is normal for a server; do not print tracebacks."""
+
     def __init__(self, addr: tuple[str, int], state: State) -> None:
         super().__init__(addr, Handler)
         self.state = state

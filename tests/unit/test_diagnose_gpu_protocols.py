@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from healthchecks import gpu
+from healthchecks.diagnose import match_cause
+from healthchecks.protocols import ProtocolError, error_reason, parse_json
+
+pytestmark = pytest.mark.unit
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gpu"
+
+
+@pytest.mark.parametrize(("log", "cause"), [
+    ("huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for url https://x",
+     "gated or unauthorized model"),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "CUDA out of memory"),
+    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`",
+     "CUDA out of memory"),
+    ("RuntimeError: The NVIDIA driver on your system is too old (found version 11040).",
+     "NVIDIA driver too old for the image"),
+    ("nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.4, please update your driver",
+     "NVIDIA driver too old for the image"),
+    ("Failed to initialize NVML: Unknown Error", "GPU lost (NVML unknown error)"),
+    ("OSError: [Errno 98] Address already in use", "address already in use"),
+    ("Error: could not select device driver \"\" with capabilities: [[gpu]]", "no GPU runtime"),
+    ("OSError: /models/x does not appear to have a file named config.json", "model not found"),
+    ("llama_model_load: error loading model: failed to load model '/models/x.gguf'", "model not found"),
+])
+def test_log_signatures(log: str, cause: str) -> None:
+    found = match_cause("INFO starting\n" + log + "\nINFO shutting down")
+    assert found is not None and found.name == cause and found.fix
+
+
+def test_no_cause_in_clean_logs() -> None:
+    assert match_cause("INFO: Application startup complete.\nINFO: 200 OK") is None
+
+
+def test_latest_line_wins() -> None:
+    logs = "OSError: [Errno 98] Address already in use\ntorch.OutOfMemoryError: CUDA out of memory"
+    assert match_cause(logs).name == "CUDA out of memory"  # type: ignore[union-attr]
+
+
+def _section(i: int) -> str:
+    return (FIXTURES / "h100-nvidia-smi.txt").read_text().split("\n---\n")[i]
+
+
+def test_real_h100_banner_csv_and_xml() -> None:
+    assert gpu.parse_banner(_section(0)) == ("580.159.04", "13.0")
+    rows = gpu.parse_csv(_section(1))
+    assert rows[0]["name"] == "NVIDIA H100 80GB HBM3" and rows[0]["compute_cap"] == "9.0"
+    assert gpu._num(rows[0]["memory.total"]) == 81559
+    assert gpu.parse_memory_used(_section(2)) == {"0": 0.0}
+    info = gpu.parse_xml((FIXTURES / "h100-nvidia-smi-q.xml").read_text())
+    assert info["driver_version"] == "580.159.04" and info["cuda_version"] == "13.0"
+    assert len(info["gpus"]) == 1 and info["gpus"][0].memory_total_mib == 81559
+    assert gpu.version_tuple(info["cuda_version"]) >= (12, 4)
+
+
+def test_gpu_parse_errors() -> None:
+    with pytest.raises(ValueError, match="no 'Driver Version"):
+        gpu.parse_banner("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
+    with pytest.raises(ValueError, match="does not parse"):
+        gpu.parse_xml("<nvidia_smi_log><gpu>")
+    with pytest.raises(ValueError, match="fields"):
+        gpu.parse_csv("index, name\n0, a, b\n")
+
+
+def test_error_reasons() -> None:
+    assert error_reason(404, '{"error": "model \\"x\\" not found, try pulling it first"}', "application/json") \
+        == 'HTTP 404: model "x" not found, try pulling it first'
+    assert error_reason(400, '{"error": {"message": "bad\\nthing", "type": "x"}}', "application/json") \
+        == "HTTP 400: bad thing"
+    assert "HTML page (502 Bad Gateway)" in error_reason(502, "<html><title>502 Bad Gateway</title>", "text/html")
+    assert error_reason(500, "", "text/plain") == "HTTP 500: (empty body)"
+    with pytest.raises(ProtocolError, match="truncated JSON"):
+        parse_json('{"a": [1, 2', "x")
+    with pytest.raises(ProtocolError, match="invalid JSON"):
+        parse_json('{"a": nope}', "x")
+    with pytest.raises(ProtocolError, match="empty body"):
+        parse_json("  ", "x")
