@@ -58,6 +58,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compose", metavar="FILE", help="discover endpoints from a compose file or project dir")
     p.add_argument("--inventory", metavar="FILE", help="discover endpoints from an Ansible inventory")
     p.add_argument("--group", metavar="NAME", help="with --inventory: only hosts of this group")
+    p.add_argument("--host", metavar="NAME", help="with --inventory: only this inventory host")
     p.add_argument("--model", metavar="NAME", help="the model every endpoint must serve")
     p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="SECONDS",
                    help="per-request timeout (default 30)")
@@ -89,7 +90,7 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if args.compose:
         eps += deployed_only(from_compose(args.compose))
     if args.inventory:
-        eps += from_inventory(args.inventory, args.group)
+        eps += from_inventory(args.inventory, args.group, args.host)
     if not eps:
         eps = default_endpoints()
     if args.api_key_file:

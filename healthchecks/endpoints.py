@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -306,11 +307,12 @@ INV_MODELS = {"vllm": "inference_stack_vllm_served_model_name", "ollama": "infer
 
 def _inventory_hostvars(path: Path) -> dict[str, dict[str, Any]]:
     """hostvars of every host, through ``ansible-inventory --list`` (group_vars, host_vars and all)."""
-    exe = shutil.which("ansible-inventory")
+    beside = Path(sys.executable).parent / "ansible-inventory"  # same venv as the kit, even if not on PATH
+    exe = str(beside) if beside.is_file() else shutil.which("ansible-inventory")
     if exe is None:
         raise ConfigError("--inventory needs ansible-inventory on PATH (pip install 'gpu-inference-kit[ansible]')")
     proc = subprocess.run([exe, "-i", str(path), "--list"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": "", "ANSIBLE_NOCOLOR": "1"})
+                          env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ConfigError(f"ansible-inventory could not read {path}: {last}")
@@ -318,41 +320,44 @@ def _inventory_hostvars(path: Path) -> dict[str, dict[str, Any]]:
     return dict(data.get("_meta", {}).get("hostvars", {}))
 
 
-def from_inventory(path: str | Path, group: str | None = None) -> list[Endpoint]:
+def from_inventory(path: str | Path, group: str | None = None, host: str | None = None) -> list[Endpoint]:
     """Hosts x enabled engines x ports from an Ansible inventory (roles' defaults fill the gaps)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"inventory {p} does not exist")
     hostvars = _inventory_hostvars(p)
     found: list[Endpoint] = []
-    for host, hv in sorted(hostvars.items()):
+    for name, hv in sorted(hostvars.items()):
         if group and group not in hv.get("group_names", []):
+            continue
+        if host and host != name:
             continue
         engines = hv.get(INV_ENGINES, ["vllm", "ollama", "llamacpp"])
         if not isinstance(engines, list):
-            raise ConfigError(f"{host}: {INV_ENGINES} must be a list, not {engines!r}")
-        address = hv.get("healthcheck_address") or hv.get("ansible_host") or host
+            raise ConfigError(f"{name}: {INV_ENGINES} must be a list, not {engines!r}")
+        address = hv.get("healthcheck_address") or hv.get("ansible_host") or name
         if hv.get("ansible_connection") == "local" and "ansible_host" not in hv:
             address = "127.0.0.1"
         for engine in engines:
             if engine not in DEFAULT_PORTS:
-                raise ConfigError(f"{host}: unknown engine {engine!r} in {INV_ENGINES}")
+                raise ConfigError(f"{name}: unknown engine {engine!r} in {INV_ENGINES}")
             port = hv.get(INV_PORTS[engine], DEFAULT_PORTS[engine])
             try:
                 port = int(port)
             except (TypeError, ValueError):
-                raise ConfigError(f"{host}: {INV_PORTS[engine]} must be a port number, not {port!r}") from None
+                raise ConfigError(f"{name}: {INV_PORTS[engine]} must be a port number, not {port!r}") from None
             gpu = hv.get("inference_stack_gpu")
             found.append(Endpoint(
                 engine=engine,
                 url=f"http://{address}:{port}",
                 model=hv.get(INV_MODELS[engine]),
-                name=f"{host}/{engine}",
+                name=f"{name}/{engine}",
                 expect_gpu=None if gpu is None else bool(gpu),
-                meta={"host": host},
+                meta={"host": name},
             ))
     if not found:
-        raise ConfigError(f"no hosts with engines in inventory {p}" + (f" group {group}" if group else ""))
+        where = (f" group {group}" if group else "") + (f" host {host}" if host else "")
+        raise ConfigError(f"no hosts with engines in inventory {p}{where}")
     return found
 
 

@@ -1,0 +1,157 @@
+"""Ansible: lint and syntax; site.yml against this machine (no GPU, offline CPU images, vLLM + llama.cpp),
+then the testinfra suite against it, then a second run that must report changed=0; bad input stops the play
+before any change, naming the variable."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ansible(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "GIK_BIN": str(BIN), **(env or {})})
+
+
+def recap(out: str) -> dict[str, int]:
+    m = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out)
+    assert m, out[-3000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()), strict=True))
+
+
+def test_ansible_lint_production_profile() -> None:
+    r = ansible("ansible-lint", "--profile", "production", "--offline", "site.yml", "playbooks/", "roles/")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+
+def test_syntax_check() -> None:
+    for inv in ("inventory/hosts.yml", "inventory/local.yml"):
+        r = ansible("ansible-playbook", "site.yml", "-i", inv, "--syntax-check")
+        assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[dict]:
+    """A CI inventory for this machine, its group_vars, and an encrypted vault with a fake token."""
+    token = "hf_ansible" + secrets.token_hex(10)
+    inv_dir = tmp_path / "inventory"
+    (inv_dir / "group_vars" / "gpu_hosts").mkdir(parents=True)
+    (inv_dir / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    project = "gik-ansible-" + secrets.token_hex(3)
+    settings = {
+        "inference_stack_gpu": False,
+        "inference_stack_engines": ["vllm", "llamacpp"],
+        "inference_stack_bind_address": "127.0.0.1",
+        "inference_stack_vllm_port": _free_port(),
+        "inference_stack_llamacpp_port": _free_port(),
+        "inference_stack_dir": str(tmp_path / "opt"),
+        "inference_stack_project_name": project,
+        "inference_stack_models_dir": str(CACHE / "models"),
+        "inference_stack_wait_timeout": 900,
+        "docker_install_from": "distro",
+        "docker_manage_service": False,  # dockerd runs without an init system here
+        "preflight_disk_path": "/",
+        "preflight_min_free_disk_gb": 5,
+        "verify_num_prompts": 4,
+        "verify_output_len": 16,
+        "verify_reports_dir": str(tmp_path / "reports"),
+    }
+    (inv_dir / "group_vars" / "gpu_hosts" / "main.yml").write_text(yaml.safe_dump(settings))
+    vault = inv_dir / "group_vars" / "gpu_hosts" / "vault.yml"
+    vault.write_text(yaml.safe_dump({"vault_hf_token": token, "vault_vllm_api_key": ""}))
+    pw = tmp_path / "vault-pass"
+    pw.write_text(secrets.token_hex(16))
+    r = ansible("ansible-vault", "encrypt", str(vault), "--vault-password-file", str(pw))
+    assert r.returncode == 0, r.stderr
+    assert token not in vault.read_text()
+    yield {"inventory": inv_dir / "hosts.yml", "pw": pw, "token": token, "settings": settings,
+           "project": project, "tmp": tmp_path}
+    if (tmp_path / "opt" / "compose").is_dir():
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"],
+                       cwd=tmp_path / "opt" / "compose", capture_output=True, timeout=300)
+
+
+def test_site_yml_deploys_verifies_and_is_idempotent(lab: dict) -> None:
+    args = ("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), "--vault-password-file", str(lab["pw"]))
+    t0 = time.monotonic()
+    first = ansible(*args)
+    t_first = time.monotonic() - t0
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    assert recap(first.stdout)["failed"] == 0
+    assert lab["token"] not in first.stdout + first.stderr
+
+    reports = lab["tmp"] / "reports" / "localhost"
+    hc = yaml.safe_load((reports / "healthcheck.json").read_text())
+    assert hc["healthy"] and sorted(e["engine"] for e in hc["endpoints"]) == ["llamacpp", "vllm"]
+    assert (reports / "bench.json").is_file() and (reports / "bench.png").stat().st_size > 10_000
+
+    infra = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), "-q", "-p",
+                            "no:cacheprovider", "--hosts=ansible://gpu_hosts",
+                            f"--ansible-inventory={lab['inventory']}", "-o", "addopts="],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(lab["pw"]),
+                                "PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
+    assert infra.returncode == 0, infra.stdout[-4000:] + infra.stderr[-2000:]
+    assert "passed" in infra.stdout
+    assert lab["token"] not in infra.stdout + infra.stderr
+
+    t0 = time.monotonic()
+    second = ansible(*args)
+    t_second = time.monotonic() - t0
+    assert second.returncode == 0, second.stdout[-6000:]
+    assert recap(second.stdout)["changed"] == 0, second.stdout[-6000:]
+    print(f"\nsite.yml first run {t_first:.0f}s, second run {t_second:.0f}s (changed=0)")
+
+    check = ansible(*args, "--check", "--diff")
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert recap(check.stdout)["changed"] == 0
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ({"inference_stack_engines": ["vllm", "tgi"]}, "inference_stack_engines"),
+    ({"inference_stack_vllm_port": "eighty"}, "inference_stack_vllm_port"),
+    ({"inference_stack_llamacpp_port": "SAME"}, "port clash"),
+    ({"docker_install_from": "snap"}, "docker_install_from"),
+    ({"inference_stack_gpu": "maybe"}, "inference_stack_gpu"),
+])
+def test_bad_input_stops_before_any_change(lab: dict, override: dict, needle: str) -> None:
+    settings = dict(lab["settings"])
+    for k, v in override.items():
+        settings[k] = settings["inference_stack_vllm_port"] if v == "SAME" else v
+    (lab["inventory"].parent / "group_vars" / "gpu_hosts" / "main.yml").write_text(yaml.safe_dump(settings))
+    r = ansible("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), "--vault-password-file",
+                str(lab["pw"]), timeout=300)
+    assert r.returncode != 0
+    assert needle in r.stdout + r.stderr, r.stdout[-3000:]
+    assert recap(r.stdout)["changed"] == 0
+    assert not (lab["tmp"] / "opt").exists(), "a change was made before the bad value was caught"
+
+
+def test_missing_vault_value_stops_before_any_change(lab: dict) -> None:
+    (lab["inventory"].parent / "group_vars" / "gpu_hosts" / "vault.yml").unlink()
+    r = ansible("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), timeout=300)
+    assert r.returncode != 0
+    assert "vault_hf_token is not set" in r.stdout
+    assert recap(r.stdout)["changed"] == 0 and not (lab["tmp"] / "opt").exists()
