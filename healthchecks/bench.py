@@ -14,7 +14,6 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,10 +146,7 @@ class _Client:
     def payload(self, prompt: str) -> tuple[str, dict[str, Any], str]:
         n = self.cfg.output_len
         if self.api == "ollama":
-            body = ol.chat_payload(self.model, prompt, n, True)
-            body["messages"] = [{"role": "user", "content": prompt}]
-            return "/api/generate", {"model": self.model, "prompt": prompt, "stream": True, "raw": False,
-                                     "options": body["options"]}, "ndjson"
+            return "/api/generate", ol.generate_payload(self.model, prompt, n, True), "ndjson"
         extra: dict[str, Any] = {"ignore_eos": True} if self.cfg.ignore_eos else {}
         if self.api == "chat":
             return "/v1/chat/completions", oa.chat_payload(self.model, prompt, n, True, **extra), "sse"
@@ -337,8 +333,3 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, prompts: list[str],
             for ep in eps:
                 results.append(await run_endpoint(ep, cfg, prompts, client, progress))
     return results
-
-
-async def _aiter(items: list[str]) -> AsyncIterator[str]:  # pragma: no cover - helper for callers
-    for i in items:
-        yield i

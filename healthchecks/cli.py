@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -159,7 +160,7 @@ def healthcheck_main(argv: Sequence[str] | None = None) -> int:
         err.print(f"healthcheck: {exc}", markup=False, highlight=False)
         return EXIT_USAGE
     if args.expect_gpu is not None:
-        eps = [e.__class__(**{**e.__dict__, "expect_gpu": args.expect_gpu}) for e in eps]
+        eps = [replace(e, expect_gpu=args.expect_gpu) for e in eps]
     opts = Options(timeout=args.timeout, max_tokens=args.max_tokens, diagnose=not args.no_diagnose)
     try:
         if args.wait:

@@ -27,9 +27,6 @@ for _m, _title in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", 
         ROWS.append((f"{_stat}_{_m}_ms", f"{_title} {_stat} (ms)", "{:.2f}"))
 ROWS.append(("mean_queue_wait_ms", "queue wait mean (ms)", "{:.2f}"))
 
-RESULT_FIELDS = ("duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
-                 "request_throughput", "request_goodput", "output_throughput", "total_token_throughput")
-
 
 def _fmt(value: Any, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -107,20 +107,13 @@ def parse_json(text: str, what: str) -> Any:
 
 
 class Http:
-    """A thin wrapper over ``httpx.AsyncClient`` that turns every failure into ProtocolError."""
+    """Requests to one endpoint over the caller's ``httpx.AsyncClient``; every failure becomes ProtocolError."""
 
-    def __init__(self, base_url: str, timeout: float, api_key: str | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float, api_key: str | None, client: httpx.AsyncClient) -> None:
         self.base = base_url.rstrip("/")
         self.timeout = timeout
         self.api_key = api_key
-        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                                  limits=httpx.Limits(max_connections=1024))
-        self._own = client is None
-
-    async def aclose(self) -> None:
-        if self._own:
-            await self.client.aclose()
+        self.client = client  # owned by the caller (one pool per endpoint)
 
     def headers(self, auth: bool = True) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if auth and self.api_key else {}

@@ -35,6 +35,11 @@ def chat_payload(model: str, prompt: str, num_predict: int, stream: bool, **opti
             "options": {"num_predict": num_predict, "temperature": 0, **options}}
 
 
+def generate_payload(model: str, prompt: str, num_predict: int, stream: bool) -> dict[str, Any]:
+    return {"model": model, "prompt": prompt, "stream": stream,
+            "options": {"num_predict": num_predict, "temperature": 0}}
+
+
 async def chat(http: Http, model: str, prompt: str, num_predict: int = 8) -> dict[str, Any]:
     _, body, _ = await http.request("POST", "/api/chat", json_body=chat_payload(model, prompt, num_predict, False))
     if not isinstance(body, dict) or "message" not in body:
