@@ -60,6 +60,8 @@ def lab(tmp_path: Path) -> Iterator[dict]:
     (inv_dir / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
     project = "gik-ansible-" + secrets.token_hex(3)
+    tarball = tmp_path / "llama.cpp-server.tar"  # the air-gapped path: an image shipped as a `docker save` tarball
+    subprocess.run(["docker", "save", "-o", str(tarball), "local/llama.cpp:server"], check=True, timeout=300)
     settings = {
         "inference_stack_gpu": False,
         "inference_stack_engines": ["vllm", "llamacpp"],
@@ -70,6 +72,7 @@ def lab(tmp_path: Path) -> Iterator[dict]:
         "inference_stack_project_name": project,
         "inference_stack_models_dir": str(CACHE / "models"),
         "inference_stack_wait_timeout": 900,
+        "inference_stack_image_tarballs": [str(tarball)],
         "docker_install_from": "distro",
         "docker_manage_service": False,  # dockerd runs without an init system here
         "preflight_disk_path": "/",
@@ -101,6 +104,8 @@ def test_site_yml_deploys_verifies_and_is_idempotent(lab: dict) -> None:
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
     assert recap(first.stdout)["failed"] == 0
     assert lab["token"] not in first.stdout + first.stderr
+    loaded = r"TASK \[inference_stack : Load image tarballs that are new or changed\][^\n]*\n+changed:"
+    assert re.search(loaded, first.stdout), "the image tarball was not loaded"
 
     reports = lab["tmp"] / "reports" / "localhost"
     hc = yaml.safe_load((reports / "healthcheck.json").read_text())
