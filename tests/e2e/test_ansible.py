@@ -160,3 +160,19 @@ def test_missing_vault_value_stops_before_any_change(lab: dict) -> None:
     assert r.returncode != 0
     assert "vault_hf_token is not set" in r.stdout
     assert recap(r.stdout)["changed"] == 0 and not (lab["tmp"] / "opt").exists()
+
+
+def test_gpu_roles_check_mode_on_a_host_without_network(tmp_path: Path) -> None:
+    """nvidia_driver and container_toolkit with inference_stack_gpu=true in --check: nothing fetched or changed,
+    and they say what a real run would install."""
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    (tmp_path / "group_vars" / "gpu_hosts.yml").write_text(yaml.safe_dump(
+        {"inference_stack_gpu": True, "vault_hf_token": ""}))
+    r = ansible("ansible-playbook", "site.yml", "-i", str(tmp_path / "hosts.yml"), "--check",
+                "--tags", "nvidia_driver,container_toolkit", timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert recap(r.stdout) == {"ok": recap(r.stdout)["ok"], "changed": 0, "unreachable": 0, "failed": 0}
+    assert "would install nvidia-open-580 and cuda-toolkit-12-8" in r.stdout
+    assert "would install nvidia-container-toolkit 1.18.0-1" in r.stdout
