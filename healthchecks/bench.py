@@ -23,12 +23,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import gpu, metrics
-from .endpoints import ConfigError, Endpoint
+from . import engines, gpu, metrics
+from .endpoints import Endpoint
+from .engines import Engine, RequestParams
+from .errors import ConfigError, ProtocolError
 from .metrics import RequestResult
-from .protocols import Http, ProtocolError, read_api_key
-from .protocols import ollama as ol
-from .protocols import openai as oa
+from .protocols import Http, read_api_key
 
 VOCAB = (
     "time person year way day thing man world life hand part child eye woman place work week case point "
@@ -131,102 +131,35 @@ class EndpointResult:
     kv_cache_peak_pct: float | None = None
     engine_stats: dict[str, float] = field(default_factory=dict)
     setup_error: str = ""
+    meta: dict[str, str] = field(default_factory=dict)  # the endpoint's own facts (e.g. a provider choice)
 
     @property
     def completed(self) -> int:
         return int(self.metrics.get("completed", 0))
 
 
-class _Client:
-    """Send one request of the chosen API and fill a RequestResult from its stream."""
-
-    def __init__(self, http: Http, api: str, model: str, cfg: BenchConfig) -> None:
-        self.http, self.api, self.model, self.cfg = http, api, model, cfg
-
-    def payload(self, prompt: str) -> tuple[str, dict[str, Any], str]:
-        n = self.cfg.output_len
-        if self.api == "ollama":
-            return "/api/generate", ol.generate_payload(self.model, prompt, n, True), "ndjson"
-        extra: dict[str, Any] = {"ignore_eos": True} if self.cfg.ignore_eos else {}
-        if self.api == "chat":
-            return "/v1/chat/completions", oa.chat_payload(self.model, prompt, n, True, **extra), "sse"
-        return "/v1/completions", oa.completion_payload(self.model, prompt, n, True, **extra), "sse"
-
-    async def send(self, prompt: str) -> RequestResult:
-        path, body, fmt = self.payload(prompt)
-        res = RequestResult()
-        text: list[str] = []
-        st = time.perf_counter()
-        last = st
-        try:
-            async with asyncio.timeout(self.cfg.request_timeout):
-                async for ts, ev in self.http.stream(path, body, fmt):
-                    if ev is None:
-                        continue
-                    if fmt == "sse":
-                        if ev.get("choices"):
-                            piece = oa.chunk_text(ev)
-                            if res.chunks == 0:
-                                res.ttft = ts - st
-                            else:
-                                res.itl.append(ts - last)
-                            last = ts
-                            res.chunks += 1
-                            text.append(piece or "")
-                        # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
-                        if usage := ev.get("usage"):
-                            res.output_tokens = usage.get("completion_tokens")
-                            res.prompt_tokens = usage.get("prompt_tokens")
-                    else:  # Ollama NDJSON: every line before done carries a token
-                        if ev.get("done"):
-                            res.output_tokens = ev.get("eval_count")
-                            res.prompt_tokens = ev.get("prompt_eval_count")
-                            res.engine_stats = {k: ev[k] for k in ("eval_count", "eval_duration",
-                                                "prompt_eval_count", "prompt_eval_duration", "load_duration",
-                                                "total_duration") if k in ev}
-                            continue
-                        if res.chunks == 0:
-                            res.ttft = ts - st
-                        else:
-                            res.itl.append(ts - last)
-                        last = ts
-                        res.chunks += 1
-                        text.append(str(ev.get("response", "")))
-        except TimeoutError:
-            res.error = f"no complete answer within {self.cfg.request_timeout:.0f}s"
-            return res
-        except ProtocolError as exc:
-            res.error = exc.reason
-            return res
-        if res.chunks == 0:
-            res.error = "never received a chunk with tokens (cannot compute TTFT)"
-            return res
-        res.latency = last - st
-        res.generated_text = "".join(text)
-        res.success = True
-        return res
+def request_params(cfg: BenchConfig) -> RequestParams:
+    return RequestParams(max_tokens=cfg.output_len, ignore_eos=cfg.ignore_eos, request_timeout=cfg.request_timeout)
 
 
-async def _resolve(ep: Endpoint, http: Http) -> tuple[str, str]:
-    from .check import detect_engine
-
-    engine = ep.engine or await detect_engine(http)
+async def _resolve(ep: Endpoint, http: Http) -> tuple[Engine, str]:
+    engine = engines.get(ep.engine) if ep.engine else await engines.detect(http)
     model = ep.model
     if model is None:
-        served = await (ol.tags(http) if engine == "ollama" else oa.models(http))
+        served = await engine.models(http)
         if not served:
             raise ProtocolError("the endpoint serves no model")
         model = served[0]
     return engine, model
 
 
-async def _kv_cache_sampler(http: Http, stop: asyncio.Event, peak: list[float]) -> None:
-    """vLLM's KV-cache usage (0..1) from /metrics, sampled until stopped."""
+async def _kv_cache_sampler(http: Http, series: tuple[str, ...], stop: asyncio.Event, peak: list[float]) -> None:
+    """The engine's KV-cache usage gauge (0..1) from /metrics, sampled until stopped."""
     while not stop.is_set():
         try:
             _, text, _ = await http.request("GET", "/metrics", expect="text")
             for line in text.splitlines():
-                if line.startswith(("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")):
+                if line.startswith(series):
                     peak[0] = max(peak[0], float(line.rsplit(" ", 1)[1]))
         except (ProtocolError, ValueError, IndexError):
             pass
@@ -236,29 +169,33 @@ async def _kv_cache_sampler(http: Http, stop: asyncio.Event, peak: list[float]) 
 
 async def run_endpoint(ep: Endpoint, cfg: BenchConfig, prompts: list[str], client: httpx.AsyncClient,
                        progress: Progress | None = None) -> EndpointResult:
-    http = Http(ep.url, cfg.timeout, read_api_key(ep.api_key_file), client)
+    http = Http(ep.url, cfg.timeout, read_api_key(ep.api_key_file, env=ep.api_key_env), client)
     try:
         engine, model = await _resolve(ep, http)
     except ProtocolError as exc:
         r = EndpointResult(ep.label, ep.engine or "?", ep.url, ep.model or "?", cfg.api or "?", len(prompts),
-                           setup_error=exc.reason)
+                           setup_error=exc.reason, meta=dict(ep.meta))
         r.errors[exc.reason] = len(prompts)
         r.metrics = metrics.calculate([RequestResult(error=exc.reason)] * len(prompts), 0.0,
                                       cfg.goodput)
         return r
-    api = cfg.api or ("ollama" if engine == "ollama" else "chat")
-    if api == "ollama" and engine != "ollama":
-        raise ConfigError(f"--api ollama needs an Ollama endpoint; {ep.label} is {engine}")
-    result = EndpointResult(ep.label, engine, ep.url, model, api, len(prompts))
-    sender = _Client(http, api, model, cfg)
+    api = cfg.api or engine.default_api
+    if api not in engine.apis:
+        raise ConfigError(f"--api {api} is not served by {ep.label} ({engine.name}: {', '.join(engine.apis)})")
+    result = EndpointResult(ep.label, engine.name, ep.url, model, api, len(prompts), meta=dict(ep.meta))
+    params = request_params(cfg)
+
+    async def send(prompt: str) -> RequestResult:
+        return await engine.send(http, api, model, prompt, params)
+
     for i in range(cfg.warmups):
-        await sender.send(prompts[i % len(prompts)])
+        await send(prompts[i % len(prompts)])
 
     stop = asyncio.Event()
     kv_peak = [0.0]
     samplers = []
-    if engine == "vllm":
-        samplers.append(asyncio.create_task(_kv_cache_sampler(http, stop, kv_peak)))
+    if engine.kv_cache_series:
+        samplers.append(asyncio.create_task(_kv_cache_sampler(http, engine.kv_cache_series, stop, kv_peak)))
     gpu_sampler = gpu.MemorySampler.for_endpoint(ep.host, ep.port) if cfg.gpu_sampling else None
     if gpu_sampler:
         gpu_sampler.start()
@@ -269,11 +206,11 @@ async def run_endpoint(ep: Endpoint, cfg: BenchConfig, prompts: list[str], clien
     async def one(prompt: str) -> RequestResult:
         t_wait = time.perf_counter()
         if sem is None:
-            res = await sender.send(prompt)
+            res = await send(prompt)
         else:
             async with sem:
                 wait = time.perf_counter() - t_wait
-                res = await sender.send(prompt)
+                res = await send(prompt)
                 res.queue_wait = wait
         if progress is not None and task_id is not None:
             progress.advance(task_id)
@@ -296,29 +233,9 @@ async def run_endpoint(ep: Endpoint, cfg: BenchConfig, prompts: list[str], clien
     result.requests = requests
     result.metrics = metrics.calculate(requests, duration, cfg.goodput)
     result.errors = Counter(r.error for r in requests if not r.success)
-    result.kv_cache_peak_pct = 100 * kv_peak[0] if engine == "vllm" else None
-    if api == "ollama":
-        result.engine_stats = _ollama_stats([r for r in requests if r.success])
+    result.kv_cache_peak_pct = 100 * kv_peak[0] if engine.kv_cache_series else None
+    result.engine_stats = engine.summarise([r for r in requests if r.success])
     return result
-
-
-def _ollama_stats(ok: list[RequestResult]) -> dict[str, float]:
-    """Ollama's own timings beside the client's: means over successful requests (ms and tokens/s)."""
-    stats = [r.engine_stats for r in ok if r.engine_stats]
-    if not stats:
-        return {}
-
-    def mean(key: str) -> float:
-        return float(np.mean([s.get(key, 0) for s in stats]))
-
-    eval_rates = [s["eval_count"] / (s["eval_duration"] / 1e9) for s in stats if s.get("eval_duration")]
-    return {
-        "mean_eval_count": mean("eval_count"),
-        "mean_eval_duration_ms": mean("eval_duration") / 1e6,
-        "mean_prompt_eval_duration_ms": mean("prompt_eval_duration") / 1e6,
-        "mean_load_duration_ms": mean("load_duration") / 1e6,
-        "mean_eval_rate_tok_s": float(np.mean(eval_rates)) if eval_rates else 0.0,
-    }
 
 
 async def run_all(eps: list[Endpoint], cfg: BenchConfig, prompts: list[str],

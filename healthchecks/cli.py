@@ -1,4 +1,5 @@
-"""Console scripts ``healthcheck`` and ``smoke-bench``: argv -> options, exit codes, all printing.
+"""Console script ``healthcheck`` and what both CLIs share (argv conventions, endpoint resolution, exit
+codes); ``smoke-bench`` lives in ``bench_cli.py``. The CLIs are the only modules that print.
 
 Exit codes: 0 healthy / benchmark done, 1 an endpoint unhealthy or failing, 2 usage or config error.
 """
@@ -18,7 +19,6 @@ from rich.table import Table
 
 from . import __version__
 from .endpoints import (
-    ConfigError,
     Endpoint,
     default_endpoints,
     from_compose,
@@ -26,6 +26,8 @@ from .endpoints import (
     parse_endpoint,
     with_defaults,
 )
+from .engines import ENGINES, NAMES
+from .errors import ConfigError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 out = Console(soft_wrap=True)
@@ -54,7 +56,7 @@ def _positive(kind: type[float] | type[int]) -> Any:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("endpoints", nargs="*", metavar="ENDPOINT",
-                   help="ENGINE=URL (vllm, ollama, llamacpp, openai) or a bare URL to probe; "
+                   help=f"ENGINE=URL ({', '.join(NAMES)}) or a bare URL to probe; "
                         "default: the kit's ports on 127.0.0.1")
     p.add_argument("--compose", metavar="FILE", help="discover endpoints from a compose file or project dir")
     p.add_argument("--inventory", metavar="FILE", help="discover endpoints from an Ansible inventory")
@@ -65,6 +67,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="per-request timeout (default 30)")
     p.add_argument("--api-key-file", metavar="FILE", help="file holding the API key (never pass keys in argv)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    for engine in ENGINES.values():
+        engine.add_arguments(p)
 
 
 def deployed_only(eps: list[Endpoint]) -> list[Endpoint]:
@@ -98,7 +102,10 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
         from .protocols import read_api_key
 
         read_api_key(args.api_key_file)  # fail early, as a config error, if unreadable
-    return with_defaults(eps, args.model, args.api_key_file)
+    eps = with_defaults(eps, args.model, args.api_key_file)
+    for engine in ENGINES.values():
+        eps = engine.configure(args, eps)
+    return eps
 
 
 # -- healthcheck ---------------------------------------------------------------------------------------
@@ -200,68 +207,3 @@ async def _wait_with_progress(eps: list[Endpoint], opts: Any, wait: float, quiet
                           markup=False, highlight=False)
 
         return await wait_all(eps, opts, wait, on_attempt)
-
-
-# -- smoke-bench ---------------------------------------------------------------------------------------
-def bench_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="smoke-bench", description="Serving benchmark for every endpoint, side by side, with "
-                "TTFT/TPOT/ITL/E2EL defined exactly as `vllm bench serve` defines them.")
-    _common(p)
-    p.add_argument("--num-prompts", type=_positive(int), required=True, metavar="N")
-    p.add_argument("--concurrency", type=_positive(int), metavar="C", help="max requests in flight per endpoint")
-    p.add_argument("--request-rate", type=_positive(float), default=float("inf"), metavar="R",
-                   help="requests per second (default inf: all at once)")
-    p.add_argument("--burstiness", type=_positive(float), default=1.0, metavar="B",
-                   help="gamma shape of the arrival gaps; 1 is Poisson")
-    p.add_argument("--warmups", type=int, default=1, metavar="N", help="unmeasured requests first (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--api", choices=("completions", "chat", "ollama"), help="default: chat (ollama for Ollama)")
-    p.add_argument("--dataset", metavar="FILE.jsonl", help='one {"prompt": "..."} per line')
-    p.add_argument("--input-len", type=_positive(int), default=64, metavar="N", help="random prompts: words")
-    p.add_argument("--output-len", type=_positive(int), default=64, metavar="N", help="max tokens per request")
-    p.add_argument("--range-ratio", type=float, default=0.0, metavar="R",
-                   help="random lengths vary within [len*(1-R), len*(1+R)]")
-    p.add_argument("--ignore-eos", action="store_true", help="generate the full --output-len where supported")
-    p.add_argument("--goodput", metavar="SLO", help="e.g. ttft:500,tpot:50,e2el:3000 (milliseconds)")
-    p.add_argument("--json", metavar="FILE", dest="json_file", help="write the results as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="write a PNG comparing the endpoints")
-    p.add_argument("--request-timeout", type=_positive(float), default=300.0, metavar="SECONDS",
-                   help="total time allowed per request (default 300)")
-    p.add_argument("--no-gpu-sampling", action="store_true", help="do not sample nvidia-smi during the run")
-    return p
-
-
-def bench_main(argv: Sequence[str] | None = None) -> int:
-    args = bench_parser().parse_args(argv)
-    from . import bench, report
-
-    try:
-        eps = resolve_endpoints(args)
-        cfg = bench.config_from_args(args)
-        workload = bench.build_workload(cfg)
-    except ConfigError as exc:
-        err.print(f"smoke-bench: {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
-    try:
-        results = asyncio.run(bench.run_all(eps, cfg, workload, console=err))
-    except ConfigError as exc:
-        err.print(f"smoke-bench: {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        err.print("smoke-bench: interrupted")
-        return 130
-    out.print(report.comparison_table(results))
-    for r in results:
-        for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
-            err.print(f"{r.label}: {n} failed: {reason}", markup=False, highlight=False)
-    try:
-        if args.json_file:
-            report.write_json(results, args.json_file)
-            out.print(f"wrote {args.json_file}", markup=False, highlight=False)
-        if args.plot:
-            report.write_plot(results, args.plot)
-            out.print(f"wrote {args.plot}", markup=False, highlight=False)
-    except OSError as exc:
-        err.print(f"smoke-bench: cannot write output: {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
-    return EXIT_OK if all(r.completed > 0 for r in results) else EXIT_UNHEALTHY

@@ -1,25 +1,21 @@
 """Why is a local engine unhealthy? Container state, restart count and a named cause from its recent logs.
 
-``match_cause`` is pure (log text -> cause); ``for_endpoint`` finds the container that publishes a port
-through the docker SDK. Neither decides exit codes.
+``match_cause`` is pure (log text -> cause): the engine's own signatures (``engines/<name>.py``) first, then
+the causes every GPU container shares, listed here. ``for_endpoint`` finds the container that publishes a
+port through the docker SDK. Neither decides exit codes.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from . import engines
+from .engines import Signature as Cause
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}
 
-
-@dataclass(frozen=True)
-class Cause:
-    name: str
-    pattern: re.Pattern[str]
-    fix: str
-
-
+# Causes shared by every engine in a GPU container (the engines' own are in their modules)
 CAUSES: tuple[Cause, ...] = (
     Cause("gated or unauthorized model",
           re.compile(r"gated repo|Cannot access gated repo|is restricted|401 Client Error|403 Client Error|"
@@ -52,11 +48,17 @@ CAUSES: tuple[Cause, ...] = (
 )
 
 
-def match_cause(logs: str) -> Cause | None:
-    """The first known cause whose signature appears in the logs (latest lines weigh most)."""
+def match_cause(logs: str, engine: str | None = None) -> Cause | None:
+    """The first known cause whose signature appears in the logs (latest lines weigh most). With ``engine``,
+    that engine's signatures are tried before the shared ones; without it, every engine's are."""
+    if engine in engines.ENGINES:
+        own = engines.ENGINES[engine].signatures
+    else:
+        own = tuple(c for e in engines.ENGINES.values() for c in e.signatures)
+    causes = (*own, *CAUSES)
     lines = logs.splitlines()[::-1]
     for line in lines:
-        for cause in CAUSES:
+        for cause in causes:
             if cause.pattern.search(line):
                 return cause
     return None
@@ -66,7 +68,7 @@ def is_local(host: str) -> bool:
     return host in LOCAL_HOSTS
 
 
-def _container_for_port(client: Any, port: int) -> Any | None:
+def container_for_port(client: Any, port: int) -> Any | None:
     for c in client.containers.list(all=True):
         ports = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
         for bindings in ports.values():
@@ -76,7 +78,7 @@ def _container_for_port(client: Any, port: int) -> Any | None:
     return None
 
 
-def for_endpoint(port: int, tail: int = 200) -> dict[str, Any] | None:
+def for_endpoint(port: int, engine: str | None = None, tail: int = 200) -> dict[str, Any] | None:
     """State, restarts and a named cause for the local container publishing ``port``; None if none is."""
     try:
         import docker
@@ -85,14 +87,14 @@ def for_endpoint(port: int, tail: int = 200) -> dict[str, Any] | None:
         return None
     try:
         client = docker.from_env(timeout=10)
-        container = _container_for_port(client, port)
+        container = container_for_port(client, port)
         if container is None:
             return None
         state = container.attrs.get("State") or {}
         logs = container.logs(tail=tail).decode(errors="replace")
     except DockerException:
         return None
-    cause = match_cause(logs)
+    cause = match_cause(logs, engine)
     health = (state.get("Health") or {}).get("Status")
     return {
         "container": container.name,

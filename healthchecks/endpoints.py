@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
-ENGINES = ("vllm", "ollama", "llamacpp", "openai")
-DEFAULT_PORTS = {"ollama": 11434, "vllm": 8000, "llamacpp": 8080}
-LABEL = "io.gpu-inference-kit"  # compose labels: io.gpu-inference-kit.engine / .model / .gpu
+from .engines import CATALOGUE, DEPLOYED, NAMES
+from .errors import ConfigError
 
+__all__ = ["ConfigError", "Endpoint", "default_endpoints", "from_compose", "from_inventory", "interpolate",
+           "normalise_url", "parse_endpoint", "read_dotenv", "with_defaults"]
 
-class ConfigError(ValueError):
-    """Bad user input (arguments, compose file, inventory): exit code 2."""
+LABEL = "io.gpu-inference-kit"  # compose labels: io.gpu-inference-kit.engine / .model / .port / .gpu
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Endpoint:
     name: str = ""  # display name: "host/engine" or the compose service
     expect_gpu: bool | None = None  # None: unknown (CPU residency is a warning, not a failure)
     api_key_file: str | None = None
+    api_key_env: str | None = None  # name of an environment variable holding the key (when no file)
     meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -81,16 +82,14 @@ def parse_endpoint(spec: str, model: str | None = None) -> Endpoint:
     head, sep, tail = spec.partition("=")
     if sep and "://" not in head:
         engine, url = head.strip().lower(), tail
-        if engine not in ENGINES:
-            raise ConfigError(f"unknown engine {head!r} in {spec!r}: expected one of {', '.join(ENGINES)}")
+        if engine not in CATALOGUE:
+            raise ConfigError(f"unknown engine {head!r} in {spec!r}: expected one of {', '.join(NAMES)}")
     return Endpoint(engine=engine, url=normalise_url(url), model=model)
 
 
 def default_endpoints() -> list[Endpoint]:
     """The kit's workstation defaults: every engine on 127.0.0.1 at its default port."""
-    return [
-        Endpoint(engine=e, url=f"http://127.0.0.1:{p}", name=e) for e, p in DEFAULT_PORTS.items()
-    ]
+    return [Endpoint(engine=e, url=f"http://127.0.0.1:{CATALOGUE[e].default_port}", name=e) for e in DEPLOYED]
 
 
 # -- compose --------------------------------------------------------------------------------------------
@@ -275,7 +274,7 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
             continue  # an inactive profile: compose would not start it
         svc = _interp_tree(raw, env, f"service {name}")
         labels = _labels(svc)
-        port = int(labels.get(f"{LABEL}.port", DEFAULT_PORTS.get(engine, 80)))
+        port = int(labels.get(f"{LABEL}.port", (CATALOGUE[engine].default_port if engine in CATALOGUE else None) or 80))
         pub = _published(svc.get("ports") or [], port)
         if pub is None:
             continue  # not published: unreachable from the host
@@ -299,10 +298,6 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
 
 # -- Ansible inventory -------------------------------------------------------------------------------
 INV_ENGINES = "inference_stack_engines"
-INV_PORTS = {"vllm": "inference_stack_vllm_port", "ollama": "inference_stack_ollama_port",
-             "llamacpp": "inference_stack_llamacpp_port"}
-INV_MODELS = {"vllm": "inference_stack_vllm_served_model_name", "ollama": "inference_stack_ollama_model",
-              "llamacpp": "inference_stack_llamacpp_model_alias"}
 
 
 def _inventory_hostvars(path: Path) -> dict[str, dict[str, Any]]:
@@ -332,25 +327,26 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
             continue
         if host and host != name:
             continue
-        engines = hv.get(INV_ENGINES, ["vllm", "ollama", "llamacpp"])
+        engines = hv.get(INV_ENGINES, list(DEPLOYED))
         if not isinstance(engines, list):
             raise ConfigError(f"{name}: {INV_ENGINES} must be a list, not {engines!r}")
         address = hv.get("healthcheck_address") or hv.get("ansible_host") or name
         if hv.get("ansible_connection") == "local" and "ansible_host" not in hv:
             address = "127.0.0.1"
         for engine in engines:
-            if engine not in DEFAULT_PORTS:
+            spec = CATALOGUE.get(engine)
+            if spec is None or not spec.deployed or spec.ansible_port is None:
                 raise ConfigError(f"{name}: unknown engine {engine!r} in {INV_ENGINES}")
-            port = hv.get(INV_PORTS[engine], DEFAULT_PORTS[engine])
+            port: Any = hv.get(spec.ansible_port, spec.default_port)
             try:
                 port = int(port)
             except (TypeError, ValueError):
-                raise ConfigError(f"{name}: {INV_PORTS[engine]} must be a port number, not {port!r}") from None
+                raise ConfigError(f"{name}: {spec.ansible_port} must be a port number, not {port!r}") from None
             gpu = hv.get("inference_stack_gpu")
             found.append(Endpoint(
                 engine=engine,
                 url=f"http://{address}:{port}",
-                model=hv.get(INV_MODELS[engine]),
+                model=hv.get(spec.ansible_model) if spec.ansible_model else None,
                 name=f"{name}/{engine}",
                 expect_gpu=None if gpu is None else bool(gpu),
                 meta={"host": name},

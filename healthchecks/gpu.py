@@ -123,9 +123,9 @@ class MemorySampler:
         try:
             import docker
 
-            from .diagnose import _container_for_port
+            from .diagnose import container_for_port
 
-            container = _container_for_port(docker.from_env(timeout=5), port)
+            container = container_for_port(docker.from_env(timeout=5), port)
             if container is None:
                 return None
             probe = container.exec_run(argv)

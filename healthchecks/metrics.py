@@ -39,6 +39,8 @@ class RequestResult:
     error: str = ""
     generated_text: str = ""
     engine_stats: dict[str, Any] = field(default_factory=dict)  # e.g. Ollama's eval_count, durations
+    served_by: str | None = None  # who really answered (a router's provider header), when the server says
+    failovers: int = 0  # moves to a next provider/upstream within this request
 
 
 def _pct_name(p: float) -> str:

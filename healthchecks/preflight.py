@@ -17,10 +17,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .endpoints import ConfigError, read_dotenv
+from .endpoints import read_dotenv
+from .engines import CATALOGUE
+from .errors import ConfigError
 
-ENGINE_PORTS = {"vllm": ("VLLM_PORT", 8000), "llamacpp": ("LLAMACPP_PORT", 8080),
-                "ollama": ("OLLAMA_PORT", 11434), "sglang": ("SGLANG_PORT", 30000)}
+# compose services that run an engine: service -> (port setting, default port), from the engine catalogue
+ENGINE_PORTS = {s.compose_service: (s.env_port, s.default_port) for s in CATALOGUE.values()
+                if s.compose_service and s.env_port and s.default_port}
+# service -> the .env setting holding its model path under /models
+MODEL_PATHS = {s.compose_service: s.env_model_path for s in CATALOGUE.values()
+               if s.compose_service and s.env_model_path}
 NON_EMPTY = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "LLAMACPP_MODEL", "LLAMACPP_MODEL_ALIAS", "OLLAMA_MODEL",
              "MODELS_DIR", "HF_TOKEN_FILE", "VLLM_API_KEY_FILE")
 # variables compose.yaml reads from the process environment (which wins over .env, as in compose)
@@ -104,7 +110,7 @@ def _check_models(project: Path, env: Mapping[str, str], services: list[str]) ->
     if not models.is_dir():
         return [f"MODELS_DIR ({models_raw}) does not exist: create it or point MODELS_DIR at your model folder"]
     errors = []
-    for svc, key in (("vllm", "VLLM_MODEL"), ("llamacpp", "LLAMACPP_MODEL"), ("ollama", "OLLAMA_GGUF")):
+    for svc, key in MODEL_PATHS.items():
         if svc not in services:
             continue
         value = _get(env, key)
@@ -175,8 +181,9 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
         if f and not (project / f).is_file():
             errors.append(f"COMPOSE_FILE names {f}, which is not in {project}")
     errors += _check_secret(project, env, "HF_TOKEN_FILE")
-    if "vllm" in services:
-        errors += _check_secret(project, env, "VLLM_API_KEY_FILE")
+    for spec in CATALOGUE.values():
+        if spec.compose_service in services and spec.env_api_key_file:
+            errors += _check_secret(project, env, spec.env_api_key_file)
     errors += _check_models(project, env, services)
     errors += _check_ports(env, services, project_name)
     return errors

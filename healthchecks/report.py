@@ -50,7 +50,7 @@ def comparison_table(results: list[EndpointResult]) -> Table:
         table.add_row(f"GPU {g} peak (MiB)", *[_fmt(r.gpu_peak_mib.get(g), "{:.0f}") for r in results])
     stat_keys = sorted({k for r in results for k in r.engine_stats})
     for k in stat_keys:
-        table.add_row(f"ollama {k}", *[_fmt(r.engine_stats.get(k), "{:.1f}") for r in results])
+        table.add_row(f"engine {k}", *[_fmt(r.engine_stats.get(k), "{:.1f}") for r in results])
     return table
 
 
@@ -63,7 +63,7 @@ def to_dict(r: EndpointResult) -> dict[str, Any]:
     d["kv_cache_peak_pct"] = r.kv_cache_peak_pct
     d["gpu_peak_memory_mib"] = r.gpu_peak_mib
     if r.engine_stats:
-        d["ollama"] = r.engine_stats
+        d[r.engine] = r.engine_stats  # the engine's own timings, under its name
     ok = [q for q in r.requests if q.success]
     d["input_lens"] = [q.prompt_tokens for q in ok]
     d["output_lens"] = [q.output_tokens if q.output_tokens is not None else q.chunks for q in ok]

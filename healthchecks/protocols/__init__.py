@@ -7,6 +7,7 @@ TLS, timeouts, HTML error pages from proxies, non-JSON or truncated JSON, stream
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 import time
@@ -15,14 +16,9 @@ from typing import Any
 
 import httpx
 
+from ..errors import ConfigError, ProtocolError
 
-class ProtocolError(Exception):
-    """A server or network problem, described in one line."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
+__all__ = ["Http", "ProtocolError", "describe", "error_reason", "one_line", "parse_json", "read_api_key"]
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -135,6 +131,14 @@ class Http:
             return r.status_code, parse_json(r.text, f"{method} {path}"), elapsed
         return r.status_code, r.text, elapsed
 
+    async def probe(self, path: str) -> tuple[int, str]:
+        """GET ``path`` for recognition: (status, first 2000 characters); (0, "") when nothing answered."""
+        try:
+            r = await self.client.get(self.base + path, headers=self.headers(), timeout=self.timeout)
+        except httpx.HTTPError:
+            return 0, ""
+        return r.status_code, r.text[:2000]
+
     async def status_only(self, method: str, path: str, *, json_body: Any = None, auth: bool = True) -> int:
         url = self.base + path
         try:
@@ -170,15 +174,19 @@ class Http:
                             yield ts, None
                             break
                         event = parse_json(data, f"stream {path}")
-                        if isinstance(event, dict) and "error" in event and not event.get("choices"):
+                        if not isinstance(event, dict):
+                            raise ProtocolError(f"stream {path}: event is JSON but not an object: {one_line(data, 60)}")
+                        if "error" in event and not event.get("choices"):
                             raise ProtocolError(error_reason(500, data, "application/json"))
                         yield ts, event
                     else:
                         event = parse_json(line, f"stream {path}")
-                        if isinstance(event, dict) and "error" in event:
-                            raise ProtocolError(f"stream error: {event['error']}")
+                        if not isinstance(event, dict):
+                            raise ProtocolError(f"stream {path}: line is JSON but not an object: {one_line(line, 60)}")
+                        if "error" in event:
+                            raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
                         yield ts, event
-                        if isinstance(event, dict) and event.get("done") is True:
+                        if event.get("done") is True:
                             finished = True
                             break
                 if not finished:
@@ -188,12 +196,16 @@ class Http:
             raise ProtocolError(describe(exc, url)) from None
 
 
-def read_api_key(path: str | None) -> str | None:
-    """The API key from a file (never argv). Missing or unreadable files are config errors."""
+def read_api_key(path: str | None, env: str | None = None) -> str | None:
+    """The API key from a file (never argv), else from the environment variable named ``env``. Missing,
+    unreadable or empty sources are config errors."""
     if not path:
-        return None
-    from ..endpoints import ConfigError
-
+        if env is None:
+            return None
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(f"environment variable {env} is empty or not set")
+        return value
     try:
         key = open(path, encoding="utf-8").read().strip()  # noqa: SIM115 - tiny file
     except OSError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -24,11 +25,6 @@ BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
 OVERLAYS = ("compose.gpu.yaml", "compose.cpu.yaml")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def compose_cmd(version: str) -> list[str]:
@@ -58,9 +54,9 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         "MODELS_DIR": str(CACHE / "models"),
         "HF_TOKEN_FILE": str(secrets_dir / "hf_token"),
         "VLLM_API_KEY_FILE": str(secrets_dir / "vllm_api_key"),
-        "VLLM_PORT": str(_free_port()),
-        "LLAMACPP_PORT": str(_free_port()),
-        "OLLAMA_PORT": str(_free_port()),
+        "VLLM_PORT": str(free_port()),
+        "LLAMACPP_PORT": str(free_port()),
+        "OLLAMA_PORT": str(free_port()),
         "GIK_BIN": str(BIN),
         "E2E_TOKEN": token,
     }

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_crashing_engine_is_diagnosed_with_cause_and_fix(tmp_path: Path) -> None:
     if subprocess.run(["docker", "image", "inspect", "local/llama.cpp:server"], capture_output=True).returncode:
         pytest.fail("local/llama.cpp:server missing: run `bash compose/images/build.sh`", pytrace=False)
     name = "gik-diag-" + secrets.token_hex(3)
-    port = _free_port()
+    port = free_port()
     subprocess.run(["docker", "run", "-d", "--name", name, "--restart", "on-failure:2", "-p", f"127.0.0.1:{port}:8080",
                     "-v", f"{tmp_path}:/models:ro", "local/llama.cpp:server", "-m", "/models/missing.gguf",
                     "--host", "0.0.0.0", "--port", "8080"], check=True, capture_output=True)

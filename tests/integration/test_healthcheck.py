@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -132,14 +133,6 @@ def test_missing_and_unreadable_api_key_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and "is empty" in r.stderr
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("endpoint", "needle"),
     [
@@ -157,7 +150,7 @@ def _free_port() -> int:
 )
 def test_server_faults_give_one_line_reasons(endpoint: str, needle: str, faulty_server: str) -> None:
     port = faulty_server.rsplit(":", 1)[1]
-    ep = endpoint.format(free=_free_port(), faulty=faulty_server, faulty_port=port)
+    ep = endpoint.format(free=free_port(), faulty=faulty_server, faulty_port=port)
     r = run(ep, "--timeout", "2", "--json", "--no-diagnose", timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     doc = json.loads(r.stdout)
@@ -172,7 +165,7 @@ def test_server_faults_give_one_line_reasons(endpoint: str, needle: str, faulty_
 
 
 def test_wait_polls_until_deadline_then_fails(tmp_path: Path) -> None:
-    url = f"vllm=http://127.0.0.1:{_free_port()}"
+    url = f"vllm=http://127.0.0.1:{free_port()}"
     r = run(url, "--wait", "3", "--timeout", "1", "--json", "--no-diagnose", timeout=60)
     assert r.returncode == 1
     assert json.loads(r.stdout)["endpoints"][0]["attempts"] >= 2
@@ -187,7 +180,7 @@ def test_wait_returns_once_an_engine_comes_up(ollama_double) -> None:
 
     from doubles.ollama_double import serve
 
-    port = _free_port()
+    port = free_port()
     started: list = []
     timer = threading.Timer(2.0, lambda: started.append(serve(port=port, models=["smollm2:135m"])))
     timer.start()

@@ -1,0 +1,210 @@
+"""The engine interface. One subclass per engine (``healthchecks/engines/<name>.py``) owns everything specific
+to that engine; ``check.py``, ``bench.py``, ``diagnose.py``, ``endpoints.py`` and ``preflight.py`` speak only
+to this interface. The base class is the plain OpenAI-compatible server (``openai=URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ProtocolError
+from ..metrics import RequestResult
+from ..protocols import Http
+from ..protocols import openai as oa
+
+if TYPE_CHECKING:
+    from ..endpoints import Endpoint
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+PROMPT = "Reply with one short sentence: what is 2 + 2?"
+
+Verdict = tuple[str, str]  # (status, one-line reason)
+Step = tuple[str, Callable[[], Awaitable[Verdict]]]  # a named check the runner times and records
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Where an engine lives in the kit: its port and the setting names that configure it, per mode.
+
+    ``deployed`` engines are part of the compose stack *and* the Ansible roles; others are only checked
+    (``compose_service`` may still name an optional compose profile)."""
+
+    name: str
+    title: str
+    default_port: int | None = None
+    deployed: bool = False
+    compose_service: str | None = None
+    env_port: str | None = None  # compose/.env
+    env_model: str | None = None  # compose/.env: the name the engine serves (also the compose model label)
+    env_model_path: str | None = None  # compose/.env: the model file/folder, a path under /models
+    env_api_key_file: str | None = None  # compose/.env: the engine's API key file (a compose secret)
+    ansible_port: str | None = None  # inventory / roles/inference_stack/defaults
+    ansible_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A line in an engine's log that names a cause, with the fix a person should apply."""
+
+    name: str
+    pattern: re.Pattern[str]
+    fix: str
+
+
+@dataclass(frozen=True)
+class RequestParams:
+    """What one benchmark request asks for, whatever the engine."""
+
+    max_tokens: int
+    ignore_eos: bool = False
+    request_timeout: float = 300.0  # the whole request, seconds
+    extra: dict[str, Any] = field(default_factory=dict)  # more body fields for OpenAI-style APIs
+    temperature: float | None = None  # None: the payload builders' default (0)
+    top_p: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # extra request headers
+
+
+class Engine:
+    """An OpenAI-compatible server with nothing else known about it (``openai=URL``)."""
+
+    spec: ClassVar[Spec] = Spec("openai", "OpenAI-compatible server")
+    probe_path: ClassVar[str] = "/v1/models"  # the GET that recognises it (see ``recognise``)
+    apis: ClassVar[tuple[str, ...]] = ("chat", "completions")  # APIs a benchmark may use
+    default_api: ClassVar[str] = "chat"
+    auth_probe: ClassVar[tuple[str, str]] = ("GET", "/v1/models")  # a request that needs the key
+    metrics_prefix: ClassVar[str | None] = None  # Prometheus series prefix on /metrics; None: no metrics
+    metrics_optional: ClassVar[bool] = False  # a 404 on /metrics means "not enabled", not a failure
+    kv_cache_series: ClassVar[tuple[str, ...]] = ()  # /metrics gauges of KV-cache usage (0..1)
+    signatures: ClassVar[tuple[Signature, ...]] = ()  # log lines specific to this engine
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- command line --------------------------------------------------------------------------------------
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Flags only this engine needs, added to both CLIs (``healthcheck``, ``smoke-bench``)."""
+
+    def configure(self, args: argparse.Namespace, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """Apply this engine's flags to the resolved endpoints (validate them; raise ConfigError naming the
+        flag). May expand one endpoint into several (e.g. one per provider choice)."""
+        return endpoints
+
+    # -- recognise -------------------------------------------------------------------------------------
+    def recognise(self, status: int, text: str) -> bool:
+        """Does the answer to ``GET probe_path`` come from this engine?"""
+        return status in (200, 401, 403)
+
+    # -- liveness and readiness --------------------------------------------------------------------------
+    async def liveness(self, http: Http) -> Verdict:
+        await oa.models(http)  # a generic server's only standard probe
+        return PASS, "GET /v1/models answered"
+
+    async def models(self, http: Http) -> list[str]:
+        return await oa.models(http)
+
+    def same_model(self, wanted: str, served: str) -> bool:
+        return wanted == served
+
+    # -- function ----------------------------------------------------------------------------------------
+    def function_steps(self, http: Http, model: str, max_tokens: int) -> list[Step]:
+        """The completion checks, in order: a plain chat completion and a streamed one."""
+
+        async def plain() -> Verdict:
+            text, usage = await oa.chat(http, model, PROMPT, max_tokens)
+            if not text.strip():
+                return FAIL, "empty answer from /v1/chat/completions"
+            return PASS, f"{usage.get('completion_tokens', '?')} tokens"
+
+        return [("completion", plain), ("stream", lambda: openai_stream_check(http, model, max_tokens, ""))]
+
+    async def gpu_residency(self, http: Http, model: str, expect_gpu: bool | None) -> Verdict | None:
+        """The engine's own word on where the model lives, or None when its API does not say."""
+        return None
+
+    # -- benchmark requests ------------------------------------------------------------------------------
+    async def send(self, http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
+        """One streamed request of ``api``; timings as ``vllm bench serve`` takes them."""
+        return await openai_request(http, api, model, prompt, params)
+
+    def summarise(self, ok: list[RequestResult]) -> dict[str, float]:
+        """Engine-reported timings over successful requests (beside the client's own), if any."""
+        return {}
+
+    # -- tokenizer ---------------------------------------------------------------------------------------
+    async def tokenize(self, http: Http, model: str, text: str) -> list[int] | None:
+        """Token ids of ``text`` from the engine's own tokenizer; None when the engine has no such endpoint."""
+        return None
+
+    async def detokenize(self, http: Http, model: str, tokens: list[int]) -> str | None:
+        return None
+
+
+async def openai_stream_check(http: Http, model: str, max_tokens: int, prefix: str) -> Verdict:
+    """A streamed chat completion over SSE must carry text."""
+    chunks, text, usage = 0, [], {}
+    async for _, ev in oa.stream(http, "/v1/chat/completions", oa.chat_payload(model, PROMPT, max_tokens, True)):
+        piece = oa.chunk_text(ev)
+        if piece is not None:
+            chunks += 1
+            text.append(piece)
+        if ev.get("usage"):
+            usage = ev["usage"]
+    if not "".join(text).strip():
+        return FAIL, f"{prefix}empty streamed answer"
+    return PASS, f"{prefix}SSE: {chunks} chunks, {usage.get('completion_tokens', '?')} tokens"
+
+
+async def openai_request(http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
+    """``/v1/chat/completions`` or ``/v1/completions`` streamed over SSE (vLLM's openai request functions)."""
+    extra: dict[str, Any] = dict(params.extra)
+    if params.ignore_eos:
+        extra.setdefault("ignore_eos", True)
+    if api == "chat":
+        path, body = "/v1/chat/completions", oa.chat_payload(model, prompt, params.max_tokens, True, **extra)
+    else:
+        path, body = "/v1/completions", oa.completion_payload(model, prompt, params.max_tokens, True, **extra)
+    res = RequestResult()
+    text: list[str] = []
+    st = time.perf_counter()
+    last = st
+    try:
+        async with asyncio.timeout(params.request_timeout):
+            async for ts, ev in oa.stream(http, path, body):
+                if ev.get("choices"):
+                    piece = oa.chunk_text(ev)
+                    if res.chunks == 0:
+                        res.ttft = ts - st
+                    else:
+                        res.itl.append(ts - last)
+                    last = ts
+                    res.chunks += 1
+                    text.append(piece or "")
+                # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
+                if usage := ev.get("usage"):
+                    res.output_tokens = usage.get("completion_tokens")
+                    res.prompt_tokens = usage.get("prompt_tokens")
+    except TimeoutError:
+        res.error = f"no complete answer within {params.request_timeout:.0f}s"
+        return res
+    except ProtocolError as exc:
+        res.error = exc.reason
+        return res
+    return finish(res, st, last, text)
+
+
+def finish(res: RequestResult, st: float, last: float, text: list[str]) -> RequestResult:
+    """Close a streamed request: a success needs at least one chunk with tokens."""
+    if res.chunks == 0:
+        res.error = "never received a chunk with tokens (cannot compute TTFT)"
+        return res
+    res.latency = last - st
+    res.generated_text = "".join(text)
+    res.success = True
+    return res

@@ -1,0 +1,56 @@
+"""llama.cpp's ``llama-server``: /health (503 while loading), /props, ``llamacpp:`` metrics when started with
+``--metrics``, /tokenize and /detokenize."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from ..errors import ProtocolError
+from ..protocols import Http
+from .base import FAIL, PASS, Engine, Signature, Spec, Verdict
+
+
+class LlamaCpp(Engine):
+    spec = Spec("llamacpp", "llama.cpp (llama-server)", default_port=8080, deployed=True,
+                compose_service="llamacpp", env_port="LLAMACPP_PORT", env_model="LLAMACPP_MODEL_ALIAS",
+                env_model_path="LLAMACPP_MODEL", ansible_port="inference_stack_llamacpp_port",
+                ansible_model="inference_stack_llamacpp_model_alias")
+    probe_path = "/props"
+    metrics_prefix = "llamacpp:"
+    metrics_optional = True  # only with --metrics
+    signatures: ClassVar[tuple[Signature, ...]] = (
+        Signature("llama.cpp fell back to the CPU",
+                  re.compile(r"no usable GPU found|ggml_cuda_init: failed to initialize CUDA|"
+                             r"warning: no usable GPU|not compiled with GPU offload support", re.I),
+                  "the server sees no CUDA device: use a CUDA image (server-cuda) with the NVIDIA runtime "
+                  "(gpus: all) and set LLAMACPP_GPU_LAYERS"),
+    )
+
+    def recognise(self, status: int, text: str) -> bool:
+        return status == 200 and ("default_generation_settings" in text or "build_info" in text)
+
+    async def liveness(self, http: Http) -> Verdict:
+        try:
+            await http.request("GET", "/health", expect="text")
+        except ProtocolError as exc:
+            if exc.status == 503:
+                return FAIL, "GET /health 503: llama-server is still loading the model"
+            raise
+        return PASS, "GET /health 200"
+
+    async def tokenize(self, http: Http, model: str, text: str) -> list[int] | None:
+        _, body, _ = await http.request("POST", "/tokenize", json_body={"content": text, "add_special": False})
+        tokens = body.get("tokens") if isinstance(body, dict) else None
+        if not isinstance(tokens, list):
+            return None
+        # with_pieces answers objects; plain answers ints
+        return [int(t["id"]) if isinstance(t, dict) else int(t) for t in tokens]
+
+    async def detokenize(self, http: Http, model: str, tokens: list[int]) -> str | None:
+        _, body, _ = await http.request("POST", "/detokenize", json_body={"tokens": tokens})
+        text = body.get("content") if isinstance(body, dict) else None
+        return text if isinstance(text, str) else None
+
+
+ENGINE = LlamaCpp()

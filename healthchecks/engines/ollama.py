@@ -1,0 +1,157 @@
+"""Ollama: native API (``/api/*``, NDJSON, durations in ns) plus its OpenAI-compatible ``/v1``. GPU residency
+from ``/api/ps`` (``size_vram``)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ProtocolError
+from ..metrics import RequestResult
+from ..protocols import Http
+from ..protocols import ollama as ol
+from .base import (
+    FAIL,
+    PASS,
+    PROMPT,
+    WARN,
+    Engine,
+    RequestParams,
+    Signature,
+    Spec,
+    Step,
+    Verdict,
+    finish,
+    openai_request,
+    openai_stream_check,
+)
+
+STATS = ("eval_count", "eval_duration", "prompt_eval_count", "prompt_eval_duration", "load_duration",
+         "total_duration")
+
+
+class Ollama(Engine):
+    spec = Spec("ollama", "Ollama", default_port=11434, deployed=True, compose_service="ollama",
+                env_port="OLLAMA_PORT", env_model="OLLAMA_MODEL", env_model_path="OLLAMA_GGUF",
+                ansible_port="inference_stack_ollama_port", ansible_model="inference_stack_ollama_model")
+    probe_path = "/"
+    apis = ("ollama", "chat", "completions")
+    default_api = "ollama"
+    auth_probe = ("GET", "/api/tags")
+    signatures: ClassVar[tuple[Signature, ...]] = (
+        Signature("Ollama found no usable GPU (runs on the CPU)",
+                  re.compile(r"no compatible GPUs were discovered|unable to load cuda|"
+                             r"inference compute.*library=cpu", re.I),
+                  "give the container the GPU (NVIDIA runtime, gpus: all) and check the driver with nvidia-smi"),
+    )
+
+    def recognise(self, status: int, text: str) -> bool:
+        return status == 200 and "Ollama is running" in text
+
+    async def liveness(self, http: Http) -> Verdict:
+        _, text, _ = await http.request("GET", "/", expect="text")
+        if "Ollama is running" not in text:
+            return FAIL, f"GET / answered {text.strip()[:60]!r}, not 'Ollama is running'"
+        _, ver, _ = await http.request("GET", "/api/version")
+        return PASS, f"Ollama {ver.get('version', '?') if isinstance(ver, dict) else '?'}"
+
+    async def models(self, http: Http) -> list[str]:
+        return await ol.tags(http)
+
+    def same_model(self, wanted: str, served: str) -> bool:
+        return ol.same_model(wanted, served)
+
+    def function_steps(self, http: Http, model: str, max_tokens: int) -> list[Step]:
+        async def native() -> Verdict:
+            body = await ol.chat(http, model, PROMPT, max_tokens)
+            text = str((body.get("message") or {}).get("content") or "")
+            if not text.strip():
+                return FAIL, "empty answer from /api/chat"
+            return PASS, f"/api/chat: {body.get('eval_count', '?')} tokens"
+
+        async def native_stream() -> Verdict:
+            pieces, final = [], {}
+            async for _, ev in http.stream("/api/chat", ol.chat_payload(model, PROMPT, max_tokens, True), "ndjson"):
+                pieces.append(str((ev.get("message") or {}).get("content") or ""))
+                final = ev
+            if not "".join(pieces).strip():
+                return FAIL, "empty streamed answer from /api/chat"
+            return PASS, f"/api/chat NDJSON: {len(pieces)} lines, eval_count {final.get('eval_count', '?')}"
+
+        return [("completion", native), ("stream", native_stream),
+                ("openai_v1", lambda: openai_stream_check(http, model, max_tokens, "/v1 "))]
+
+    async def gpu_residency(self, http: Http, model: str, expect_gpu: bool | None) -> Verdict | None:
+        loaded = await ol.ps(http)
+        entry = next((m for m in loaded if ol.same_model(str(m.get("name")), model)), None)
+        if entry is None:
+            return FAIL, f"{model} is not loaded (/api/ps) right after a request"
+        size, vram = int(entry.get("size") or 0), int(entry.get("size_vram") or 0)
+        if vram > 0:
+            share = f"{100 * vram / size:.0f}%" if size else "?"
+            return PASS, f"{vram / 2**20:.0f} MiB in VRAM ({share} of the model)"
+        if expect_gpu is False:
+            return PASS, "in system RAM (size_vram 0), as configured for a host without GPU"
+        status = FAIL if expect_gpu else WARN
+        return status, "model runs on the CPU (size_vram 0): GPU not visible to Ollama (check the NVIDIA runtime)"
+
+    async def send(self, http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
+        if api != "ollama":
+            return await openai_request(http, api, model, prompt, params)
+        return await generate_request(http, model, prompt, params)
+
+    def summarise(self, ok: list[RequestResult]) -> dict[str, float]:
+        """Ollama's own timings beside the client's: means over successful requests (ms and tokens/s)."""
+        stats = [r.engine_stats for r in ok if r.engine_stats]
+        if not stats:
+            return {}
+
+        def mean(key: str) -> float:
+            return float(np.mean([s.get(key, 0) for s in stats]))
+
+        eval_rates = [s["eval_count"] / (s["eval_duration"] / 1e9) for s in stats if s.get("eval_duration")]
+        return {
+            "mean_eval_count": mean("eval_count"),
+            "mean_eval_duration_ms": mean("eval_duration") / 1e6,
+            "mean_prompt_eval_duration_ms": mean("prompt_eval_duration") / 1e6,
+            "mean_load_duration_ms": mean("load_duration") / 1e6,
+            "mean_eval_rate_tok_s": float(np.mean(eval_rates)) if eval_rates else 0.0,
+        }
+
+
+async def generate_request(http: Http, model: str, prompt: str, params: RequestParams) -> RequestResult:
+    """``/api/generate`` streamed as NDJSON: every line before ``done`` carries a token."""
+    res = RequestResult()
+    text: list[str] = []
+    st = time.perf_counter()
+    last = st
+    body: dict[str, Any] = ol.generate_payload(model, prompt, params.max_tokens, True)
+    try:
+        async with asyncio.timeout(params.request_timeout):
+            async for ts, ev in http.stream("/api/generate", body, "ndjson"):
+                if ev.get("done"):
+                    res.output_tokens = ev.get("eval_count")
+                    res.prompt_tokens = ev.get("prompt_eval_count")
+                    res.engine_stats = {k: ev[k] for k in STATS if k in ev}
+                    continue
+                if res.chunks == 0:
+                    res.ttft = ts - st
+                else:
+                    res.itl.append(ts - last)
+                last = ts
+                res.chunks += 1
+                text.append(str(ev.get("response", "")))
+    except TimeoutError:
+        res.error = f"no complete answer within {params.request_timeout:.0f}s"
+        return res
+    except ProtocolError as exc:
+        res.error = exc.reason
+        return res
+    return finish(res, st, last, text)
+
+
+ENGINE = Ollama()
