@@ -1,0 +1,190 @@
+"""gpu-inference-kit with pyinfra: the second deployer, from the SAME settings and the SAME compose project.
+
+    pyinfra @local pyinfra/deploy.py                                   # this workstation (CPU overlay without a GPU)
+    pyinfra @local pyinfra/deploy.py --data gik_settings=my.yml        # with a settings file (YAML, like host_vars)
+    pyinfra pyinfra/inventory.py pyinfra/deploy.py                     # the lab in inventory/hosts.yml
+    ... --dry [--diff]                                                 # what would change; changes nothing
+
+Settings: the roles' defaults, inventory/group_vars/gpu_hosts/, then a settings file (``--data gik_settings=FILE``
+or ``GIK_SETTINGS=FILE``), then per-host data and ``--data key=value``; see gik_settings.py. Secrets come from files
+on the controller: ``hf_secret_token_file`` and ``hf_secret_vllm_api_key_file`` (pyinfra has no vault).
+A bad setting stops the run before any change, naming the setting.
+
+Installs Docker + compose where missing (Docker's repository or the distribution's packages, as the docker role
+does), writes /etc/docker/daemon.json and the root-only secret files, ships compose/ with the .env rendered from
+the inference_stack role's template, loads image tarballs whose images are not on the host, brings the engines up
+(``up --wait``) and verifies them from the controller with ``healthcheck`` (and ``smoke-bench`` when
+``verify_smoke_bench``). The NVIDIA driver and container toolkit stay with Ansible (nvidia_driver,
+container_toolkit): on a GPU host this checks they are there and stops otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from io import StringIO
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pyinfra import host  # noqa: E402
+from pyinfra.facts.deb import DebPackages  # noqa: E402
+from pyinfra.facts.rpm import RpmPackages  # noqa: E402
+from pyinfra.facts.server import LinuxDistribution  # noqa: E402
+from pyinfra.operations import apt, dnf, files, server  # noqa: E402
+
+import gik_ops  # noqa: E402
+import gik_settings as gs  # noqa: E402
+
+
+def stop(message: str) -> None:
+    """One line naming the problem, exit 2, before any operation has run."""
+    print(f"pyinfra/deploy.py: {host.name}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def workstation_defaults(probe: dict[str, str]) -> dict[str, object]:
+    """``@local`` (this workstation): where no settings file or --data says otherwise, the overlay follows the
+    hardware, the ports stay on 127.0.0.1, the embedded model comes from the kit's cache (tests/setup.sh), and
+    docker is left to whatever runs it when there is no systemd."""
+    out: dict[str, object] = {
+        "inference_stack_gpu": probe.get("nvidia_smi") == "ok" and "nvidia" in probe.get("runtimes", ""),
+        "inference_stack_bind_address": "127.0.0.1",
+    }
+    cache = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik")) / "models"
+    if cache.is_dir():
+        out["inference_stack_models_dir"] = str(cache)
+    if probe.get("init") != "systemd":
+        out["docker_manage_service"] = False
+    return out
+
+
+# -- settings: resolved and validated before any change -------------------------------------------------------------
+probe = host.get_fact(gik_ops.HostProbe)
+local = host.name == "@local" or host.data.get("ansible_connection") == "local"
+overrides = {k: v for k, v in host.data.dict().items() if gs.setting_name(k, gs.site_roles())}
+try:
+    s = gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
+                group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
+                workstation=workstation_defaults(probe) if local else None)
+    tarballs = {str(t): gik_ops.tarball_images(t) for t in s.value("inference_stack_image_tarballs") or []}
+except gs.SettingsError as e:
+    stop(str(e))
+except ValueError as e:
+    stop(f"inference_stack_image_tarballs: {e}")
+
+v = s.value
+stack = s.stack_dir
+compose_dir = f"{stack}/compose"
+compose = probe.get("compose", "none")
+has_docker = bool(probe.get("docker"))
+
+# -- GPU hosts: driver and toolkit are Ansible's --------------------------------------------------------------------
+if s.gpu:
+    ansible_hint = (f"pyinfra does not install the NVIDIA driver or container toolkit: run `ansible-playbook site.yml "
+                    f"--tags preflight,nvidia_driver,container_toolkit,docker --limit {host.name}` first "
+                    "(roles nvidia_driver, container_toolkit), or set inference_stack_gpu: false for a CPU host")
+    if probe.get("nvidia_smi") != "ok":
+        stop(f"inference_stack_gpu is true but nvidia-smi {'fails' if probe.get('nvidia_smi') == 'fails' else 'is missing'}"
+             f"; {ansible_hint}")
+    if probe.get("nvidia_runtime") != "yes":
+        stop(f"inference_stack_gpu is true but nvidia-container-runtime is missing; {ansible_hint}")
+    if has_docker and "nvidia" not in probe.get("runtimes", "") and not (
+            gs.manages_daemon_json(s) and v("docker_manage_service")):
+        stop(f"inference_stack_gpu is true but Docker has no nvidia runtime; {ansible_hint}")
+
+# -- Docker and compose (where missing) -----------------------------------------------------------------------------
+distro = host.get_fact(LinuxDistribution) or {}
+family = "redhat" if distro.get("name") in ("RedHat", "Rocky", "CentOS", "AlmaLinux", "Fedora") else "debian"
+source = v("docker_install_from")
+packages = list(v(f"docker_packages_{source}"))
+wanted = packages if not has_docker else [p for p in packages if "compose" in p] if compose == "none" else []
+if wanted and family == "redhat" and source == "distro":
+    stop("docker_install_from: distro: RHEL/Rocky ship no Docker Engine packages; use docker_install_from: docker "
+         "(or a local mirror of it)")
+if wanted:
+    base = str(v("docker_repo_base")).rstrip("/")
+    if family == "debian":
+        installed = host.get_fact(DebPackages) or {}
+        missing = [p for p in wanted if p not in installed]
+        if source == "docker" and missing:
+            os_id = str(distro.get("release_meta", {}).get("ID", "debian")).lower()
+            codename = distro.get("release_meta", {}).get("VERSION_CODENAME", "")
+            files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+            files.download(name="Add Docker's repository key", src=f"{base}/{os_id}/gpg",
+                           dest="/etc/apt/keyrings/docker.asc", mode="644")
+            apt.repo(name="Add Docker's repository", filename="docker",
+                     src=f"deb [signed-by=/etc/apt/keyrings/docker.asc] {base}/{os_id} {codename} stable")
+        if missing:
+            apt.packages(name=f"Install Docker and compose ({source})", packages=missing, update=True)
+    else:
+        installed = host.get_fact(RpmPackages) or {}
+        missing = [p for p in wanted if p not in installed]
+        if missing:
+            files.download(name="Add Docker's repository", src=f"{base}/rhel/docker-ce.repo",
+                           dest="/etc/yum.repos.d/docker-ce.repo", mode="644")
+            dnf.packages(name=f"Install Docker and compose ({source})", packages=missing)
+
+if gs.manages_daemon_json(s):
+    daemon = files.put(name="Write /etc/docker/daemon.json", src=StringIO(gs.render_daemon_json(s)),
+                       dest="/etc/docker/daemon.json", user="root", group="root", mode="644", create_remote_dir=True)
+    if v("docker_manage_service") and daemon.will_change:
+        server.service(name="Restart docker (live-restore keeps containers running)", service="docker",
+                       restarted=True, _if=daemon.did_change)
+if v("docker_manage_service"):
+    server.service(name="Enable and start docker", service="docker", running=True, enabled=True)
+
+# -- secrets (hf_secret): root-only files, never shown ----------------------------------------------------------------
+files.directory(name="Create the secrets directory", path=s.secret_dir, user="root", group="root",
+                mode=f"{gik_ops.SECRET_DIR_MODE:o}")
+for fname, content in gik_ops.secret_files(s).items():
+    gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
+
+# -- the compose project (inference_stack) --------------------------------------------------------------------------
+shipped = s.compose_files
+for sub in sorted({"."} | {str(Path(f).parent) for f in shipped}):
+    files.directory(name=f"Create compose/{sub}", path=os.path.normpath(f"{compose_dir}/{sub}"), user="root",
+                    group="root", mode="755")
+for f in shipped:
+    files.put(name=f"Ship compose/{f}", src=str(gs.ROOT / "compose" / f), dest=f"{compose_dir}/{f}", user="root",
+              group="root", mode="755" if f.endswith(".sh") else "644")
+files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env", user="root",
+          group="root", mode="644")
+
+if tarballs:
+    files.directory(name="Create the image tarball folder", path=f"{stack}/images", user="root", group="root",
+                    mode="755")
+for tarball, images in tarballs.items():
+    dest = f"{stack}/images/{Path(tarball).name}"
+    files.put(name=f"Copy {Path(tarball).name}", src=tarball, dest=dest, user="root", group="root", mode="644")
+    gik_ops.image_load(name=f"Load {Path(tarball).name} ({', '.join(images)})", dest=dest, images=images)
+
+gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory=compose_dir,
+                   project=str(v("inference_stack_project_name")), services=s.services,
+                   wait_timeout=int(v("inference_stack_wait_timeout")), offline=bool(v("inference_stack_hf_hub_offline")),
+                   host_name=host.name, compose="v1" if compose == "v1" else "v2")
+
+# -- verify from the controller (the verify role's commands) ---------------------------------------------------------
+bind = str(v("inference_stack_bind_address"))
+address = (("127.0.0.1" if bind in ("0.0.0.0", "::") else bind) if local
+           else str(host.data.get("ssh_hostname") or host.name))
+bin_dir = Path(str(v("verify_bin_dir")))
+hc = str(bin_dir / "healthcheck") if (bin_dir / "healthcheck").exists() else "healthcheck"
+sb = str(bin_dir / "smoke-bench") if (bin_dir / "smoke-bench").exists() else "smoke-bench"
+urls = {e: f"http://{address}:{s.port(e)}" for e in s.engines}
+checks = []
+for engine, url in urls.items():
+    argv = [hc, f"{engine}={url}", "--model", s.model(engine), "--wait", str(v("verify_wait")),
+            "--timeout", str(v("verify_request_timeout")), "--expect-gpu" if s.gpu else "--no-expect-gpu",
+            "--json", "--no-diagnose"]
+    key_file = v("hf_secret_vllm_api_key_file")
+    if engine == "vllm" and key_file and gik_ops.secret_files(s)["vllm_api_key"]:
+        argv += ["--api-key-file", str(key_file)]
+    checks.append(argv)
+bench = None
+if v("verify_smoke_bench"):
+    reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")
+    bench = [sb, *(f"{e}={u}" for e, u in urls.items()), "--num-prompts", str(v("verify_num_prompts")),
+             "--concurrency", str(v("verify_concurrency")), "--output-len", str(v("verify_output_len")),
+             "--json", str(reports / "bench.json"), "--plot", str(reports / "bench.png")]
+gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)", checks=checks, bench=bench)

@@ -1,0 +1,224 @@
+"""pyinfra facts and operations for the kit's deploy: each compares the host's real state with the wanted one and
+yields commands only where they differ, so a second run reports no change and ``--dry`` changes nothing.
+
+- ``secret_file``: root-only file from a value, compared by SHA1, never shown (``--diff`` prints no secret)
+- ``image_load``: ``docker load`` a shipped tarball only when the host's images differ from the tarball's
+- ``compose_up``: ``up`` only when a service's container is missing, stopped, built from another config (compose's
+  config hash) or another image; stops when an image is missing on an offline host
+- ``verify``: ``healthcheck`` (and ``smoke-bench``) from the controller; no host change, fails the host when
+  an endpoint is unhealthy
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+import tarfile
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.context import state
+from pyinfra.facts.files import File, Sha1File
+from pyinfra.operations.util import files as file_utils
+
+SECRET_DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o400
+SECRET_NAMES = ("hf_token", "vllm_api_key")
+
+
+def secret_files(settings: Any) -> dict[str, str]:
+    """What hf_secret writes: the values as they are (``content: "{{ hf_secret_token }}"``)."""
+    raw = settings.raw
+    return {"hf_token": _text(raw.get("hf_secret_token")), "vllm_api_key": _text(raw.get("hf_secret_vllm_api_key"))}
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _fail(message: str) -> StringCommand:
+    """A command that fails with ``message`` on stderr: how an operation reports a problem found at run time
+    (pyinfra shows it as the host's error, with no traceback)."""
+    return StringCommand("echo", shlex.quote(message), ">&2;", "exit", "1")
+
+
+# -- facts ------------------------------------------------------------------------------------------------------
+class HostProbe(FactBase[dict[str, str]]):
+    """docker / compose / NVIDIA driver / runtime / init system, in one round trip."""
+
+    def command(self) -> str:
+        return r"""
+d=$(command -v docker || true); echo "docker=$d"
+if [ -n "$d" ] && docker compose version >/dev/null 2>&1; then echo compose=v2
+elif command -v docker-compose >/dev/null 2>&1; then echo compose=v1; else echo compose=none; fi
+if command -v nvidia-smi >/dev/null 2>&1; then
+  if nvidia-smi -L >/dev/null 2>&1; then echo nvidia_smi=ok; else echo nvidia_smi=fails; fi
+else echo nvidia_smi=absent; fi
+if command -v nvidia-container-runtime >/dev/null 2>&1; then echo nvidia_runtime=yes; else echo nvidia_runtime=no; fi
+if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi
+if [ -n "$d" ]; then echo "runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null | tr -d '\n')"; fi
+true"""
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+class ImageIds(FactBase[dict[str, str]]):
+    """Image ID per reference on the host ("" when absent)."""
+
+    def command(self, refs: list[str]) -> str:
+        q = " ".join(shlex.quote(r) for r in refs)
+        return f"for r in {q}; do echo \"$r $(docker image inspect -f '{{{{.Id}}}}' \"$r\" 2>/dev/null)\"; done"
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        out = {}
+        for line in output:
+            ref, _, image_id = line.partition(" ")
+            out[ref] = image_id.strip()
+        return out
+
+
+class StackState(FactBase[dict[str, dict[str, str]]]):
+    """Per compose service: compose's config hash and image for the rendered project, the image's ID on the host,
+    and the project's container (state, image ID, config-hash label). {"": {...}} when there is no project yet."""
+
+    def command(self, directory: str, project: str, services: list[str]) -> str:
+        d, p = shlex.quote(directory), shlex.quote(project)
+        svc = " ".join(shlex.quote(s) for s in services)
+        return rf"""
+cd {d} 2>/dev/null && [ -f .env ] || {{ echo "- absent"; exit 0; }}
+if docker compose version >/dev/null 2>&1; then C="docker compose"
+elif command -v docker-compose >/dev/null 2>&1; then C=docker-compose; else echo "- nocompose"; exit 0; fi
+for s in {svc}; do
+  h=$($C -p {p} config --hash "$s" 2>/dev/null | awk '{{print $2}}')
+  img=$($C -p {p} config --images "$s" 2>/dev/null | head -n1)
+  want=""; [ -n "$img" ] && want=$(docker image inspect -f '{{{{.Id}}}}' "$img" 2>/dev/null)
+  cid=$(docker ps -aq --filter label=com.docker.compose.project={p} --filter "label=com.docker.compose.service=$s" | head -n1)
+  have="absent - -"
+  [ -n "$cid" ] && have=$(docker inspect -f '{{{{.State.Status}}}} {{{{.Image}}}} {{{{index .Config.Labels "com.docker.compose.config-hash"}}}}' "$cid")
+  echo "$s ${{h:--}} ${{img:--}} ${{want:--}} $have"
+done"""
+
+    def process(self, output: list[str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "-":
+                return {"": {"status": parts[1]}}
+            if len(parts) >= 7:
+                s, h, img, want, status, image_id, label = parts[:7]
+                out[s] = {"hash": h, "image": img, "image_id": want, "status": status, "container_image": image_id,
+                          "container_hash": label}
+        return out
+
+
+# -- operations -------------------------------------------------------------------------------------------------
+@operation()
+def secret_file(dest: str, content: str, mode: int = SECRET_FILE_MODE, user: str = "root", group: str = "root"):
+    """Write ``content`` to ``dest`` (root-only). Compared by SHA1; the value is never logged or diffed."""
+    remote = host.get_fact(File, path=dest)
+    want = hashlib.sha1(content.encode()).hexdigest()
+    if not remote or host.get_fact(Sha1File, path=dest) != want:
+        yield FileUploadCommand(StringIO(content), dest, remote_temp_filename=host.get_temp_filename(dest))
+        yield file_utils.chown(dest, user, group)
+        yield file_utils.chmod(dest, f"{mode:o}")
+        return
+    if remote.get("user") != user or remote.get("group") != group:
+        yield file_utils.chown(dest, user, group)
+    if remote.get("mode") != int(f"{mode:o}"):
+        yield file_utils.chmod(dest, f"{mode:o}")
+
+
+def tarball_images(path: str | Path) -> dict[str, str]:
+    """Tag -> image ID of a ``docker save`` tarball (manifest.json; classic and OCI layouts)."""
+    try:
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.load(member) if member else []
+    except (OSError, tarfile.TarError, KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a `docker save` tarball ({e})") from None
+    out: dict[str, str] = {}
+    for entry in manifest:
+        image_id = "sha256:" + Path(entry["Config"]).name.removesuffix(".json")
+        for tag in entry.get("RepoTags") or []:
+            out[tag] = image_id
+    if not out:
+        raise ValueError(f"{path} holds no tagged image (save it with `docker save -o FILE IMAGE:TAG`)")
+    return out
+
+
+@operation()
+def image_load(dest: str, images: dict[str, str]):
+    """``docker load -i dest`` when any of the tarball's tags is absent or another image on the host."""
+    have = host.get_fact(ImageIds, refs=sorted(images))
+    if any(have.get(tag) != image_id for tag, image_id in images.items()):
+        yield StringCommand("docker", "load", "-i", shlex.quote(dest))
+
+
+@operation()
+def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, offline: bool,
+               host_name: str, compose: str = "v2"):
+    """``up`` the services when any differs from the rendered project; stop with the image's name when an image
+    is missing on an offline host (no registry: ship its tarball or build it)."""
+    current = host.get_fact(StackState, directory=directory, project=project, services=services)
+    if current and "" not in current:
+        stale = [s for s in services if s not in current or not _up_to_date(current[s])]
+        if not stale:
+            return
+        missing = [(s, current[s]["image"]) for s in services
+                   if s in current and current[s]["image"] != "-" and current[s]["image_id"] == "-"]
+        if missing and offline and state.is_executing:
+            s, image = missing[0]
+            yield _fail(f"image {s} ({image}) is not on {host_name}: list its `docker save` tarball in "
+                        "inference_stack_image_tarballs, build it (compose/images/build.sh) or set "
+                        f"inference_stack_{s}_image")
+            return
+    svc = " ".join(shlex.quote(s) for s in services)
+    if compose == "v1":
+        yield StringCommand(f"cd {shlex.quote(directory)} && docker-compose -p {shlex.quote(project)} up -d {svc}")
+    else:
+        yield StringCommand(f"cd {shlex.quote(directory)} && docker compose -p {shlex.quote(project)} up -d "
+                            f"--pull never --wait --wait-timeout {int(wait_timeout)} {svc}")
+
+
+def _up_to_date(svc: dict[str, str]) -> bool:
+    return (svc["status"] == "running" and svc["hash"] not in ("-", "") and svc["hash"] == svc["container_hash"]
+            and (svc["image_id"] == "-" or svc["image_id"] == svc["container_image"]))
+
+
+@operation()
+def verify(checks: list[list[str]], bench: list[str] | None = None):
+    """Run the kit's CLIs from the controller (like the verify role): one ``healthcheck`` argv per engine, then
+    ``smoke-bench``. No command runs on the host unless a check fails (then the host fails with the reason)."""
+    if not state.is_executing:
+        return
+    for argv in checks:
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            yield _fail(_healthcheck_reason(argv, r))
+            return
+    if bench:
+        Path(bench[bench.index("--json") + 1]).parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(bench, capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            yield _fail(f"smoke-bench failed (exit {r.returncode}): {tail[0]}")
+
+
+def _healthcheck_reason(argv: list[str], r: subprocess.CompletedProcess[str]) -> str:
+    try:
+        doc = json.loads(r.stdout)
+        reasons = [f"{e.get('name') or e.get('engine')}: " + "; ".join(
+            f"{c['name']}: {c.get('reason', '')}" for c in e.get("checks", []) if c.get("status") == "fail")
+            for e in doc.get("endpoints", []) if not e.get("healthy")]
+        if reasons:
+            return "healthcheck: " + " | ".join(reasons)
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        pass
+    tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
+    return f"healthcheck {argv[1] if len(argv) > 1 else ''} failed (exit {r.returncode}): {tail[0]}"

@@ -1,0 +1,422 @@
+"""The pyinfra deployer's settings: the SAME files the Ansible roles read, resolved and validated the same way.
+
+Layers, lowest first (Ansible's precedence for the same sources):
+
+1. every role's ``defaults/main.yml`` (roles in site.yml's order)
+2. the lab settings, ``inventory/group_vars/gpu_hosts/*.yml`` (encrypted vault files are skipped: pyinfra has no
+   vault; the token comes from a file, ``hf_secret_token_file``)
+3. a settings file (YAML, like host_vars): ``--data gik_settings=FILE`` or ``GIK_SETTINGS=FILE``
+4. per-host data (``pyinfra/inventory.py`` from the Ansible inventory's host entries) and ``--data key=value``
+5. the roles' ``vars/main.yml`` (derived values such as ``inference_stack_overlay``; Ansible ranks role vars above
+   inventory too)
+
+The few Jinja expressions in those files are resolved with Ansible's filters (``bool``, ``default``...), values are
+validated with Ansible's own ``ArgumentSpecValidator`` against every role's ``meta/argument_specs.yml`` plus the
+checks the roles assert (engines, ports, memory fraction), and the ``.env`` and ``daemon.json`` are rendered from
+the roles' own templates with the template module's Jinja options, so they are byte-identical to Ansible's.
+Engine names, ports and setting names come from the engine catalogue (``healthchecks.engines``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import json
+import os
+import pwd
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import jinja2.nativetypes
+import yaml
+
+from healthchecks.engines import CATALOGUE
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES_DIR = ROOT / "roles"
+GROUP_VARS = ROOT / "inventory" / "group_vars" / "gpu_hosts"
+ENV_TEMPLATE = ROLES_DIR / "inference_stack" / "templates" / "env.j2"
+DAEMON_TEMPLATE = ROLES_DIR / "docker" / "templates" / "daemon.json.j2"
+# Engines the kit deploys, in the catalogue's order: names, ports and setting names come from there
+DEPLOYED = {name: spec for name, spec in CATALOGUE.items() if spec.deployed}
+# Settings only the pyinfra deployer has (pyinfra has no vault: secrets come from files on the controller)
+PYINFRA_SPEC: dict[str, dict[str, Any]] = {
+    "hf_secret_token_file": {"type": "path", "description": "File holding the HF token (empty: no token)."},
+    "hf_secret_vllm_api_key_file": {"type": "path", "description": "File holding the vLLM API key (empty: none)."},
+}
+SECRET_KEYS = ("hf_secret_token", "hf_secret_vllm_api_key", "vault_hf_token", "vault_vllm_api_key")
+
+
+class SettingsError(Exception):
+    """A bad or missing setting; the message names it and is safe to print (no secret values)."""
+
+
+# -- Ansible's own filters and tests (ansible.builtin), so the roles' expressions evaluate as in Ansible ----------
+_TRUE = {"yes", "on", "true", "1"}
+_FALSE = {"no", "off", "false", "0"}
+
+
+def ansible_bool(value: object) -> bool:
+    """Ansible's ``bool`` filter (ansible.plugins.filter.core.to_bool) for the values it accepts."""
+    check: object = value.lower() if isinstance(value, str) else str(value).lower() if isinstance(value, int) else value
+    if check in _TRUE:
+        return True
+    if check in _FALSE:
+        return False
+    return check == 1
+
+
+def _lookup(name: str, *terms: str, default: Any = None, **_: Any) -> Any:
+    if name in ("env", "ansible.builtin.env"):
+        values = [os.environ.get(t, default if default is not None else "") for t in terms]
+        return values[0] if len(values) == 1 else ",".join(values)
+    raise SettingsError(f"lookup({name!r}) is not supported by the pyinfra deployer")
+
+
+def _ansible_plugins() -> tuple[dict[str, Any], dict[str, Any]]:
+    from ansible.plugins.filter import core, mathstuff, urls, urlsplit
+    from ansible.plugins.test import core as test_core
+    from ansible.plugins.test import files as test_files
+    from ansible.plugins.test import mathstuff as test_math
+    from ansible.plugins.test import uri as test_uri
+
+    filters: dict[str, Any] = {}
+    for fm in (core, mathstuff, urls, urlsplit):
+        filters.update(fm.FilterModule().filters())
+    tests: dict[str, Any] = {}
+    for tm in (test_core, test_files, test_math, test_uri):
+        tests.update(tm.TestModule().tests())
+    # Jinja's own default/defined/map/select... where both exist: Ansible's replacements work on its internal
+    # markers, the semantics are Jinja's
+    builtin = jinja2.Environment()
+    filters = {k: v for k, v in filters.items() if k not in builtin.filters}
+    tests = {k: v for k, v in tests.items() if k not in builtin.tests}
+    # FQCN spellings as the roles may write them
+    filters.update({f"ansible.builtin.{k}": v for k, v in list(filters.items())})
+    tests.update({f"ansible.builtin.{k}": v for k, v in list(tests.items())})
+    filters["bool"] = filters["ansible.builtin.bool"] = ansible_bool  # without Ansible's deprecation display
+    return filters, tests
+
+
+FILTERS, TESTS = _ansible_plugins()
+
+
+def _env(native: bool, **options: Any) -> jinja2.Environment:
+    cls = jinja2.nativetypes.NativeEnvironment if native else jinja2.Environment
+    env = cls(undefined=jinja2.StrictUndefined, **options)
+    env.filters.update(FILTERS)
+    env.tests.update(TESTS)
+    env.globals.update(lookup=_lookup, playbook_dir=str(ROOT))
+    return env
+
+
+# -- reading the files ------------------------------------------------------------------------------------------
+def site_roles() -> list[str]:
+    """Roles in site.yml's order (the play Ansible runs): their defaults, specs and vars are the settings."""
+    plays = yaml.safe_load((ROOT / "site.yml").read_text())
+    names: list[str] = []
+    for play in plays:
+        for role in play.get("roles", []):
+            names.append(role["role"] if isinstance(role, dict) else role)
+    return names
+
+
+def _yaml_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if text.startswith("$ANSIBLE_VAULT"):
+        return {}  # pyinfra has no vault: secrets come from hf_secret_token_file / hf_secret_vllm_api_key_file
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def role_file(role: str, *parts: str) -> dict[str, Any]:
+    path = ROLES_DIR.joinpath(role, *parts)
+    return _yaml_file(path) if path.is_file() else {}
+
+
+def argument_specs() -> dict[str, dict[str, Any]]:
+    """Every role's main entry point options (the union; later roles refine earlier ones), plus pyinfra's own."""
+    spec: dict[str, dict[str, Any]] = {}
+    for role in site_roles():
+        options = (role_file(role, "meta", "argument_specs.yml").get("argument_specs", {})
+                   .get("main", {}).get("options", {}))
+        for name, opt in options.items():
+            spec[name] = {**spec.get(name, {}), **opt}
+    return {**spec, **PYINFRA_SPEC}
+
+
+def group_vars_layer(folder: Path = GROUP_VARS) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if folder.is_file():
+        return _yaml_file(folder)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml")):
+            data.update(_yaml_file(path))
+    return data
+
+
+# Derived values the deployer uses besides the specs' options and the templates' variables
+NEEDED = ("inference_stack_services", "inference_stack_compose_files", "inference_stack_overlay",
+          "container_toolkit_daemon_json_owner", "docker_json_owner", "docker_nvidia_runtime",
+          "docker_conflicting_packages", "docker_apt_key_url", "docker_apt_keyring", "docker_apt_line",
+          "docker_dnf_baseurl", "docker_dnf_key_url")
+
+
+def template_variables(template: Path) -> set[str]:
+    return set(jinja2.meta.find_undeclared_variables(_env(native=False).parse(template.read_text())))
+
+
+def setting_name(key: str, prefixes: Iterable[str]) -> bool:
+    return any(key.startswith(p + "_") for p in prefixes) or key.startswith(("vault_", "gik_"))
+
+
+# -- resolving --------------------------------------------------------------------------------------------------
+class _Resolver:
+    """Resolves ``{{ ... }}`` values on demand, each variable once, like Ansible's lazy templar."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = dict(raw)
+        self.done: dict[str, Any] = {}
+        self.env = _env(native=True)
+        self._stack: list[str] = []
+
+    def get(self, key: str) -> Any:
+        if key in self.done:
+            return self.done[key]
+        if key not in self.raw:
+            raise KeyError(key)
+        if key in self._stack:
+            raise SettingsError(f"{key}: its value refers to itself ({' -> '.join([*self._stack, key])})")
+        self._stack.append(key)
+        try:
+            value = self._resolve(key, self.raw[key])
+        finally:
+            self._stack.pop()
+        self.done[key] = value
+        return value
+
+    def _resolve(self, key: str, value: Any) -> Any:
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                names = jinja2.meta.find_undeclared_variables(self.env.parse(value))
+                ctx = {n: self.get(n) for n in names if n in self.raw}
+                return self.env.from_string(value).render(ctx)
+            except jinja2.UndefinedError as e:
+                raise SettingsError(f"{key}: {e.message}") from None
+            except jinja2.TemplateError as e:
+                raise SettingsError(f"{key}: cannot resolve {value!r} ({e})") from None
+        if isinstance(value, list):
+            return [self._resolve(key, v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._resolve(key, v) for k, v in value.items()}
+        return value
+
+
+# -- the result ---------------------------------------------------------------------------------------------------
+@dataclass
+class Settings:
+    """Resolved settings of one host. ``raw``: values as Ansible's templates see them (for rendering);
+    ``value(name)``: validated and converted (for deciding what to do)."""
+
+    raw: dict[str, Any]
+    validated: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        return self.validated[name] if self.validated.get(name) is not None else self.raw.get(name)
+
+    @property
+    def engines(self) -> list[str]:
+        return list(self.value("inference_stack_engines"))
+
+    @property
+    def gpu(self) -> bool:
+        return bool(self.value("inference_stack_gpu"))
+
+    def port(self, engine: str) -> int:
+        return int(self.value(DEPLOYED[engine].ansible_port or ""))
+
+    def model(self, engine: str) -> str:
+        return str(self.value(DEPLOYED[engine].ansible_model or ""))
+
+    @property
+    def services(self) -> list[str]:
+        return [str(s) for s in self.raw["inference_stack_services"]]
+
+    @property
+    def compose_files(self) -> list[str]:
+        return [str(f) for f in self.raw["inference_stack_compose_files"]]
+
+    @property
+    def stack_dir(self) -> str:
+        return str(self.value("inference_stack_dir"))
+
+    @property
+    def secret_dir(self) -> str:
+        return str(self.value("hf_secret_dir"))
+
+
+def _read_secret(path_value: Any, setting: str) -> str | None:
+    if path_value in (None, ""):
+        return None
+    path = Path(os.path.expandvars(os.path.expanduser(str(path_value))))
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as e:
+        raise SettingsError(f"{setting}: cannot read {path} ({e.strerror})") from None
+
+
+def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.PathLike[str] | None = None,
+         group_vars: str | os.PathLike[str] | None = None, workstation: Mapping[str, Any] | None = None,
+         facts: Mapping[str, Any] | None = None) -> Settings:
+    """Resolve and validate one host's settings. ``overrides``: host data and ``--data`` (highest user layer).
+    ``workstation``: defaults for ``@local`` that apply only where no user layer set the value. ``facts``: the
+    host's ``ansible_facts`` subset the roles' vars use (distribution, distribution_release, architecture...)."""
+    roles = site_roles()
+    layers: list[tuple[str, dict[str, Any]]] = []
+    for role in roles:
+        layers.append((f"roles/{role}/defaults", role_file(role, "defaults", "main.yml")))
+    layers.append(("group_vars", group_vars_layer(Path(group_vars) if group_vars else GROUP_VARS)))
+    if settings_file:
+        path = Path(os.path.expanduser(str(settings_file)))
+        if not path.is_file():
+            raise SettingsError(f"gik_settings: no such settings file {path}")
+        layers.append((str(path), _yaml_file(path)))
+    layers.append(("host data", dict(overrides or {})))
+
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, layer in layers:
+        for k, v in layer.items():
+            raw[k] = v
+            sources[k] = name
+    user_set = {k for k, s in sources.items() if s not in ("group_vars",) and not s.startswith("roles/")}
+    for k, v in (workstation or {}).items():
+        if k not in user_set:
+            raw[k] = v
+            sources[k] = "workstation"
+    # pyinfra has no vault: the secrets are files on the controller
+    token = _read_secret(raw.get("hf_secret_token_file"), "hf_secret_token_file")
+    key = _read_secret(raw.get("hf_secret_vllm_api_key_file"), "hf_secret_vllm_api_key_file")
+    raw["hf_secret_token"] = token if token is not None else raw.get("vault_hf_token", "")
+    raw["hf_secret_vllm_api_key"] = key if key is not None else raw.get("vault_vllm_api_key", "")
+    spec = argument_specs()
+    needed = (set(spec) | template_variables(ENV_TEMPLATE) | template_variables(DAEMON_TEMPLATE) | set(NEEDED)
+              | set(role_file("verify", "defaults", "main.yml")))
+    resolver = _Resolver(raw)
+    resolved = {k: resolver.get(k) for k in raw if k in needed}
+    validated = validate(resolved, spec)
+    # Role vars rank above the inventory in Ansible too; they derive from the validated values (a list of
+    # engines given as "vllm,llamacpp" is a list by now)
+    role_vars: dict[str, Any] = {}
+    for role in roles:
+        role_vars.update(role_file(role, "vars", "main.yml"))
+    derived = _Resolver({**raw, **{k: v for k, v in validated.items() if v is not None}, **role_vars,
+                         "ansible_facts": dict(facts or {})})
+    for k in role_vars:
+        if k in needed:
+            try:
+                resolved[k] = derived.get(k)
+            except SettingsError:
+                if k in template_variables(ENV_TEMPLATE) | template_variables(DAEMON_TEMPLATE):
+                    raise
+                continue  # host facts it needs are not known here (rendering only): not used
+            sources[k] = "role vars"
+    return Settings(raw=resolved, validated=validated, sources=sources)
+
+
+def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Ansible's argument-spec validation for every role, then the checks the roles assert. Raises SettingsError
+    with every problem, each naming its setting."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    spec = dict(spec or argument_specs())
+    params = {k: v for k, v in values.items() if k in spec}
+    result = ArgumentSpecValidator(spec).validate(params)
+    errors = [m for m in result.error_messages if "Unsupported parameters" not in m]
+    if errors:
+        raise SettingsError("; ".join(_no_secrets(m) for m in errors))
+    out = {**dict(values), **{k: v for k, v in result.validated_parameters.items() if k in params}}
+
+    engines = out.get("inference_stack_engines") or []
+    if not engines:
+        raise SettingsError("inference_stack_engines must name at least one engine "
+                            f"({', '.join(DEPLOYED)})")
+    mem = out.get("inference_stack_vllm_gpu_memory_utilization")
+    if mem is not None and not 0 < float(mem) <= 1:
+        raise SettingsError(f"inference_stack_vllm_gpu_memory_utilization must be in (0, 1] (got {mem})")
+    ports = {e: out.get(DEPLOYED[e].ansible_port or "", DEPLOYED[e].default_port) for e in engines}
+    for engine, port in ports.items():
+        if not isinstance(port, int) or not 0 < port <= 65535:
+            raise SettingsError(f"{DEPLOYED[engine].ansible_port} must be a port in 1..65535 (got {port!r})")
+    if len(set(ports.values())) != len(ports):
+        raise SettingsError("port clash among " + ", ".join(f"{DEPLOYED[e].ansible_port}={p}"
+                                                              for e, p in ports.items()))
+    return out
+
+
+def _no_secrets(message: str) -> str:
+    return next((f"{k}: invalid value (not shown)" for k in SECRET_KEYS if k in message), message)
+
+
+# -- rendering the roles' templates ---------------------------------------------------------------------------------
+def _ansible_managed(template: Path) -> str:
+    """Ansible's ``ansible_managed`` for a template: DEFAULT_MANAGED_STR from ansible.cfg (the repo's, where
+    ansible-playbook runs) formatted and strftime'd as ansible's template vars do."""
+    managed = "Ansible managed"
+    cfg_path = os.environ.get("ANSIBLE_CONFIG") or str(ROOT / "ansible.cfg")
+    parser = configparser.ConfigParser(interpolation=None)
+    if Path(cfg_path).is_file():
+        parser.read(cfg_path)
+        managed = parser.get("defaults", "ansible_managed", fallback=managed)
+    if "{" not in managed and "%" not in managed:
+        return managed
+    st = template.stat()
+    text = managed.format(host="{{ template_host }}", uid="{{ template_uid }}", file="{{ template_path }}")
+    text = time.strftime(text, time.localtime(st.st_mtime))
+    try:
+        uid = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        uid = str(st.st_uid)
+    return jinja2.Environment().from_string(text).render(
+        template_host=socket.gethostname(), template_uid=uid, template_path=str(template),
+        template_run_date=datetime.datetime.now())
+
+
+def render_template(template: Path, variables: Mapping[str, Any]) -> str:
+    """Render a role template as ansible.builtin.template does (trim_blocks, trailing newlines kept)."""
+    source = template.read_text()
+    env = _env(native=False, trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=False)
+    ctx = {"ansible_managed": _ansible_managed(template), **variables}
+    try:
+        out = env.from_string(source).render(ctx)
+    except jinja2.UndefinedError as e:
+        raise SettingsError(f"{template.relative_to(ROOT)}: {e.message}") from None
+    missing = (len(source) - len(source.rstrip("\n"))) - (len(out) - len(out.rstrip("\n")))
+    return out + "\n" * max(missing, 0)
+
+
+def render_env(settings: Settings) -> str:
+    return render_template(ENV_TEMPLATE, settings.raw)
+
+
+def render_daemon_json(settings: Settings) -> str:
+    return render_template(DAEMON_TEMPLATE, settings.raw)
+
+
+def manages_daemon_json(settings: Settings) -> bool:
+    owner = settings.raw.get("container_toolkit_daemon_json_owner", "docker_role")
+    return ansible_bool(settings.value("docker_manage_daemon_json")) and owner == "docker_role"

@@ -1,0 +1,207 @@
+"""The pyinfra deployer renders the same bytes as the Ansible roles: ``.env`` (inference_stack's env.j2),
+``daemon.json`` (docker's daemon.json.j2) and the secret files (hf_secret), for the default settings and for a
+non-default set. Ansible's side runs the roles' own tasks (one ansible-playbook run, one local host per case); the
+settings validation is held to the roles' argument specs and asserts."""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "pyinfra"))
+
+import gik_ops  # noqa: E402
+import gik_settings as gs  # noqa: E402
+
+CASES: dict[str, dict[str, Any]] = {
+    # the lab's settings as shipped (inventory/group_vars/gpu_hosts + role defaults)
+    "defaults": {},
+    # everything the .env and daemon.json carry, set away from its default; strings where Ansible reads types
+    "custom": {
+        "inference_stack_gpu": "false",
+        "inference_stack_engines": ["vllm", "llamacpp"],
+        "inference_stack_project_name": "gik-custom",
+        "inference_stack_bind_address": "127.0.0.1",
+        "inference_stack_vllm_port": 18000,
+        "inference_stack_ollama_port": "21434",
+        "inference_stack_llamacpp_port": 18080,
+        "inference_stack_gpu_ids": "0,1",
+        "inference_stack_models_dir": "/data/models",
+        "inference_stack_hf_hub_offline": "no",
+        "inference_stack_vllm_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "inference_stack_vllm_served_model_name": "smol",
+        "inference_stack_vllm_max_model_len": 4096,
+        "inference_stack_vllm_dtype": "bfloat16",
+        "inference_stack_vllm_tensor_parallel_size": 2,
+        "inference_stack_vllm_gpu_memory_utilization": 0.5,
+        "inference_stack_vllm_extra_args": "--enable-prefix-caching --max-num-seqs 8",
+        "inference_stack_llamacpp_model": "/models/other.gguf",
+        "inference_stack_llamacpp_model_alias": "other",
+        "inference_stack_vllm_image": "registry.lab:5000/vllm-openai:v0.11.2",
+        "inference_stack_llamacpp_image": "local/llama.cpp:server",
+        "inference_stack_ollama_image": "registry.lab:5000/ollama:0.12.6",
+        "inference_stack_image_tarballs": ["/srv/images/vllm.tar", "/srv/images/llamacpp.tar"],
+        "docker_log_max_size": "10m",
+        "docker_log_max_file": 7,
+        "docker_live_restore": "no",
+        "docker_data_root": "/data/docker",
+    },
+    # a GPU host with engines as Ansible's comma string, ports as strings, bools as yes/no
+    "gpu_strings": {
+        "inference_stack_gpu": "yes",
+        "inference_stack_engines": "ollama,vllm",
+        "inference_stack_vllm_port": "9000",
+        "inference_stack_ollama_port": "9434",
+        "inference_stack_hf_hub_offline": "true",
+        "inference_stack_ollama_gguf": "",
+        "inference_stack_vllm_tensor_parallel_size": "1",
+    },
+}
+
+
+def _walk(tasks: Any) -> Any:
+    for t in tasks or []:
+        if isinstance(t, dict):
+            yield t
+            for key in ("block", "rescue", "always"):
+                yield from _walk(t.get(key))
+
+
+def _tasks(role: str, match: str) -> list[dict[str, Any]]:
+    """The role's own task that renders ``match`` (whichever of its task files holds it), with the destination
+    under the case's folder where it would write outside it."""
+    found = [t for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml"))
+             for t in _walk(yaml.safe_load(path.read_text()))
+             if isinstance(t.get("ansible.builtin.template"), dict) and t["ansible.builtin.template"].get("src") == match]
+    assert found, f"roles/{role}/tasks/ has no template task for {match}"
+    task = copy.deepcopy(found[0])
+    for key in ("notify", "when"):
+        task.pop(key, None)
+    if not str(task["ansible.builtin.template"]["dest"]).startswith("{{ inference_stack_dir }}"):
+        task["ansible.builtin.template"]["dest"] = "{{ inference_stack_dir }}/" + Path(
+            task["ansible.builtin.template"]["dest"]).name
+    return [task]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the roles (ansible-playbook, local connection) once for every case; return where each case lives."""
+    tmp = tmp_path_factory.mktemp("render")
+    roles = tmp / "roles"
+    for role in ("hf_secret", "inference_stack", "docker"):
+        shutil.copytree(ROOT / "roles" / role, roles / role)
+    (roles / "inference_stack" / "tasks" / "gik_render.yml").write_text(yaml.safe_dump(_tasks("inference_stack",
+                                                                                               "env.j2")))
+    (roles / "docker" / "tasks" / "gik_render.yml").write_text(yaml.safe_dump(_tasks("docker", "daemon.json.j2")))
+    inv = tmp / "inventory"
+    shutil.copytree(gs.GROUP_VARS, inv / "group_vars" / "gpu_hosts",
+                    ignore=lambda d, names: [n for n in names if n.startswith("vault")])
+    hosts: dict[str, Any] = {}
+    cases: dict[str, Any] = {}
+    for name, overrides in CASES.items():
+        case_dir = tmp / name
+        (case_dir / "compose").mkdir(parents=True)
+        token, key = "hf_" + secrets.token_hex(12), ("sk-" + secrets.token_hex(8)) if name == "custom" else ""
+        hostvars = {**overrides, "inference_stack_dir": str(case_dir)}
+        if name == "custom":
+            hostvars["hf_secret_dir"] = str(case_dir / "keys")
+        hosts[name] = {**hostvars, "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                       "vault_hf_token": token, "vault_vllm_api_key": key}
+        token_file, key_file = case_dir / "token.txt", case_dir / "key.txt"
+        token_file.write_text(token + "\n")  # as a person writes it; the secret file holds the value only
+        key_file.write_text(key)
+        cases[name] = {"dir": case_dir, "hostvars": hostvars, "token_file": token_file, "key_file": key_file,
+                       "token": token}
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts}}}}))
+    play = [{"name": "render", "hosts": "gpu_hosts", "gather_facts": False, "tasks": [
+        {"ansible.builtin.import_role": {"name": "hf_secret"}},
+        {"ansible.builtin.import_role": {"name": "inference_stack", "tasks_from": "gik_render"}},
+        {"ansible.builtin.import_role": {"name": "docker", "tasks_from": "gik_render"}},
+    ]}]
+    (tmp / "render.yml").write_text(yaml.safe_dump(play))
+    r = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv / "hosts.yml"), str(tmp / "render.yml")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ANSIBLE_ROLES_PATH": str(roles), "ANSIBLE_FORCE_COLOR": "0"})
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    return {"group_vars": inv / "group_vars" / "gpu_hosts", "cases": cases}
+
+
+def _settings(rendered: dict[str, Any], name: str) -> gs.Settings:
+    case = rendered["cases"][name]
+    return gs.load({**case["hostvars"], "hf_secret_token_file": str(case["token_file"]),
+                    "hf_secret_vllm_api_key_file": str(case["key_file"])}, group_vars=rendered["group_vars"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_env_and_daemon_json_byte_identical(rendered: dict[str, Any], name: str) -> None:
+    s = _settings(rendered, name)
+    case_dir = rendered["cases"][name]["dir"]
+    assert gs.render_env(s).encode() == (case_dir / "compose" / ".env").read_bytes()
+    assert gs.render_daemon_json(s).encode() == (case_dir / "daemon.json").read_bytes()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_secret_files_byte_identical(rendered: dict[str, Any], name: str) -> None:
+    s = _settings(rendered, name)
+    secret_dir = Path(s.secret_dir)
+    assert secret_dir == (rendered["cases"][name]["dir"] / ("keys" if name == "custom" else "secrets"))
+    assert stat.S_IMODE(secret_dir.stat().st_mode) == gik_ops.SECRET_DIR_MODE
+    for fname, content in gik_ops.secret_files(s).items():
+        f = secret_dir / fname
+        assert content.encode() == f.read_bytes(), fname
+        assert stat.S_IMODE(f.stat().st_mode) == gik_ops.SECRET_FILE_MODE, fname
+    assert gik_ops.secret_files(s)["hf_token"] == rendered["cases"][name]["token"]
+
+
+def test_settings_follow_the_layers(rendered: dict[str, Any]) -> None:
+    s = _settings(rendered, "custom")
+    assert s.engines == ["vllm", "llamacpp"] and s.gpu is False and s.port("vllm") == 18000
+    assert s.services == ["vllm", "llamacpp"] and s.raw["inference_stack_overlay"] == "cpu"
+    g = _settings(rendered, "gpu_strings")
+    assert g.engines == ["ollama", "vllm"] and g.gpu is True and g.port("ollama") == 9434
+    assert g.services == ["ollama", "vllm", "ollama-models"]
+    assert g.compose_files == yaml.safe_load((ROOT / "roles/inference_stack/vars/main.yml").read_text())[
+        "inference_stack_compose_files"]
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ({"inference_stack_engines": ["vllm", "tgi"]}, "inference_stack_engines"),
+    ({"inference_stack_engines": []}, "inference_stack_engines"),
+    ({"inference_stack_vllm_port": "eighty"}, "inference_stack_vllm_port"),
+    ({"inference_stack_llamacpp_port": 70000}, "inference_stack_llamacpp_port"),
+    ({"inference_stack_llamacpp_port": 8000, "inference_stack_vllm_port": 8000}, "port clash"),
+    ({"docker_install_from": "snap"}, "docker_install_from"),
+    ({"inference_stack_gpu": "maybe"}, "inference_stack_gpu"),
+    ({"inference_stack_vllm_gpu_memory_utilization": 1.5}, "inference_stack_vllm_gpu_memory_utilization"),
+    ({"inference_stack_vllm_dtype": "int3"}, "inference_stack_vllm_dtype"),
+    ({"hf_secret_token_file": "/nonexistent/token"}, "hf_secret_token_file"),
+])
+def test_bad_settings_name_the_setting(override: dict[str, Any], needle: str) -> None:
+    with pytest.raises(gs.SettingsError) as e:
+        gs.load(override)
+    assert needle in str(e.value)
+
+
+def test_settings_file_and_workstation_layers(tmp_path: Path) -> None:
+    f = tmp_path / "settings.yml"
+    f.write_text("inference_stack_vllm_port: 18001\ninference_stack_gpu: false\n")
+    s = gs.load({"inference_stack_llamacpp_port": "18081"}, settings_file=f,
+                workstation={"inference_stack_gpu": True, "inference_stack_models_dir": "/cache/models"})
+    assert s.port("vllm") == 18001 and s.port("llamacpp") == 18081
+    assert s.gpu is False  # the settings file wins over the workstation default
+    assert s.value("inference_stack_models_dir") == "/cache/models"  # the lab's /srv/models is not the user's
+    with pytest.raises(gs.SettingsError, match="gik_settings"):
+        gs.load(settings_file=tmp_path / "missing.yml")
