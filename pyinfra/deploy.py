@@ -27,14 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pyinfra import host  # noqa: E402
-from pyinfra.facts.deb import DebPackages  # noqa: E402
-from pyinfra.facts.rpm import RpmPackages  # noqa: E402
-from pyinfra.facts.server import LinuxDistribution  # noqa: E402
-from pyinfra.operations import apt, dnf, files, server  # noqa: E402
+import gik_ops
+import gik_settings as gs
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.rpm import RpmPackages
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt, dnf, files, server
 
-import gik_ops  # noqa: E402
-import gik_settings as gs  # noqa: E402
+from pyinfra import host
 
 
 def stop(message: str) -> None:
@@ -85,8 +85,8 @@ if s.gpu:
                     f"--tags preflight,nvidia_driver,container_toolkit,docker --limit {host.name}` first "
                     "(roles nvidia_driver, container_toolkit), or set inference_stack_gpu: false for a CPU host")
     if probe.get("nvidia_smi") != "ok":
-        stop(f"inference_stack_gpu is true but nvidia-smi {'fails' if probe.get('nvidia_smi') == 'fails' else 'is missing'}"
-             f"; {ansible_hint}")
+        what = "fails" if probe.get("nvidia_smi") == "fails" else "is missing"
+        stop(f"inference_stack_gpu is true but nvidia-smi {what}; {ansible_hint}")
     if probe.get("nvidia_runtime") != "yes":
         stop(f"inference_stack_gpu is true but nvidia-container-runtime is missing; {ansible_hint}")
     if has_docker and "nvidia" not in probe.get("runtimes", "") and not (
@@ -161,7 +161,8 @@ for tarball, images in tarballs.items():
 
 gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory=compose_dir,
                    project=str(v("inference_stack_project_name")), services=s.services,
-                   wait_timeout=int(v("inference_stack_wait_timeout")), offline=bool(v("inference_stack_hf_hub_offline")),
+                   wait_timeout=int(v("inference_stack_wait_timeout")),
+                   offline=bool(v("inference_stack_hf_hub_offline")),
                    host_name=host.name, compose="v1" if compose == "v1" else "v2")
 
 # -- verify from the controller (the verify role's commands) ---------------------------------------------------------

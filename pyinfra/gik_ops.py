@@ -20,11 +20,12 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.context import state
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations.util import files as file_utils
+
+from pyinfra import host
 
 SECRET_DIR_MODE = 0o700
 SECRET_FILE_MODE = 0o400
@@ -98,9 +99,11 @@ for s in {svc}; do
   h=$($C -p {p} config --hash "$s" 2>/dev/null | awk '{{print $2}}')
   img=$($C -p {p} config --images "$s" 2>/dev/null | head -n1)
   want=""; [ -n "$img" ] && want=$(docker image inspect -f '{{{{.Id}}}}' "$img" 2>/dev/null)
-  cid=$(docker ps -aq --filter label=com.docker.compose.project={p} --filter "label=com.docker.compose.service=$s" | head -n1)
+  cid=$(docker ps -aq --filter label=com.docker.compose.project={p} \
+        --filter "label=com.docker.compose.service=$s" | head -n1)
   have="absent - -"
-  [ -n "$cid" ] && have=$(docker inspect -f '{{{{.State.Status}}}} {{{{.Image}}}} {{{{index .Config.Labels "com.docker.compose.config-hash"}}}}' "$cid")
+  [ -n "$cid" ] && have=$(docker inspect -f \
+    '{{{{.State.Status}}}} {{{{.Image}}}} {{{{index .Config.Labels "com.docker.compose.config-hash"}}}}' "$cid")
   echo "$s ${{h:--}} ${{img:--}} ${{want:--}} $have"
 done"""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import configparser
 import datetime
-import json
 import os
 import pwd
 import socket
@@ -104,7 +103,24 @@ def _ansible_plugins() -> tuple[dict[str, Any], dict[str, Any]]:
     return filters, tests
 
 
-FILTERS, TESTS = _ansible_plugins()
+def _quiet_import() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Import Ansible's plugins. Under pyinfra's gevent, Ansible's import-time getaddrinfo probe makes gevent print
+    a harmless traceback from its thread pool; keep that off the user's screen."""
+    try:
+        import gevent
+    except ImportError:
+        return _ansible_plugins()
+    hub = gevent.get_hub()
+    saved = hub.NOT_ERROR
+    hub.NOT_ERROR = (*saved, OSError)
+    try:
+        from ansible.module_utils.common import arg_spec  # noqa: F401
+        return _ansible_plugins()
+    finally:
+        hub.NOT_ERROR = saved
+
+
+FILTERS, TESTS = _quiet_import()
 
 
 def _env(native: bool, **options: Any) -> jinja2.Environment:

@@ -1,16 +1,31 @@
-"""testinfra suite for a lab deployed by site.yml. Run against your own hosts:
+"""testinfra suite for every way the kit deploys: Ansible (site.yml), pyinfra (pyinfra/deploy.py) or compose alone.
 
+    # a lab deployed by Ansible: settings from the inventory (host and group variables)
     pytest tests/infra --hosts=ansible://gpu_hosts --ansible-inventory=inventory/hosts.yml
+    # as a non-root SSH user: add --sudo (Docker's socket and the root-only secret files need it)
+    pytest tests/infra --hosts=ssh://admin@gpu01 --sudo --compose-dir /opt/gpu-inference-kit/compose
+    # this workstation, deployed by pyinfra (the default folder) or by `docker compose up` in compose/
+    pytest tests/infra --hosts=local://
+    pytest tests/infra --hosts=local:// --compose-dir compose
 
-Settings come from each host's Ansible variables (inventory + group_vars), with the roles' defaults.
+Settings come from the Ansible inventory when the host is an ``ansible://`` one; otherwise from the deployed compose
+project's ``.env`` on the host (``--compose-dir``, default /opt/gpu-inference-kit/compose where Ansible and pyinfra
+put it), otherwise the defaults below. ``--engines vllm,llamacpp`` names the engines that must run; without it:
+the inventory's ``inference_stack_engines``, or the engines that have a container in the compose project.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
+import re
 from typing import Any
 
 import pytest
 
+# The roles' defaults for what this suite checks. Engine ports and setting names come from the engine catalogue
+# (healthchecks.engines) when the kit is installed; this copy is for a bare `pip install pytest-testinfra`, and
+# a unit test holds it equal to the catalogue.
 DEFAULTS: dict[str, Any] = {
     "inference_stack_gpu": True,
     "inference_stack_engines": ["vllm", "ollama", "llamacpp"],
@@ -24,9 +39,161 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def cfg(host: Any) -> dict[str, Any]:
+def _engines() -> dict[str, dict[str, Any]]:
+    """engine -> its inventory port setting, its .env port variable, its default port."""
+    try:
+        from healthchecks.engines import CATALOGUE
+    except ImportError:  # the suite without the kit installed
+        names = [k.removeprefix("inference_stack_").removesuffix("_port") for k in DEFAULTS if k.endswith("_port")]
+        return {n: {"ansible_port": f"inference_stack_{n}_port", "env_port": f"{n.upper()}_PORT",
+                    "default_port": DEFAULTS[f"inference_stack_{n}_port"]} for n in names}
+    return {n: {"ansible_port": s.ansible_port, "env_port": s.env_port, "default_port": s.default_port}
+            for n, s in CATALOGUE.items() if s.deployed}
+
+
+ENGINES = _engines()
+_TRUE, _FALSE = {"yes", "on", "true", "1", "y", "t"}, {"no", "off", "false", "0", "n", "f"}
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """A boolean as Ansible reads it ("false", "no", 0 ... are false)."""
+    text = str(value).lower()
+    if isinstance(value, bool) or text in _TRUE | _FALSE:
+        return value if isinstance(value, bool) else text in _TRUE
+    raise pytest.UsageError(f"{name}: {value!r} is not a boolean")
+
+
+def as_list(value: Any) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else [str(v) for v in value]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gpu-inference-kit")
+    group.addoption("--compose-dir", default=None,
+                    help="the deployed compose project on the host; its .env gives the settings when no Ansible "
+                         "inventory is used (default: /opt/gpu-inference-kit/compose when it has a .env)")
+    group.addoption("--engines", default=None,
+                    help="comma-separated engines that must run (default: the inventory's, else the engines with a "
+                         "container in the compose project)")
+
+
+def _render(value: Any, variables: dict[str, Any]) -> Any:
+    """Inventory values may be Jinja expressions over other variables (e.g. hf_secret_dir)."""
+    if isinstance(value, str) and "{{" in value:
+        import jinja2
+
+        return jinja2.Environment().from_string(value).render(**variables)
+    return value
+
+
+def _from_inventory(host: Any) -> dict[str, Any]:
+    variables = host.ansible.get_variables()
     values = dict(DEFAULTS)
-    values.update({k: v for k, v in host.ansible.get_variables().items() if k in DEFAULTS or k == "hf_secret_dir"})
-    values.setdefault("hf_secret_dir", f"{values['inference_stack_dir']}/secrets")
+    values.update({k: v for k, v in variables.items() if k in DEFAULTS or k == "hf_secret_dir"})
+    values = {k: _render(v, {**values, **variables}) for k, v in values.items()}
+    secret_dir = values.get("hf_secret_dir") or f"{values['inference_stack_dir']}/secrets"
+    return {
+        "source": "ansible inventory",
+        "gpu": as_bool(values["inference_stack_gpu"], "inference_stack_gpu"),
+        "engines": as_list(values["inference_stack_engines"]),
+        "bind": str(values["inference_stack_bind_address"]),
+        "ports": {e: int(values.get(spec["ansible_port"], spec["default_port"])) for e, spec in ENGINES.items()},
+        "project": str(values["inference_stack_project_name"]),
+        "secret_dir": secret_dir,
+        "hf_token_file": f"{secret_dir}/hf_token",
+        "vllm_api_key_file": f"{secret_dir}/vllm_api_key",
+        "managed": True,  # Ansible's contract: root:root 0400 files in a 0700 folder
+        "docker_manage_service": as_bool(values["docker_manage_service"], "docker_manage_service"),
+    }
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """compose's .env: KEY=VALUE lines, # comments, optional quotes."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        out[key.strip()] = value
+    return out
+
+
+def _from_env_file(host: Any, compose_dir: str | None) -> dict[str, Any]:
+    default_dir = f"{DEFAULTS['inference_stack_dir']}/compose"
+    if compose_dir is None and host.file(f"{default_dir}/.env").exists:
+        compose_dir = default_dir
+    env: dict[str, str] = {}
+    if compose_dir is not None:
+        if not compose_dir.startswith("/"):
+            compose_dir = posixpath.normpath(posixpath.join(host.check_output("pwd"), compose_dir))
+        env_file = host.file(f"{compose_dir}/.env")
+        if not env_file.exists:
+            raise pytest.UsageError(f"--compose-dir {compose_dir}: no .env there (the deployed project's settings)")
+        env = parse_env(env_file.content_string)
+
+    def path(value: str | None, name: str) -> str:
+        if compose_dir is None:  # nothing deployed where we looked: where Ansible and pyinfra put the secrets
+            return f"{DEFAULTS['inference_stack_dir']}/secrets/{name}"
+        p = value or f"./secrets/{name}"
+        return p if p.startswith("/") else posixpath.normpath(posixpath.join(compose_dir, p))
+
+    project = env.get("COMPOSE_PROJECT_NAME") or (
+        re.sub(r"[^a-z0-9_-]", "", posixpath.basename(compose_dir).lower()) if compose_dir
+        else str(DEFAULTS["inference_stack_project_name"]))
+    token_file = path(env.get("HF_TOKEN_FILE"), "hf_token")
+    return {
+        "source": f"{compose_dir}/.env" if compose_dir else "defaults",
+        "gpu": "compose.gpu.yaml" in env.get("COMPOSE_FILE", "compose.yaml:compose.gpu.yaml"),
+        "engines": None,  # the engines with a container in the project (below), unless --engines names them
+        "bind": env.get("BIND_ADDRESS") or "127.0.0.1",
+        "ports": {e: int(env.get(spec["env_port"]) or spec["default_port"]) for e, spec in ENGINES.items()},
+        "project": project,
+        "secret_dir": posixpath.dirname(token_file),
+        "hf_token_file": token_file,
+        "vllm_api_key_file": path(env.get("VLLM_API_KEY_FILE"), "vllm_api_key"),
+        "managed": False,  # README's contract for compose: owner-only (0600 or stricter)
+        "docker_manage_service": host.file("/run/systemd/system").is_directory,
+    }
+
+
+def _project_containers(host: Any, project: str) -> dict[str, dict[str, Any]]:
+    """compose service -> `docker ps` row, for every container of the project (running or not)."""
+    r = host.run("docker ps -a --filter label=com.docker.compose.project=%s --format '{{json .}}'", project)
+    if r.rc != 0:
+        pytest.fail(f"`docker ps` failed on the host ({r.stderr.strip()}): run as root or with --sudo", pytrace=False)
+    by_service = {}
+    for line in r.stdout.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            labels = dict(kv.split("=", 1) for kv in row.get("Labels", "").split(",") if "=" in kv)
+            by_service[labels.get("com.docker.compose.service", "")] = row
+    return by_service
+
+
+@pytest.fixture(scope="module")
+def cfg(host: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if host.backend.NAME == "ansible":
+        values = _from_inventory(host)
+    else:
+        values = _from_env_file(host, request.config.getoption("--compose-dir"))
+    wanted = request.config.getoption("--engines")
+    if wanted:
+        values["engines"] = as_list(wanted)
+    elif values["engines"] is None:
+        values["engines"] = [e for e in ENGINES if e in _project_containers(host, values["project"])] or list(ENGINES)
+    unknown = [e for e in values["engines"] if e not in ENGINES]
+    if unknown:
+        raise pytest.UsageError(f"unknown engine(s) {', '.join(unknown)}: expected {', '.join(ENGINES)}")
     return values
+
+
+@pytest.fixture
+def containers(host: Any, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """compose service -> `docker ps` row for the deployed project's containers."""
+    return _project_containers(host, cfg["project"])

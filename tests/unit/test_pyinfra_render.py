@@ -85,7 +85,8 @@ def _tasks(role: str, match: str) -> list[dict[str, Any]]:
     under the case's folder where it would write outside it."""
     found = [t for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml"))
              for t in _walk(yaml.safe_load(path.read_text()))
-             if isinstance(t.get("ansible.builtin.template"), dict) and t["ansible.builtin.template"].get("src") == match]
+             if isinstance(t.get("ansible.builtin.template"), dict)
+             and t["ansible.builtin.template"].get("src") == match]
     assert found, f"roles/{role}/tasks/ has no template task for {match}"
     task = copy.deepcopy(found[0])
     for key in ("notify", "when"):

@@ -1,0 +1,69 @@
+"""pyinfra inventory from the Ansible inventory: the lab's hosts are listed once, in inventory/hosts.yml.
+
+    pyinfra pyinfra/inventory.py pyinfra/deploy.py                         # inventory/hosts.yml
+    GIK_INVENTORY=~/lab/hosts.yml pyinfra pyinfra/inventory.py pyinfra/deploy.py --sudo --user admin
+
+Every host of the ``gpu_hosts`` group (children included) becomes a pyinfra host of group ``gpu_hosts``: its
+connection (``ansible_host``, ``ansible_user``, ``ansible_port``, ``ansible_ssh_private_key_file``;
+``ansible_connection: local`` is ``@local``) and its settings (the inventory's host and group variables, then
+``host_vars/<host>.yml``).
+The inventory's ``group_vars/gpu_hosts/`` is the lab settings layer, as it is for Ansible.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+INVENTORY = Path(os.path.expanduser(os.environ.get("GIK_INVENTORY", str(ROOT / "inventory" / "hosts.yml"))))
+GROUP = os.environ.get("GIK_GROUP", "gpu_hosts")
+CONNECTION = {"ansible_host": "ssh_hostname", "ansible_user": "ssh_user", "ansible_port": "ssh_port",
+              "ansible_ssh_private_key_file": "ssh_key"}
+
+
+class _Loader(yaml.SafeLoader):
+    """Inline ``!vault`` values cannot be read without Ansible Vault: they come through as None."""
+
+
+_Loader.add_constructor("!vault", lambda loader, node: None)
+
+
+def _hosts(group: dict[str, Any] | None, inherited: dict[str, Any], inside: bool) -> dict[str, dict[str, Any]]:
+    group = group or {}
+    merged = {**inherited, **(group.get("vars") or {})}
+    out: dict[str, dict[str, Any]] = {}
+    if inside:
+        for name, hostvars in (group.get("hosts") or {}).items():
+            out[name] = {**merged, **(hostvars or {})}
+    for child_name, child in (group.get("children") or {}).items():
+        out.update(_hosts(child, merged, inside or child_name == GROUP))
+    return out
+
+
+def _load() -> list[tuple[str, dict[str, Any]]]:
+    if not INVENTORY.is_file():
+        raise SystemExit(f"pyinfra/inventory.py: no Ansible inventory at {INVENTORY} (set GIK_INVENTORY)")
+    doc = yaml.load(INVENTORY.read_text(), Loader=_Loader) or {}
+    group_vars = INVENTORY.parent / "group_vars" / GROUP
+    hosts = []
+    for name, hostvars in _hosts(doc.get("all", doc), {}, GROUP == "all").items():
+        host_file = INVENTORY.parent / "host_vars" / f"{name}.yml"
+        if host_file.is_file():
+            hostvars = {**hostvars, **(yaml.load(host_file.read_text(), Loader=_Loader) or {})}
+        data: dict[str, Any] = {"gik_group_vars": str(group_vars)} if group_vars.exists() else {}
+        for key, value in hostvars.items():
+            data[CONNECTION.get(key, key)] = value
+        if hostvars.get("ansible_connection") == "local":
+            data["ansible_connection"] = "local"
+            name = "@local"
+        hosts.append((name, data))
+    if not hosts:
+        raise SystemExit(f"pyinfra/inventory.py: no host in group {GROUP} of {INVENTORY}")
+    return hosts
+
+
+gpu_hosts = _load()
