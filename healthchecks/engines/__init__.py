@@ -15,7 +15,7 @@ from ..protocols import Http
 from .base import Engine, RequestParams, Signature, Spec
 
 # Detection order: the most specific probe first; ``openai`` (any /v1/models) last.
-_MODULES = ("ollama", "llamacpp", "sglang", "vllm", "openai")
+_MODULES = ("ollama", "llamacpp", "sglang", "vllm", "hf", "openai")
 
 ENGINES: dict[str, Engine] = {n: importlib.import_module(f"{__name__}.{n}").ENGINE for n in _MODULES}
 CATALOGUE: dict[str, Spec] = {n: e.spec for n, e in ENGINES.items()}
