@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import json
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -18,9 +18,9 @@ import httpx
 from . import engines
 from .endpoints import Endpoint
 from .engines import Engine
-from .engines.base import FAIL, PASS, SKIP, WARN
-from .errors import ProtocolError
-from .protocols import Http, read_api_key
+from .engines.base import FAIL, PASS, SKIP, STRUCTURED_SCHEMA, WARN
+from .errors import ConfigError, ProtocolError
+from .protocols import Http, cert_expiry, one_line, read_api_key, tls_context
 
 __all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Options", "Report", "check_all", "check_endpoint", "wait_all"]
 
@@ -43,6 +43,7 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     diagnosis: dict[str, Any] | None = None
     attempts: int = 1
+    version: str | None = None  # the engine's own version / build string, when its API reports one
 
     @property
     def healthy(self) -> bool:
@@ -66,6 +67,14 @@ class Options:
     timeout: float = 30.0  # per request
     max_tokens: int = 8
     diagnose: bool = True
+    ca_bundle: str | None = None  # also trusted, beside the system store (see protocols.tls_context)
+    insecure: bool = False  # no certificate verification
+    capabilities: bool = True  # structured-output row (embeddings: found by itself)
+    cert_warn_days: float = 14.0  # a certificate expiring sooner is a warning row
+
+
+STRUCTURED_MIN_TOKENS = 48  # room for {"answer": 4} and the whitespace a grammar allows
+EMBEDDING_HINT_STATUS = (400, 404, 405, 422, 501)  # how engines refuse chat for an embedding-only model
 
 
 class _Run:
@@ -82,6 +91,8 @@ class _Run:
             status, reason = await fn()
         except ProtocolError as exc:
             status, reason = FAIL, exc.reason
+        except Exception as exc:  # an answer no reader expected must fail this row, never the run
+            status, reason = FAIL, unexpected(exc)
         self.report.checks.append(Check(name, status, (time.perf_counter() - t0) * 1000, reason))
         return status != FAIL
 
@@ -89,11 +100,19 @@ class _Run:
         self.report.checks.append(Check(name, SKIP, None, reason))
 
 
-def pick_model(engine: Engine, wanted: str | None, served: list[str]) -> tuple[str | None, str]:
-    """The served model to use: ``wanted`` by the engine's own name matching, else the first served."""
+def unexpected(exc: BaseException) -> str:
+    return f"unexpected answer ({type(exc).__name__}: {one_line(str(exc), 160) or 'no detail'})"
+
+
+def pick_model(engine: Engine, wanted: str | None, served: list[str],
+               preferred: str | None = None) -> tuple[str | None, str]:
+    """The served model to use: ``wanted`` by the engine's own name matching, else ``preferred`` (e.g. one
+    already loaded), else the first served."""
     if not served:
         return None, "no models served"
     if wanted is None:
+        if preferred in served:
+            return preferred, f"serving {', '.join(served[:5])}; {preferred} already loaded"
         return served[0], f"serving {', '.join(served[:5])}"
     for s in served:
         if engine.same_model(wanted, s):
@@ -105,7 +124,8 @@ async def _ready(run: _Run, engine: Engine) -> bool:
     async def f() -> tuple[str, str]:
         served = await engine.models(run.http)
         run.report.models = served
-        chosen, reason = pick_model(engine, run.ep.model, served)
+        preferred = await engine.preferred_model(run.http, served) if run.ep.model is None and served else None
+        chosen, reason = pick_model(engine, run.ep.model, served, preferred)
         run.report.model = chosen
         return (PASS if chosen else FAIL), reason
     return await run.step("readiness", f)
@@ -119,6 +139,8 @@ async def _residency(run: _Run, engine: Engine) -> None:
         verdict = await engine.gpu_residency(run.http, run.report.model, run.ep.expect_gpu)
     except ProtocolError as exc:
         verdict = FAIL, exc.reason
+    except Exception as exc:
+        verdict = FAIL, unexpected(exc)
     if verdict is not None:
         run.report.checks.append(Check("gpu_residency", verdict[0], (time.perf_counter() - t0) * 1000, verdict[1]))
 
@@ -130,10 +152,13 @@ async def _auth(run: _Run, engine: Engine) -> None:
 
     async def f() -> tuple[str, str]:
         method, path = engine.auth_probe
-        status = await run.http.status_only(method, path, auth=False)
+        body = engine.auth_body(run.report.model or run.ep.model or "healthcheck")
+        status = await run.http.status_only(method, path, json_body=body, auth=False)
         if status in (401, 403):
-            return PASS, f"request without the key refused ({status})"
-        return FAIL, f"request without the API key answered {status}, expected 401"
+            return PASS, f"{method} {path} without the key refused ({status})"
+        if 200 <= status < 300:
+            return FAIL, f"{method} {path} without the API key answered {status}: the key is not enforced"
+        return FAIL, f"{method} {path} without the API key answered {status}, expected 401 or 403"
     await run.step("auth", f)
 
 
@@ -154,8 +179,119 @@ async def _metrics(run: _Run, engine: Engine) -> None:
     await run.step("metrics", f)
 
 
+async def _tls(run: _Run, opts: Options) -> None:
+    """For https endpoints: days left on the server certificate (a warning under ``cert_warn_days``)."""
+    if not run.ep.url.startswith("https:"):
+        return
+    if opts.insecure:
+        run.skip("tls", "--insecure: certificate not verified")
+        return
+
+    async def f() -> tuple[str, str]:
+        left = await cert_expiry(run.ep.url, tls_context(opts.ca_bundle, opts.insecure), opts.timeout)
+        if left is None:
+            return SKIP, "no certificate details from the server"
+        days = left / 86400
+        when = time.strftime("%Y-%m-%d", time.gmtime(time.time() + left))
+        if days < 0:
+            return FAIL, f"certificate expired on {when}"
+        if days < opts.cert_warn_days:
+            return WARN, f"certificate expires in {days:.1f} days ({when}): renew it"
+        return PASS, f"certificate valid until {when} ({days:.0f} days)"
+    await run.step("tls", f)
+
+
+def _valid(obj: Any, schema: dict[str, Any]) -> str | None:
+    """None when ``obj`` validates against ``schema``, else the first reason (jsonschema when installed)."""
+    try:
+        import jsonschema
+    except ImportError:  # the one fixed schema, checked by hand
+        ok = isinstance(obj, dict) and isinstance(obj.get("answer"), int) and set(obj) == {"answer"}
+        return None if ok else "does not match {\"answer\": integer}"
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(obj))
+    return None if error is None else one_line(error.message, 120)
+
+
+async def _structured_output(run: _Run, engine: Engine, opts: Options) -> None:
+    if engine.structured_output is None:
+        run.skip("structured_output", f"{engine.spec.title} has no structured-output API")
+        return
+    assert run.report.model is not None
+    model = run.report.model
+
+    async def f() -> tuple[str, str]:
+        how = f"{engine.structured_output} json_schema" if engine.structured_output == "response_format" \
+            else f"{engine.structured_output} schema"
+        try:
+            text = await engine.structured_answer(run.http, model, STRUCTURED_SCHEMA,
+                                                  max(STRUCTURED_MIN_TOKENS, opts.max_tokens))
+        except ProtocolError as exc:
+            if not engine.known_features and exc.status is not None and 400 <= exc.status < 500:
+                return SKIP, f"{how} refused ({exc.reason}): not supported by this server"
+            raise
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return FAIL, f"{how}: the answer is not JSON: {one_line(text, 60)!r}"
+        problem = _valid(obj, STRUCTURED_SCHEMA)
+        if problem:
+            return FAIL, f"{how}: the answer does not validate ({problem}): {one_line(text, 60)!r}"
+        return PASS, f"{how}: {one_line(text, 60)}"
+    await run.step("structured_output", f)
+
+
+async def _function(run: _Run, engine: Engine, opts: Options) -> None:
+    """The engine's completion checks. When the first is refused in the way engines refuse chat for an
+    embedding-only model and the embeddings API answers, the endpoint serves an embedding model: the
+    generation rows are skipped and an embeddings row stands for them."""
+    assert run.report.model is not None
+    model = run.report.model
+    steps = engine.function_steps(run.http, model, opts.max_tokens)
+    (first, first_fn), rest = steps[0], steps[1:]
+    refused: list[ProtocolError] = []
+
+    async def watched() -> tuple[str, str]:
+        try:
+            return await first_fn()
+        except ProtocolError as exc:
+            refused.append(exc)
+            raise
+    if await run.step(first, watched) or not refused or refused[0].status not in EMBEDDING_HINT_STATUS:
+        for name, fn in rest:
+            await run.step(name, fn)
+        if opts.capabilities:
+            await _structured_output(run, engine, opts)
+        return
+    t1 = time.perf_counter()
+    try:
+        dim = await engine.embed(run.http, model)
+    except Exception:  # not an embedding model either: the completion failure stands
+        for name, _ in rest:
+            run.skip(name, f"{first} failed")
+        return
+    row = run.report.checks.pop()
+    run.report.checks.append(Check(first, SKIP, row.latency_ms, f"{model} is an embedding model ({row.reason})"))
+    for name, _ in rest:
+        run.skip(name, "embedding model: no text generation")
+    run.report.checks.append(Check("embeddings", PASS, (time.perf_counter() - t1) * 1000,
+                                   f"{dim}-dimensional vector"))
+    if opts.capabilities:
+        run.skip("structured_output", "embedding model")
+
+
 async def check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient) -> Report:
     report = Report(name=ep.label, engine=ep.engine, url=ep.url, model=ep.model)
+    try:
+        return await _check_endpoint(ep, opts, client, report)
+    except ConfigError as exc:  # validated before the run; a key file removed since then
+        report.checks.append(Check("config", FAIL, None, exc.reason))
+        return report
+    except Exception as exc:  # one endpoint's surprise never loses the others' results
+        report.checks.append(Check("internal", FAIL, None, unexpected(exc)))
+        return report
+
+
+async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient, report: Report) -> Report:
     key = read_api_key(ep.api_key_file, env=ep.api_key_env)
     http = Http(ep.url, opts.timeout, key, client)
     run = _Run(ep, http, report)
@@ -168,37 +304,34 @@ async def check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient)
         if not await run.step("detect", det):
             return report
         engine = found[0]
-        report.engine = engine.name
-        run.ep = ep = replace(ep, engine=engine.name)
+        ep = ep.as_engine(engine.name)  # its own --model / --api-key-file; the label names the engine
+        report.engine, report.name, report.model = engine.name, ep.label, ep.model
+        new_key = read_api_key(ep.api_key_file, env=ep.api_key_env)
+        if new_key != key:
+            http = Http(ep.url, opts.timeout, new_key, client)
+        run.ep, run.http = ep, http
     else:
         engine = engines.get(ep.engine)
+    await _tls(run, opts)
     if not await run.step("liveness", lambda: engine.liveness(http)):
         for n in ("readiness", "completion", "stream"):
             run.skip(n, "not live")
         return report
+    with contextlib.suppress(Exception):  # a version is a nicety; its absence is no failure
+        report.version = await engine.version(http)
     if await _ready(run, engine):
-        assert report.model is not None
-        for name, fn in engine.function_steps(http, report.model, opts.max_tokens):
-            await run.step(name, fn)
+        await _function(run, engine, opts)
         await _residency(run, engine)
     await _auth(run, engine)
     await _metrics(run, engine)
     return report
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """One verifying TLS context for every client (building one costs tens of ms of CPU)."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 def _client(opts: Options) -> httpx.AsyncClient:
     # One small pool per endpoint: httpcore scans every pooled connection on each request, so one client
-    # shared by many hosts costs O(hosts) per request.
+    # shared by many hosts costs O(hosts) per request. One TLS context for all (see protocols.tls_context).
     return httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout), limits=httpx.Limits(max_connections=8),
-                             verify=_tls())
+                             verify=tls_context(opts.ca_bundle, opts.insecure))
 
 
 async def _check_own_client(ep: Endpoint, opts: Options) -> Report:
@@ -255,3 +388,65 @@ async def _diagnose(eps: list[Endpoint], reports: list[Report]) -> None:
     results = await asyncio.gather(*(asyncio.to_thread(diagnose.for_endpoint, e.port, r.engine) for e, r in todo))
     for (_, r), d in zip(todo, results, strict=True):
         r.diagnosis = d
+
+
+# -- machine-readable outputs ------------------------------------------------------------------------
+def junit_xml(reports: list[Report]) -> str:
+    """JUnit XML: one testcase per endpoint x check (a warning passes, with the reason in system-out)."""
+    import xml.etree.ElementTree as ET
+
+    cases = [(r, c) for r in reports for c in r.checks]
+    suites = ET.Element("testsuites", name="healthcheck")
+    suite = ET.SubElement(suites, "testsuite", name="healthcheck", tests=str(len(cases)),
+                          failures=str(sum(c.status == FAIL for _, c in cases)),
+                          skipped=str(sum(c.status == SKIP for _, c in cases)), errors="0",
+                          time=f"{sum((c.latency_ms or 0) for _, c in cases) / 1000:.3f}")
+    for r, c in cases:
+        case = ET.SubElement(suite, "testcase", classname=r.name, name=c.name,
+                             time=f"{(c.latency_ms or 0) / 1000:.3f}")
+        if c.status == FAIL:
+            ET.SubElement(case, "failure", message=c.reason, type="unhealthy").text = c.reason
+        elif c.status == SKIP:
+            ET.SubElement(case, "skipped", message=c.reason)
+        else:
+            ET.SubElement(case, "system-out").text = f"{c.status}: {c.reason}"
+        props = ET.SubElement(case, "properties")
+        for k, v in (("url", r.url), ("engine", r.engine or "?"), ("model", r.model or ""),
+                     ("version", r.version or "")):
+            ET.SubElement(props, "property", name=k, value=v)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(reports: list[Report], now: float | None = None) -> str:
+    """node-exporter textfile-collector format: up and latency per endpoint and check, up per endpoint,
+    the engine's version as an info series, and when the run happened."""
+    lines = [
+        "# HELP gik_healthcheck_up 1 when the check passed or warned, 0 when it failed (skipped checks absent).",
+        "# TYPE gik_healthcheck_up gauge",
+    ]
+    lat = ["# HELP gik_healthcheck_latency_seconds Time the check took.",
+           "# TYPE gik_healthcheck_latency_seconds gauge"]
+    ep_up = ["# HELP gik_healthcheck_endpoint_up 1 when every check of the endpoint passed or warned.",
+             "# TYPE gik_healthcheck_endpoint_up gauge"]
+    info = ["# HELP gik_healthcheck_engine_info The engine and version an endpoint reported.",
+            "# TYPE gik_healthcheck_engine_info gauge"]
+    for r in reports:
+        base = f'endpoint="{_label(r.name)}",engine="{_label(r.engine or "?")}",url="{_label(r.url)}"'
+        ep_up.append(f"gik_healthcheck_endpoint_up{{{base}}} {int(r.healthy)}")
+        info.append(f'gik_healthcheck_engine_info{{{base},model="{_label(r.model or "")}",'
+                    f'version="{_label(r.version or "")}"}} 1')
+        for c in r.checks:
+            labels = f'{base},check="{_label(c.name)}"'
+            if c.status != SKIP:
+                lines.append(f"gik_healthcheck_up{{{labels}}} {int(c.status != FAIL)}")
+            if c.latency_ms is not None:
+                lat.append(f"gik_healthcheck_latency_seconds{{{labels}}} {c.latency_ms / 1000:.6f}")
+    stamp = ["# HELP gik_healthcheck_last_run_timestamp_seconds When this file was written.",
+             "# TYPE gik_healthcheck_last_run_timestamp_seconds gauge",
+             f"gik_healthcheck_last_run_timestamp_seconds {time.time() if now is None else now:.3f}"]
+    return "\n".join(lines + lat + ep_up + info + stamp) + "\n"

@@ -5,6 +5,7 @@ No network I/O here. Every problem raises :class:`ConfigError` with a one-line m
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -38,6 +39,16 @@ class Endpoint:
     api_key_file: str | None = None
     api_key_env: str | None = None  # name of an environment variable holding the key (when no file)
     meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # per-engine settings (--model ENGINE=NAME, --api-key-file ENGINE=FILE) for an endpoint whose engine is
+    # detected later: engine -> {"model": ..., "api_key_file": ...}; applied by :meth:`as_engine`
+    per_engine: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False)
+
+    def as_engine(self, engine: str) -> Endpoint:
+        """This endpoint once its engine is known: the engine's own --model / --api-key-file apply, and the
+        label names the engine (``vllm@host:port``, not ``?@host:port``)."""
+        own = self.per_engine.get(engine, {})
+        return replace(self, engine=engine, model=own.get("model", self.model),
+                       api_key_file=own.get("api_key_file", self.api_key_file))
 
     @property
     def label(self) -> str:
@@ -97,27 +108,131 @@ _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.S)
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Compose's .env format: KEY=VALUE lines, # comments, optional quotes, optional ``export``."""
-    env: dict[str, str] = {}
-    if not path.is_file():
-        return env
-    for n, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+_SPACE = "\t\v\f\r \x85\xa0"  # compose-go's isSpace: blanks, not the newline
+_EXPORT = re.compile(r"export[\t\n\f\r ]+")
+_ESCAPE = re.compile(r'\\(?:[abcfnrtv$"\\]|0\d{0,3})')
+_GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", '"': '"', "\\": "\\"}
+
+
+def _go_escape(m: re.Match[str]) -> str:
+    """One escape of a double-quoted .env value, as compose-go's expandEscapes (Go's UnquoteChar)."""
+    text = m.group(0)
+    if text == "\\$":
+        return "$$"  # a literal dollar for the interpolation that follows
+    if text[1] == "0":
+        digits = text[1:4]
+        if len(digits) == 3 and all(c in "01234567" for c in digits):
+            return chr(int(digits, 8))  # Go reads exactly three octal digits; a fourth is dropped
+        return text
+    return _GO_ESCAPES[text[1]]
+
+
+def parse_dotenv(text: str, environ: Mapping[str, str], where: str = ".env") -> dict[str, str]:
+    """A .env file exactly as Docker Compose reads it (compose-go's dotenv parser): ``KEY=VALUE`` or
+    ``KEY: VALUE``, optional ``export``, ``#`` comments (on unquoted values only after a blank), single
+    quotes literal, double quotes with escapes (``\\n``, ``\\t``, ``\\"``, ``\\$``...) and multi-line values,
+    ``$VAR`` / ``${VAR:-default}`` interpolation of unquoted and double-quoted values (process environment
+    first, then the lines above), a bare ``KEY`` inheriting the process environment, a UTF-8 BOM and CRLF.
+    Errors are ConfigError naming ``where`` and the line."""
+    src = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    out: dict[str, str] = {}
+    lookup = collections.ChainMap(dict(environ), out)
+    i, n = 0, len(src)
+
+    def line_at(pos: int) -> int:
+        return src.count("\n", 0, pos) + 1
+
+    while True:
+        # the next statement: skip blank space, newlines and comment lines
+        while i < n and (src[i].isspace() or src[i] == "#"):
+            if src[i] == "#":
+                nl = src.find("\n", i)
+                i = n if nl < 0 else nl
+            else:
+                i += 1
+        if i >= n:
+            return out
+        start = i
+        if m := _EXPORT.match(src, i):
+            i = m.end()
+            while i < n and src[i] in _SPACE:
+                i += 1
+        key_start, key, inherited, end = i, None, False, n
+        j = i
+        while j < n:
+            ch = src[j]
+            if ch in _SPACE:
+                j += 1
+                continue
+            if ch in "=:\n":
+                key, inherited, end = src[key_start:j].rstrip(), ch == "\n", j + 1
+                break
+            if not (ch in "_.-[]" or ch.isalpha() or ch.isnumeric()):
+                first = src[key_start:].split("\n", 1)[0]
+                raise ConfigError(f"{where}:{line_at(j)}: unexpected character {ch!r} in variable name "
+                                  f"{first[:60]!r}")
+            j += 1
+        if key is None:  # a last line without = (compose ignores it)
+            return out
+        if " " in key:
+            raise ConfigError(f"{where}:{line_at(start)}: key {key[:60]!r} cannot contain a space")
+        i = end
+        if inherited:
+            if key and key in environ:
+                out[key] = environ[key]
             continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
-            raise ConfigError(f"{path}:{n}: not a KEY=VALUE line: {raw.strip()[:60]!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        env[key] = value
-    return env
+        while i < n and src[i] in _SPACE:
+            i += 1
+        if i < n and src[i] in "'\"":
+            quote, chars, escaped, k = src[i], [], False, i + 1
+            while k < n:
+                ch = src[k]
+                if ch != quote:
+                    if not escaped and ch == "\\":
+                        escaped = True
+                    else:
+                        if escaped:
+                            escaped = False
+                            chars.append("\\")
+                        chars.append(ch)
+                    k += 1
+                    continue
+                if escaped:  # \" or \' : the quote itself
+                    escaped = False
+                    chars.append(ch)
+                    k += 1
+                    continue
+                break
+            else:
+                first = src[i:].split("\n", 1)[0]
+                raise ConfigError(f"{where}:{line_at(i)}: unterminated quoted value {first[:60]}")
+            value = "".join(chars)
+            if quote == '"':
+                value = interpolate(_ESCAPE.sub(_go_escape, value), lookup, f"{where}:{line_at(i)}")
+            i = k + 1
+        else:
+            nl = src.find("\n", i)
+            raw = src[i:] if nl < 0 else src[i:nl]
+            i = n if nl < 0 else nl + 1
+            raw = raw.split(" #", 1)[0].rstrip()
+            value = interpolate(raw, lookup, f"{where}:{line_at(i - 1)}")
+        if key:
+            out[key] = value
+
+
+def read_dotenv(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The project's .env as Compose reads it (see :func:`parse_dotenv`); {} when there is none. Bytes that
+    are not UTF-8 become U+FFFD, as in Compose."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a .env file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    return parse_dotenv(data.decode("utf-8", errors="replace"), os.environ if environ is None else environ,
+                        str(path))
 
 
 def interpolate(value: str, env: Mapping[str, str], where: str = "") -> str:
@@ -199,15 +314,31 @@ def _labels(svc: Mapping[str, Any]) -> dict[str, str]:
     labels = svc.get("labels") or {}
     if isinstance(labels, list):
         labels = dict(str(item).partition("=")[::2] for item in labels)
-    return {str(k): str(v) for k, v in labels.items()}
+    if not isinstance(labels, dict):
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in labels.items()}
 
 
-def _published(ports: list[Any], target: int) -> tuple[str, int] | None:
-    """(host_ip, published) for the container port ``target`` from short or long port syntax."""
-    for p in ports or []:
+def _port_number(text: Any, what: str) -> int:
+    """A port from compose text (``8000`` or the first of a range ``8000-8010``), else ConfigError naming it."""
+    first = str(text).strip().split("-")[0]
+    if not first.isdigit() or not 1 <= int(first) <= 65535:
+        raise ConfigError(f"{what}: {str(text)!r} is not a port number (1-65535)")
+    return int(first)
+
+
+def _published(ports: Any, target: int, raw_ports: Any, service: str) -> tuple[str, int] | None:
+    """(host_ip, published) for the container port ``target`` from short or long port syntax. ``raw_ports``
+    (before interpolation) names the setting when a value is not a port."""
+    if not isinstance(ports, list):
+        return None
+    raws = raw_ports if isinstance(raw_ports, list) and len(raw_ports) == len(ports) else ports
+    for p, raw in zip(ports, raws, strict=True):
+        what = f"service {service}: port {raw!r}" if raw != p else f"service {service}: port"
         if isinstance(p, dict):
-            if int(p.get("target", 0)) == target and p.get("published"):
-                return str(p.get("host_ip") or "0.0.0.0"), int(str(p["published"]).split("-")[0])
+            tgt = p.get("target")
+            if str(tgt).isdigit() and int(str(tgt)) == target and p.get("published") not in (None, ""):
+                return str(p.get("host_ip") or "0.0.0.0"), _port_number(p["published"], what)
             continue
         text = str(p).split("/")[0]
         parts = text.rsplit(":", 2)
@@ -217,65 +348,121 @@ def _published(ports: list[Any], target: int) -> tuple[str, int] | None:
             ip, (pub, tgt) = "0.0.0.0", parts
         else:
             continue
-        if tgt.isdigit() and int(tgt) == target and pub:
-            return ip.strip("[]") or "0.0.0.0", int(pub.split("-")[0])
+        if tgt.strip().isdigit() and int(tgt) == target and pub:
+            return ip.strip("[]") or "0.0.0.0", _port_number(pub, what)
     return None
 
 
-def project_name(project_dir: Path, env: Mapping[str, str]) -> str:
-    """COMPOSE_PROJECT_NAME, else the directory name normalised as compose does."""
-    raw = env.get("COMPOSE_PROJECT_NAME") or project_dir.resolve().name
-    return re.sub(r"[^a-z0-9_-]", "", raw.lower())
+_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def normalise_project_name(raw: str) -> str:
+    """Compose's loader.NormalizeProjectName: lower case, keep [a-z0-9_-], no leading ``_``/``-``."""
+    return "".join(re.findall(r"[a-z0-9_-]", raw.lower())).lstrip("_-")
+
+
+def project_name(project_dir: Path, env: Mapping[str, str], declared: Any = None) -> str:
+    """The compose project name as Compose settles it: COMPOSE_PROJECT_NAME (process environment, then .env;
+    must already be valid), else the compose file's top-level ``name:``, else the project directory's
+    name, both normalised."""
+    explicit = env.get("COMPOSE_PROJECT_NAME")
+    if explicit:
+        if not _PROJECT_NAME.fullmatch(explicit):
+            raise ConfigError(f"COMPOSE_PROJECT_NAME={explicit!r} is not a valid project name: lowercase letters, "
+                              "digits, '-' and '_', starting with a letter or digit")
+        return explicit
+    for raw in (declared, project_dir.resolve().name):
+        if isinstance(raw, str) and normalise_project_name(raw):
+            return normalise_project_name(raw)
+    raise ConfigError(f"cannot derive a compose project name from {project_dir.resolve()}: set "
+                      "COMPOSE_PROJECT_NAME")
+
+
+# Compose's own discovery, in its order of preference (compose-go cli.DefaultFileNames / DefaultOverrideFileNames)
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+OVERRIDE_FILE_NAMES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
+                       "docker-compose.override.yaml")
 
 
 def compose_files(path: Path, env: Mapping[str, str]) -> list[Path]:
-    """The file itself, or, for a directory, COMPOSE_FILE from its .env (else compose.yaml)."""
+    """The file itself; for a directory, COMPOSE_FILE (process environment or .env), else the first
+    compose file name Compose accepts plus the first override file, as Compose picks them."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise ConfigError(f"compose file {path} does not exist")
     names = env.get("COMPOSE_FILE")
     if names:
-        sep = env.get("COMPOSE_PATH_SEPARATOR", os.pathsep)
+        sep = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
         return [path / n for n in names.split(sep) if n]
-    for n in ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"):
-        if (path / n).is_file():
-            return [path / n]
-    raise ConfigError(f"no compose file in {path}")
+    main = next((path / n for n in COMPOSE_FILE_NAMES if (path / n).is_file()), None)
+    if main is None:
+        raise ConfigError(f"no compose file in {path} (looked for {', '.join(COMPOSE_FILE_NAMES)})")
+    override = next((path / n for n in OVERRIDE_FILE_NAMES if (path / n).is_file()), None)
+    return [main] + ([override] if override else [])
 
 
-def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Endpoint]:
-    """Endpoints from a compose project: services labelled ``io.gpu-inference-kit.engine`` and their
-    published ports, with ``.env`` interpolation exactly as compose does it (process env wins)."""
+def load_compose(path: str | Path, environ: Mapping[str, str] | None = None
+                 ) -> tuple[Path, dict[str, str], dict[str, Any]]:
+    """(project directory, settings, merged document) of a compose file or project directory: ``.env`` read
+    as Compose reads it, the process environment winning; the document not yet interpolated."""
     p = Path(path)
     project_dir = p if p.is_dir() else p.parent
-    env = {**read_dotenv(project_dir / ".env"), **(environ if environ is not None else os.environ)}
+    environ = os.environ if environ is None else environ
+    env = {**read_dotenv(project_dir / ".env", environ), **environ}
     doc: dict[str, Any] = {}
     for f in compose_files(p, env):
-        if not f.is_file():
-            raise ConfigError(f"compose file {f} does not exist")
         try:
-            loaded = yaml.safe_load(f.read_text())
+            text = f.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"compose file {f} does not exist") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{f} is not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"compose file {f} cannot be read: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{f} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{f} is not a compose document (top level must be a mapping)")
         doc = _merge(doc, loaded)
+    return project_dir, env, doc
+
+
+def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Endpoint]:
+    """Endpoints from a compose project: services labelled ``io.gpu-inference-kit.engine`` and their
+    published ports, with ``.env`` interpolation exactly as compose does it (process env wins)."""
+    project_dir, env, doc = load_compose(path, environ)
     services = doc.get("services") or {}
+    if not isinstance(services, dict):
+        raise ConfigError(f"{path}: 'services' must be a mapping of service names")
     profiles = {x.strip() for x in env.get("COMPOSE_PROFILES", "").split(",") if x.strip()}
-    project = project_name(project_dir, env)
+    name = doc.get("name")
+    project = project_name(project_dir, env, interpolate(name, env, "name") if isinstance(name, str) else None)
     found: list[Endpoint] = []
-    for name, raw in services.items():
-        labels = _labels(raw or {})
+    for svc_name, raw in services.items():
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: service {svc_name} must be a mapping")
+        labels = _labels(raw)
         engine = labels.get(f"{LABEL}.engine")
         if not engine:
             continue
-        if (raw or {}).get("profiles") and not profiles.intersection(raw["profiles"]):
+        wanted = raw.get("profiles")
+        if wanted and not (isinstance(wanted, list) and profiles.intersection(map(str, wanted))):
             continue  # an inactive profile: compose would not start it
-        svc = _interp_tree(raw, env, f"service {name}")
+        svc = _interp_tree(raw, env, f"service {svc_name}")
         labels = _labels(svc)
-        port = int(labels.get(f"{LABEL}.port", (CATALOGUE[engine].default_port if engine in CATALOGUE else None) or 80))
-        pub = _published(svc.get("ports") or [], port)
+        engine = labels.get(f"{LABEL}.engine", engine)
+        if engine not in CATALOGUE:
+            raise ConfigError(f"service {svc_name}: label {LABEL}.engine={engine!r} is not an engine the kit "
+                              f"knows ({', '.join(NAMES)})")
+        port_label = labels.get(f"{LABEL}.port")
+        port = (_port_number(port_label, f"service {svc_name}: label {LABEL}.port") if port_label
+                else CATALOGUE[engine].default_port or 80)
+        pub = _published(svc.get("ports") or [], port, raw.get("ports"), str(svc_name))
         if pub is None:
             continue  # not published: unreachable from the host
         ip, published = pub
@@ -286,9 +473,9 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
                 engine=engine,
                 url=f"http://{'[' + host + ']' if ':' in host else host}:{published}",
                 model=labels.get(f"{LABEL}.model") or None,
-                name=name,
+                name=str(svc_name),
                 expect_gpu=True if gpu == "true" else False if gpu == "false" else None,
-                meta={"compose_service": name, "compose_project": project},
+                meta={"compose_service": str(svc_name), "compose_project": project},
             )
         )
     if not found:
@@ -311,8 +498,33 @@ def _inventory_hostvars(path: Path) -> dict[str, dict[str, Any]]:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ConfigError(f"ansible-inventory could not read {path}: {last}")
-    data = json.loads(proc.stdout)
-    return dict(data.get("_meta", {}).get("hostvars", {}))
+    try:
+        data = json.loads(proc.stdout)
+        hostvars = data["_meta"]["hostvars"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"ansible-inventory gave no host variables for {path}") from None
+    return {str(k): v for k, v in hostvars.items() if isinstance(v, dict)} if isinstance(hostvars, dict) else {}
+
+
+# Ansible's boolean conversion (ansible.module_utils.parsing.convert_bool, what ``| bool`` uses): INI
+# inventories hand every value over as a string, so ``inference_stack_gpu=false`` arrives as "false".
+_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
+_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
+
+
+def ansible_bool(value: Any, what: str) -> bool:
+    """``value`` read as Ansible reads a boolean; anything else is a ConfigError naming ``what``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    raise ConfigError(f"{what} must be a boolean (true/false, yes/no, on/off, 1/0), not {value!r}")
 
 
 def from_inventory(path: str | Path, group: str | None = None, host: str | None = None) -> list[Endpoint]:
@@ -343,12 +555,13 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
             except (TypeError, ValueError):
                 raise ConfigError(f"{name}: {spec.ansible_port} must be a port number, not {port!r}") from None
             gpu = hv.get("inference_stack_gpu")
+            expect_gpu = None if gpu is None else ansible_bool(gpu, f"{name}: inference_stack_gpu")
             found.append(Endpoint(
                 engine=engine,
                 url=f"http://{address}:{port}",
                 model=hv.get(spec.ansible_model) if spec.ansible_model else None,
                 name=f"{name}/{engine}",
-                expect_gpu=None if gpu is None else bool(gpu),
+                expect_gpu=expect_gpu,
                 meta={"host": name},
             ))
     if not found:
@@ -357,6 +570,19 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
     return found
 
 
-def with_defaults(eps: list[Endpoint], model: str | None, api_key_file: str | None) -> list[Endpoint]:
-    """Apply --model / --api-key-file to every endpoint (explicit flags win over discovered values)."""
-    return [replace(e, model=model or e.model, api_key_file=api_key_file or e.api_key_file) for e in eps]
+def with_defaults(eps: list[Endpoint], models: Mapping[str | None, str],
+                  key_files: Mapping[str | None, str]) -> list[Endpoint]:
+    """Apply --model / --api-key-file: the key ``None`` holds a bare value (every endpoint), an engine name
+    that engine's value. Per-engine values win over bare ones, both over discovered values. Endpoints whose
+    engine is not known yet keep the per-engine values for :meth:`Endpoint.as_engine`."""
+    per_engine: dict[str, dict[str, str]] = {}
+    for kind, values in (("model", models), ("api_key_file", key_files)):
+        for engine, value in values.items():
+            if engine is not None:
+                per_engine.setdefault(engine, {})[kind] = value
+    out = []
+    for e in eps:
+        e = replace(e, model=models.get(None) or e.model, api_key_file=key_files.get(None) or e.api_key_file,
+                    per_engine=per_engine)
+        out.append(e.as_engine(e.engine) if e.engine else e)
+    return out

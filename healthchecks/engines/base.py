@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 PROMPT = "Reply with one short sentence: what is 2 + 2?"
+STRUCTURED_PROMPT = "What is 2 + 2? Answer in JSON."
+STRUCTURED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "integer"}},
+                                     "required": ["answer"], "additionalProperties": False}
 
 Verdict = tuple[str, str]  # (status, one-line reason)
 Step = tuple[str, Callable[[], Awaitable[Verdict]]]  # a named check the runner times and records
@@ -77,7 +80,12 @@ class Engine:
     probe_path: ClassVar[str] = "/v1/models"  # the GET that recognises it (see ``recognise``)
     apis: ClassVar[tuple[str, ...]] = ("chat", "completions")  # APIs a benchmark may use
     default_api: ClassVar[str] = "chat"
-    auth_probe: ClassVar[tuple[str, str]] = ("GET", "/v1/models")  # a request that needs the key
+    # A request that would generate (never public on a keyed server): sent without the key, it must be refused
+    auth_probe: ClassVar[tuple[str, str]] = ("POST", "/v1/chat/completions")
+    # Structured output: how the engine takes a JSON schema ("response_format": OpenAI's json_schema;
+    # Ollama overrides with its "format"); None: the engine has no such feature (the row is skipped)
+    structured_output: ClassVar[str | None] = "response_format"
+    known_features: ClassVar[bool] = False  # True: the engine documents its features; a refusal is a failure
     metrics_prefix: ClassVar[str | None] = None  # Prometheus series prefix on /metrics; None: no metrics
     metrics_optional: ClassVar[bool] = False  # a 404 on /metrics means "not enabled", not a failure
     kv_cache_series: ClassVar[tuple[str, ...]] = ()  # /metrics gauges of KV-cache usage (0..1)
@@ -112,15 +120,42 @@ class Engine:
     def same_model(self, wanted: str, served: str) -> bool:
         return wanted == served
 
+    async def preferred_model(self, http: Http, served: list[str]) -> str | None:
+        """With no --model: the served model to check (e.g. one already loaded); None: the first served."""
+        return None
+
+    async def version(self, http: Http) -> str | None:
+        """The engine's version or build as it reports it; None when its API does not say."""
+        return None
+
+    def auth_body(self, model: str) -> dict[str, Any]:
+        """The body of ``auth_probe``: a one-token generation (refused before it runs on a keyed server)."""
+        return oa.chat_payload(model, "hi", 1, False)
+
+    # -- capabilities ------------------------------------------------------------------------------------
+    async def structured_answer(self, http: Http, model: str, schema: dict[str, Any], max_tokens: int) -> str:
+        """The raw text of an answer constrained to ``schema`` (``response_format`` json_schema)."""
+        rf = {"type": "json_schema", "json_schema": {"name": "healthcheck", "schema": schema, "strict": True}}
+        content, _, _ = await oa.chat(http, model, STRUCTURED_PROMPT, max_tokens, response_format=rf)
+        return content
+
+    async def embed(self, http: Http, model: str) -> int:
+        """Embed one string: the vector's length (``POST /v1/embeddings``)."""
+        _, body, _ = await http.request("POST", "/v1/embeddings", json_body={"model": model, "input": "hello"})
+        data = body.get("data") if isinstance(body, dict) else None
+        vec = data[0].get("embedding") if isinstance(data, list) and data and isinstance(data[0], dict) else None
+        if not isinstance(vec, list) or not vec:
+            raise ProtocolError("POST /v1/embeddings: answer has no data[0].embedding vector")
+        return len(vec)
+
     # -- function ----------------------------------------------------------------------------------------
     def function_steps(self, http: Http, model: str, max_tokens: int) -> list[Step]:
         """The completion checks, in order: a plain chat completion and a streamed one."""
 
         async def plain() -> Verdict:
-            text, usage = await oa.chat(http, model, PROMPT, max_tokens)
-            if not text.strip():
-                return FAIL, "empty answer from /v1/chat/completions"
-            return PASS, f"{usage.get('completion_tokens', '?')} tokens"
+            content, reasoning, usage = await oa.chat(http, model, PROMPT, max_tokens)
+            return answer_verdict(content, reasoning, "/v1/chat/completions", "reasoning_content",
+                                  f"{usage.get('completion_tokens', '?')} tokens")
 
         return [("completion", plain), ("stream", lambda: openai_stream_check(http, model, max_tokens, ""))]
 
@@ -146,19 +181,32 @@ class Engine:
         return None
 
 
+def answer_verdict(content: str, reasoning: str, where: str, field: str, detail: str) -> Verdict:
+    """An answer counts when it has text in the content or, for reasoning models, in the reasoning field
+    (which the row then names: the model may have run out of tokens while still thinking)."""
+    if content.strip():
+        return PASS, detail
+    if reasoning.strip():
+        return PASS, f"{detail}; answer in {field} only (a reasoning model: raise --max-tokens for content)"
+    return FAIL, f"empty answer from {where}"
+
+
 async def openai_stream_check(http: Http, model: str, max_tokens: int, prefix: str) -> Verdict:
-    """A streamed chat completion over SSE must carry text."""
-    chunks, text, usage = 0, [], {}
+    """A streamed chat completion over SSE must carry text (content, or reasoning for reasoning models)."""
+    chunks, content, reasoning = 0, [], []
+    usage: dict[str, Any] = {}
     async for _, ev in oa.stream(http, "/v1/chat/completions", oa.chat_payload(model, PROMPT, max_tokens, True)):
-        piece = oa.chunk_text(ev)
-        if piece is not None:
+        parts = oa.chunk_parts(ev)
+        if parts is not None:
             chunks += 1
-            text.append(piece)
-        if ev.get("usage"):
-            usage = ev["usage"]
-    if not "".join(text).strip():
+            content.append(parts[0])
+            reasoning.append(parts[1])
+        usage = oa.usage_of(ev) or usage
+    verdict = answer_verdict("".join(content), "".join(reasoning), f"{prefix}stream", "reasoning_content",
+                             f"{prefix}SSE: {chunks} chunks, {usage.get('completion_tokens', '?')} tokens")
+    if verdict[0] == FAIL:
         return FAIL, f"{prefix}empty streamed answer"
-    return PASS, f"{prefix}SSE: {chunks} chunks, {usage.get('completion_tokens', '?')} tokens"
+    return verdict
 
 
 async def openai_request(http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
@@ -187,7 +235,7 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
                     res.chunks += 1
                     text.append(piece or "")
                 # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
-                if usage := ev.get("usage"):
+                if usage := oa.usage_of(ev):
                     res.output_tokens = usage.get("completion_tokens")
                     res.prompt_tokens = usage.get("prompt_tokens")
     except TimeoutError:

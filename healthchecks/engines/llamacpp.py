@@ -19,6 +19,7 @@ class LlamaCpp(Engine):
     probe_path = "/props"
     metrics_prefix = "llamacpp:"
     metrics_optional = True  # only with --metrics
+    known_features = True
     signatures: ClassVar[tuple[Signature, ...]] = (
         Signature("llama.cpp fell back to the CPU",
                   re.compile(r"no usable GPU found|ggml_cuda_init: failed to initialize CUDA|"
@@ -38,6 +39,11 @@ class LlamaCpp(Engine):
                 return FAIL, "GET /health 503: llama-server is still loading the model"
             raise
         return PASS, "GET /health 200"
+
+    async def version(self, http: Http) -> str | None:
+        _, body, _ = await http.request("GET", "/props")
+        build = body.get("build_info") if isinstance(body, dict) else None
+        return f"llama.cpp {build}" if isinstance(build, str) and build else None
 
     async def tokenize(self, http: Http, model: str, text: str) -> list[int] | None:
         _, body, _ = await http.request("POST", "/tokenize", json_body={"content": text, "add_special": False})

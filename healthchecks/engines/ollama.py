@@ -18,6 +18,7 @@ from .base import (
     FAIL,
     PASS,
     PROMPT,
+    STRUCTURED_PROMPT,
     WARN,
     Engine,
     RequestParams,
@@ -25,6 +26,7 @@ from .base import (
     Spec,
     Step,
     Verdict,
+    answer_verdict,
     finish,
     openai_request,
     openai_stream_check,
@@ -41,7 +43,9 @@ class Ollama(Engine):
     probe_path = "/"
     apis = ("ollama", "chat", "completions")
     default_api = "ollama"
-    auth_probe = ("GET", "/api/tags")
+    auth_probe = ("POST", "/api/generate")  # Ollama has no keys itself: a proxy in front must refuse this
+    structured_output = "format"
+    known_features = True
     signatures: ClassVar[tuple[Signature, ...]] = (
         Signature("Ollama found no usable GPU (runs on the CPU)",
                   re.compile(r"no compatible GPUs were discovered|unable to load cuda|"
@@ -65,22 +69,61 @@ class Ollama(Engine):
     def same_model(self, wanted: str, served: str) -> bool:
         return ol.same_model(wanted, served)
 
+    async def preferred_model(self, http: Http, served: list[str]) -> str | None:
+        """A model already loaded (``/api/ps``), so that a health check never loads (and evicts for) an
+        arbitrary model of ``/api/tags``."""
+        try:
+            loaded = await ol.ps(http)
+        except ProtocolError:
+            return None
+        for entry in loaded:
+            name = entry.get("name") or entry.get("model")
+            match = next((s for s in served if isinstance(name, str) and ol.same_model(name, s)), None)
+            if match:
+                return match
+        return None
+
+    async def version(self, http: Http) -> str | None:
+        v = await ol.version(http)
+        return f"Ollama {v}" if v else None
+
+    def auth_body(self, model: str) -> dict[str, Any]:
+        return ol.generate_payload(model, "hi", 1, False)
+
+    async def structured_answer(self, http: Http, model: str, schema: dict[str, Any], max_tokens: int) -> str:
+        """Ollama's ``format`` with a JSON schema on /api/chat."""
+        body = await ol.chat(http, model, STRUCTURED_PROMPT, max_tokens, format=schema)
+        return ol.message_parts(body)[0]
+
+    async def embed(self, http: Http, model: str) -> int:
+        _, body, _ = await http.request("POST", "/api/embed", json_body={"model": model, "input": "hello"})
+        vecs = body.get("embeddings") if isinstance(body, dict) else None
+        vec = vecs[0] if isinstance(vecs, list) and vecs else None
+        if not isinstance(vec, list) or not vec:
+            raise ProtocolError("POST /api/embed: answer has no embeddings[0] vector")
+        return len(vec)
+
     def function_steps(self, http: Http, model: str, max_tokens: int) -> list[Step]:
         async def native() -> Verdict:
             body = await ol.chat(http, model, PROMPT, max_tokens)
-            text = str((body.get("message") or {}).get("content") or "")
-            if not text.strip():
-                return FAIL, "empty answer from /api/chat"
-            return PASS, f"/api/chat: {body.get('eval_count', '?')} tokens"
+            content, thinking = ol.message_parts(body)
+            return answer_verdict(content, thinking, "/api/chat", "message.thinking",
+                                  f"/api/chat: {body.get('eval_count', '?')} tokens")
 
         async def native_stream() -> Verdict:
-            pieces, final = [], {}
+            content, thinking = [], []
+            final: dict[str, Any] = {}
             async for _, ev in http.stream("/api/chat", ol.chat_payload(model, PROMPT, max_tokens, True), "ndjson"):
-                pieces.append(str((ev.get("message") or {}).get("content") or ""))
-                final = ev
-            if not "".join(pieces).strip():
+                c, t = ol.message_parts(ev)
+                content.append(c)
+                thinking.append(t)
+                final = ev if isinstance(ev, dict) else final
+            verdict = answer_verdict("".join(content), "".join(thinking), "/api/chat", "message.thinking",
+                                     f"/api/chat NDJSON: {len(content)} lines, "
+                                     f"eval_count {final.get('eval_count', '?')}")
+            if verdict[0] == FAIL:
                 return FAIL, "empty streamed answer from /api/chat"
-            return PASS, f"/api/chat NDJSON: {len(pieces)} lines, eval_count {final.get('eval_count', '?')}"
+            return verdict
 
         return [("completion", native), ("stream", native_stream),
                 ("openai_v1", lambda: openai_stream_check(http, model, max_tokens, "/v1 "))]
@@ -90,7 +133,16 @@ class Ollama(Engine):
         entry = next((m for m in loaded if ol.same_model(str(m.get("name")), model)), None)
         if entry is None:
             return FAIL, f"{model} is not loaded (/api/ps) right after a request"
-        size, vram = int(entry.get("size") or 0), int(entry.get("size_vram") or 0)
+        size, vram = _int(entry.get("size")), _int(entry.get("size_vram"))
+        if vram > 0 and size > vram:
+            # split across CPU and GPU: what `ollama ps` shows as "48%/52% CPU/GPU"
+            cpu = round(100 * (size - vram) / size)
+            split = f"{cpu}%/{100 - cpu}% CPU/GPU"
+            msg = (f"partial GPU offload: {split} ({(size - vram) / 2**20:.0f} MiB of the model in system RAM); "
+                   "the model does not fit the free VRAM (smaller quantisation or context, or free the GPU)")
+            if expect_gpu is False:
+                return PASS, f"{split}, on a host configured without GPU"
+            return (FAIL if expect_gpu else WARN), msg
         if vram > 0:
             share = f"{100 * vram / size:.0f}%" if size else "?"
             return PASS, f"{vram / 2**20:.0f} MiB in VRAM ({share} of the model)"
@@ -121,6 +173,10 @@ class Ollama(Engine):
             "mean_load_duration_ms": mean("load_duration") / 1e6,
             "mean_eval_rate_tok_s": float(np.mean(eval_rates)) if eval_rates else 0.0,
         }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 async def generate_request(http: Http, model: str, prompt: str, params: RequestParams) -> RequestResult:

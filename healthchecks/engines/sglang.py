@@ -13,6 +13,7 @@ class SGLang(Engine):
     probe_path = "/get_model_info"
     metrics_prefix = "sglang:"
     metrics_optional = True  # only with --enable-metrics
+    known_features = True
 
     def recognise(self, status: int, text: str) -> bool:
         return status == 200 and '"model_path"' in text
@@ -20,6 +21,11 @@ class SGLang(Engine):
     async def liveness(self, http: Http) -> Verdict:
         await http.request("GET", "/health", expect="text")
         return PASS, "GET /health 200"
+
+    async def version(self, http: Http) -> str | None:
+        _, body, _ = await http.request("GET", "/get_server_info")
+        v = body.get("version") if isinstance(body, dict) else None
+        return f"SGLang {v}" if isinstance(v, str) else None
 
 
 ENGINE = SGLang()

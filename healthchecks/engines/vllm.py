@@ -17,6 +17,7 @@ class Vllm(Engine):
     probe_path = "/version"
     metrics_prefix = "vllm:"
     kv_cache_series = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+    known_features = True
     signatures: ClassVar[tuple[Signature, ...]] = (
         Signature("vLLM fell back to the CPU platform",
                   re.compile(r"Automatically detected platform cpu|No platform detected, vLLM is running on "
@@ -31,6 +32,11 @@ class Vllm(Engine):
     async def liveness(self, http: Http) -> Verdict:
         await http.request("GET", "/health", expect="text")
         return PASS, "GET /health 200"
+
+    async def version(self, http: Http) -> str | None:
+        _, body, _ = await http.request("GET", "/version")
+        v = body.get("version") if isinstance(body, dict) else None
+        return f"vLLM {v}" if isinstance(v, str) else None
 
     async def tokenize(self, http: Http, model: str, text: str) -> list[int] | None:
         _, body, _ = await http.request("POST", "/tokenize",

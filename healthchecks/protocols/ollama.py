@@ -1,4 +1,6 @@
-"""Ollama's native API (docs/api.md): NDJSON streaming, durations in nanoseconds."""
+"""Ollama's native API (docs/api.md): NDJSON streaming, durations in nanoseconds.
+
+Readers accept any JSON: a shape they do not expect counts as "no text", never as an exception."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ async def tags(http: Http) -> list[str]:
     models = body.get("models") if isinstance(body, dict) else None
     if not isinstance(models, list):
         raise ProtocolError("GET /api/tags: answer has no 'models' list")
-    return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
+    names = (m.get("name") or m.get("model") for m in models if isinstance(m, dict))
+    return [n for n in names if isinstance(n, str) and n]
 
 
 async def ps(http: Http) -> list[dict[str, Any]]:
@@ -21,6 +24,12 @@ async def ps(http: Http) -> list[dict[str, Any]]:
     if not isinstance(models, list):
         raise ProtocolError("GET /api/ps: answer has no 'models' list")
     return [m for m in models if isinstance(m, dict)]
+
+
+async def version(http: Http) -> str | None:
+    _, body, _ = await http.request("GET", "/api/version")
+    v = body.get("version") if isinstance(body, dict) else None
+    return v if isinstance(v, str) else None
 
 
 def same_model(a: str, b: str) -> bool:
@@ -40,8 +49,27 @@ def generate_payload(model: str, prompt: str, num_predict: int, stream: bool) ->
             "options": {"num_predict": num_predict, "temperature": 0}}
 
 
-async def chat(http: Http, model: str, prompt: str, num_predict: int = 8) -> dict[str, Any]:
-    _, body, _ = await http.request("POST", "/api/chat", json_body=chat_payload(model, prompt, num_predict, False))
-    if not isinstance(body, dict) or "message" not in body:
+def message_parts(event: Any) -> tuple[str, str]:
+    """(content, thinking) of a /api/chat answer or NDJSON line (thinking models fill ``thinking`` first)."""
+    msg = event.get("message") if isinstance(event, dict) else None
+    if not isinstance(msg, dict):
+        return "", ""
+    content, thinking = msg.get("content"), msg.get("thinking")
+    return (content if isinstance(content, str) else ""), (thinking if isinstance(thinking, str) else "")
+
+
+def response_text(event: Any) -> str:
+    """The text of a /api/generate NDJSON line (``response``, or ``thinking`` for thinking models)."""
+    if not isinstance(event, dict):
+        return ""
+    parts = (event.get("thinking"), event.get("response"))
+    return "".join(p for p in parts if isinstance(p, str))
+
+
+async def chat(http: Http, model: str, prompt: str, num_predict: int = 8, **extra: Any) -> dict[str, Any]:
+    body = chat_payload(model, prompt, num_predict, False)
+    body.update(extra)
+    _, answer, _ = await http.request("POST", "/api/chat", json_body=body)
+    if not isinstance(answer, dict) or "message" not in answer:
         raise ProtocolError("POST /api/chat: answer has no 'message'")
-    return body
+    return answer

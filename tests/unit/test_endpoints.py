@@ -46,7 +46,7 @@ def test_dotenv(tmp_path: Path) -> None:
     f.write_text("# c\nA=1\nexport B='two words'\nC=\"q\"\nD=v # comment\n\n")
     assert read_dotenv(f) == {"A": "1", "B": "two words", "C": "q", "D": "v"}
     f.write_text("A=1\nthis is not a setting\n")
-    with pytest.raises(ConfigError, match=r"\.env:2: not a KEY=VALUE line"):
+    with pytest.raises(ConfigError, match=r"\.env:2: key 'this is not a setting' cannot contain a space"):
         read_dotenv(f)
 
 
