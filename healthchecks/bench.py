@@ -1,119 +1,173 @@
-"""The smoke benchmark: workload, arrivals and concurrency. Statistics live in metrics.py, output in report.py.
+"""The smoke benchmark: arrivals, concurrency and the run over the engine interface, request for request as
+``vllm bench serve`` runs it (vllm/benchmarks/serve.py). Workloads live in workload.py, statistics in
+metrics.py, output in report.py / html_report.py, load sweeps in sweep.py.
 
-Arrivals follow ``vllm bench serve``: with rate R and burstiness B the gap between requests is
-``gamma(shape=B, scale=1/(R*B))`` (B=1 is Poisson); R=inf sends everything at once. ``--concurrency``
-bounds requests in flight; the wait for a slot is measured separately and is not part of TTFT.
-Endpoints are benchmarked one after another so that engines sharing a host do not disturb each other.
+Arrivals (serve.py, ``get_request``): with rate R and burstiness B each request's delay is drawn from
+``gamma(shape=B, scale=1/(R*B))`` with numpy's legacy global generator seeded by ``--seed`` (vLLM calls
+``np.random.seed(seed)``), B = inf means constant gaps of 1/R, the delays are summed and the sums rescaled so
+that the last request leaves at exactly N/R; every request, the first included, waits for its own send time
+and nothing sleeps after the last. R = inf sends everything at once. ``--ramp-up-strategy`` moves the rate from
+start to end RPS (linear or exponential) without the rescale, as vLLM does.
+
+Order of one endpoint's run (serve.py, ``benchmark``): an initial test request with the workload's first
+request (its failure ends that endpoint's run), ``--num-warmups`` copies of that request bounded by
+``--max-concurrency``, then the timed run: the semaphore wait before a request is its ``queue_wait``, not part
+of TTFT. Endpoints are benchmarked one after another so that engines sharing a host do not disturb each other;
+an endpoint that fails, however it fails, keeps its own result and never loses the others'.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
+import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from . import engines, gpu, metrics
 from .endpoints import Endpoint
 from .engines import Engine, RequestParams
-from .errors import ConfigError, ProtocolError
+from .errors import ConfigError, KitError, ProtocolError
 from .metrics import RequestResult
 from .protocols import Http, read_api_key
+from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenizer, WorkloadSpec
 
-VOCAB = (
-    "time person year way day thing man world life hand part child eye woman place work week case point "
-    "government company number group problem fact water light river mountain engine model server token "
-    "memory answer question system network cluster graph kernel driver"
-).split()
+INF = float("inf")
+RAMP_STRATEGIES = ("linear", "exponential")
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     num_prompts: int
-    concurrency: int | None = None
-    request_rate: float = float("inf")
+    max_concurrency: int | None = None
+    request_rate: float = INF
     burstiness: float = 1.0
-    warmups: int = 1
+    num_warmups: int = 0
     seed: int = 0
     api: str | None = None
-    dataset: str | None = None
-    input_len: int = 64
-    output_len: int = 64
-    range_ratio: float = 0.0
-    ignore_eos: bool = False
+    workload: WorkloadSpec | None = None  # None: random, input 64 / output 64 tokens
+    ignore_eos: bool | None = None  # None: the dataset's default (on for random, as vLLM)
     goodput: dict[str, float] = field(default_factory=dict)
+    percentile_metrics: tuple[str, ...] = metrics.METRICS
+    metric_percentiles: tuple[float, ...] = metrics.PERCENTILES
+    temperature: float | None = None  # None: 0 (greedy), the kit's default for comparable runs
+    top_p: float | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    ramp_up_strategy: str | None = None
+    ramp_up_start_rps: float | None = None
+    ramp_up_end_rps: float | None = None
+    tokenizer: str | None = None  # local tokenizer.json / model folder / .gguf for engines without /tokenize
     timeout: float = 30.0  # connect/read timeout between chunks
     request_timeout: float = 300.0  # whole request
     gpu_sampling: bool = True
+    save_detailed: bool = False  # also the generated texts, as vLLM's --save-detailed
+
+    @property
+    def spec(self) -> WorkloadSpec:
+        return self.workload or WorkloadSpec(num_prompts=self.num_prompts, seed=self.seed)
+
+    @property
+    def eos_ignored(self) -> bool:
+        return self.spec.default_ignore_eos if self.ignore_eos is None else self.ignore_eos
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings, for the JSON and HTML reports (never a secret: header values are hidden)."""
+        s = self.spec
+        return {
+            "num_prompts": self.num_prompts, "max_concurrency": self.max_concurrency,
+            "request_rate": self.request_rate if math.isfinite(self.request_rate) else "inf",
+            "burstiness": self.burstiness if math.isfinite(self.burstiness) else "inf",
+            "num_warmups": self.num_warmups, "seed": self.seed, "api": self.api,
+            "dataset_name": s.dataset_name, "dataset_path": s.dataset_path, "disable_shuffle": s.disable_shuffle,
+            "input_len": s.input_len, "output_len": s.out_len, "range_ratio": s.range_ratio,
+            "ignore_eos": self.eos_ignored, "goodput": self.goodput or None,
+            "percentile_metrics": list(self.percentile_metrics),
+            "metric_percentiles": list(self.metric_percentiles),
+            "temperature": 0.0 if self.temperature is None else self.temperature, "top_p": self.top_p,
+            "extra_body": self.extra_body or None, "headers": sorted(self.headers) or None,
+            "ramp_up_strategy": self.ramp_up_strategy, "ramp_up_start_rps": self.ramp_up_start_rps,
+            "ramp_up_end_rps": self.ramp_up_end_rps, "tokenizer": self.tokenizer, "timeout": self.timeout,
+            "request_timeout": self.request_timeout,
+            **({"prefix_len": s.prefix_len, "suffix_len": s.suffix_len, "num_prefixes": s.num_prefixes}
+               if s.dataset_name == "prefix_repetition" else {}),
+        }
 
 
-def config_from_args(a: argparse.Namespace) -> BenchConfig:
-    if not 0 <= a.range_ratio < 1:
-        raise ConfigError(f"--range-ratio must be in [0, 1), not {a.range_ratio}")
-    if a.warmups < 0:
-        raise ConfigError(f"--warmups must not be negative, not {a.warmups}")
-    try:
-        goodput = metrics.parse_goodput(a.goodput)
-    except ValueError as exc:
-        raise ConfigError(f"--goodput: {exc}") from None
-    return BenchConfig(num_prompts=a.num_prompts, concurrency=a.concurrency, request_rate=a.request_rate,
-                       burstiness=a.burstiness, warmups=a.warmups, seed=a.seed, api=a.api, dataset=a.dataset,
-                       input_len=a.input_len, output_len=a.output_len, range_ratio=a.range_ratio,
-                       ignore_eos=a.ignore_eos, goodput=goodput, timeout=a.timeout,
-                       request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling)
+def check_ramp(strategy: str | None, start: float | None, end: float | None, rate: float) -> None:
+    """vLLM's ramp-up rules (serve.py, ``main_async``), as config errors naming the flag."""
+    if strategy is None:
+        if start is not None or end is not None:
+            raise ConfigError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
+        return
+    if strategy not in RAMP_STRATEGIES:
+        raise ConfigError(f"--ramp-up-strategy {strategy}: expected linear or exponential")
+    if math.isfinite(rate):
+        raise ConfigError("--ramp-up-strategy sets the rate: do not give --request-rate with it")
+    if start is None or end is None:
+        raise ConfigError("--ramp-up-strategy needs --ramp-up-start-rps and --ramp-up-end-rps")
+    if start > end:
+        raise ConfigError(f"--ramp-up-start-rps {start} must not exceed --ramp-up-end-rps {end}")
+    if strategy == "exponential" and start == 0:
+        raise ConfigError("--ramp-up-strategy exponential cannot start at 0 RPS")
 
 
-def load_dataset(path: str) -> list[str]:
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"--dataset {path}: {exc.strerror or exc}") from None
-    prompts = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            raise ConfigError(f"--dataset {path}:{n}: not a JSON line") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) or not obj["prompt"]:
-            raise ConfigError(f'--dataset {path}:{n}: expected {{"prompt": "..."}}')
-        prompts.append(obj["prompt"])
-    if not prompts:
-        raise ConfigError(f"--dataset {path} has no prompts")
-    return prompts
+def current_rate(index: int, total: int, rate: float, ramp: tuple[str, float, float] | None) -> float:
+    """vLLM's ``_get_current_request_rate``."""
+    if ramp is None:
+        return rate
+    strategy, start, end = ramp
+    progress = index / max(total - 1, 1)
+    if strategy == "linear":
+        return start + (end - start) * progress
+    return start * (end / start) ** progress
 
 
-def build_workload(cfg: BenchConfig) -> list[str]:
-    """num_prompts prompts: the dataset's first N (cycled if shorter, as a fixed order), or seeded random."""
-    if cfg.dataset:
-        data = load_dataset(cfg.dataset)
-        return [data[i % len(data)] for i in range(cfg.num_prompts)]
-    rng = np.random.default_rng(cfg.seed)
-    lo = max(1, int(cfg.input_len * (1 - cfg.range_ratio)))
-    hi = max(lo, int(cfg.input_len * (1 + cfg.range_ratio)))
-    lens = rng.integers(lo, hi + 1, size=cfg.num_prompts)
-    return [" ".join(rng.choice(VOCAB, size=int(n))) for n in lens]
+def send_times(n: int, rate: float, burstiness: float, seed: int,
+               ramp: tuple[str, float, float] | None = None) -> list[float]:
+    """Each request's send time in seconds after the start, exactly as vLLM's ``get_request`` computes them
+    with ``np.random.seed(seed)`` before (so the same seed gives vLLM's schedule, for every dataset that does
+    not draw from numpy's global generator: random, custom, sharegpt)."""
+    rng = np.random.RandomState(seed)
+    delays: list[float] = []
+    for i in range(n):
+        r = current_rate(i, n, rate, ramp)
+        if r <= 0:
+            raise ConfigError(f"the request rate at request {i} is {r}: rates must be positive")
+        if r == INF:
+            delays.append(0.0)
+        elif burstiness == INF:
+            delays.append(1.0 / r)
+        else:
+            delays.append(float(rng.gamma(shape=burstiness, scale=1.0 / (r * burstiness))))
+    for i in range(1, n):
+        delays[i] += delays[i - 1]
+    if ramp is None and n and delays[-1] != 0:
+        factor = (n / rate) / delays[-1]
+        delays = [d * factor for d in delays]
+    return delays
 
 
 def arrival_gaps(n: int, rate: float, burstiness: float, seed: int) -> list[float]:
-    """Gaps (seconds) after each request: 0 for rate inf, else gamma(B, 1/(R*B)) as vLLM draws them."""
-    if rate == float("inf"):
-        return [0.0] * n
-    rng = np.random.default_rng(seed)
-    theta = 1.0 / (rate * burstiness)
-    return [float(x) for x in rng.gamma(shape=burstiness, scale=theta, size=n)]
+    """The waits between successive sends (the first is the wait before the first request)."""
+    times = send_times(n, rate, burstiness, seed)
+    return [t - (times[i - 1] if i else 0.0) for i, t in enumerate(times)]
 
 
 @dataclass
@@ -127,30 +181,176 @@ class EndpointResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     requests: list[RequestResult] = field(default_factory=list)
-    gpu_peak_mib: dict[str, float] = field(default_factory=dict)
+    workload: list[SampleRequest] = field(default_factory=list)
+    gpu_peak_mib: dict[str, float] = field(default_factory=dict)  # each GPU's device total peak (MiB)
+    gpu_memory: gpu.GpuMemory | None = None  # the engine's own processes per GPU (gpu.EngineMemorySampler)
     kv_cache_peak_pct: float | None = None
     engine_stats: dict[str, float] = field(default_factory=dict)
     setup_error: str = ""
     meta: dict[str, str] = field(default_factory=dict)  # the endpoint's own facts (e.g. a provider choice)
+    tokens_from: str = ""  # whose tokenizer counted the prompts (engine endpoint, local file, words)
+    warnings: Counter[str] = field(default_factory=Counter)  # the kit's stricter findings on vLLM successes
+    sweep: dict[str, Any] | None = None  # sweep.py: the load ladder and the best point within the SLOs
+    cut_short: int = 0  # requests not sent or cancelled at --max-seconds
 
     @property
     def completed(self) -> int:
         return int(self.metrics.get("completed", 0))
 
+    @property
+    def served_by(self) -> dict[str, int] | None:
+        """Who answered each successful request (a router's provider), or None when no request says."""
+        names = Counter(r.served_by for r in self.requests if r.served_by is not None)
+        return dict(names) if names else None
+
+    @property
+    def failovers(self) -> int:
+        return sum(r.failovers for r in self.requests)
+
 
 def request_params(cfg: BenchConfig) -> RequestParams:
-    return RequestParams(max_tokens=cfg.output_len, ignore_eos=cfg.ignore_eos, request_timeout=cfg.request_timeout)
+    return RequestParams(max_tokens=cfg.spec.out_len, ignore_eos=cfg.eos_ignored,
+                         request_timeout=cfg.request_timeout, extra=dict(cfg.extra_body),
+                         temperature=cfg.temperature, top_p=cfg.top_p, headers=dict(cfg.headers))
 
 
-async def _resolve(ep: Endpoint, http: Http) -> tuple[Engine, str]:
-    engine = engines.get(ep.engine) if ep.engine else await engines.detect(http)
-    model = ep.model
-    if model is None:
-        served = await engine.models(http)
-        if not served:
-            raise ProtocolError("the endpoint serves no model")
-        model = served[0]
-    return engine, model
+@dataclass
+class Target:
+    """One endpoint, resolved and ready: engine, model, API, and its workload once built."""
+
+    ep: Endpoint
+    http: Http
+    engine: Engine
+    model: str
+    api: str
+    workload: list[SampleRequest] = field(default_factory=list)
+    tokens_from: str = ""
+
+    async def send(self, req: SampleRequest, params: RequestParams) -> RequestResult:
+        p = params if req.expected_output_len == params.max_tokens else replace(
+            params, max_tokens=req.expected_output_len)
+        t0 = time.perf_counter()
+        res = await self.engine.send(self.http, self.api, self.model, req.prompt, p)
+        if not res.start_time:
+            res.start_time = t0
+        if res.prompt_tokens is None and req.prompt_len is not None:
+            res.prompt_tokens = req.prompt_len  # vLLM: the dataset's prompt_len unless the server reports one
+        return res
+
+
+async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> Target | EndpointResult:
+    """Engine (detected for bare URLs) and model (the first served when not given): probes only, no
+    benchmark request. A failure is that endpoint's result."""
+    try:
+        http = Http(ep.url, cfg.timeout, read_api_key(ep.api_key_file, env=ep.api_key_env), client)
+        engine = engines.get(ep.engine) if ep.engine else await engines.detect(http)
+        model = ep.model
+        if model is None:
+            served = await engine.models(http)
+            if not served:
+                raise ProtocolError("the endpoint serves no model")
+            model = served[0]
+    except ProtocolError as exc:
+        return failed_result(ep, cfg, exc.reason)
+    return Target(ep, http, engine, model, cfg.api or engine.default_api)
+
+
+def failed_result(ep: Endpoint, cfg: BenchConfig, reason: str, target: Target | None = None) -> EndpointResult:
+    """An endpoint that could not be benchmarked: every request counted failed with the reason."""
+    n = cfg.num_prompts
+    r = EndpointResult(ep.label, target.engine.name if target else ep.engine or "?", ep.url,
+                       target.model if target else ep.model or "?",
+                       target.api if target else cfg.api or "?", n, setup_error=reason, meta=dict(ep.meta))
+    r.requests = [RequestResult(error=reason) for _ in range(n)]
+    r.errors[reason] = n
+    r.metrics = metrics.calculate(r.requests, 0.0, cfg.goodput, cfg.metric_percentiles, cfg.percentile_metrics)
+    return r
+
+
+def check_apis(targets: list[Target]) -> None:
+    """Every endpoint must serve the API asked for; checked for all before the first benchmark request."""
+    for t in targets:
+        if t.api not in t.engine.apis:
+            raise ConfigError(f"--api {t.api} is not served by {t.ep.label} ({t.engine.name} serves "
+                              f"{', '.join(t.engine.apis)})")
+
+
+async def tokenizer_for(t: Target, local: LocalTokenizer | None) -> tuple[Tokenizer | None, str]:
+    """The engine's own tokenizer endpoints, else the local --tokenizer, else None (words)."""
+    remote = FunctionTokenizer(f"{t.engine.name} /tokenize",
+                               lambda text: t.engine.tokenize(t.http, t.model, text),
+                               lambda ids: t.engine.detokenize(t.http, t.model, ids))
+    why = f"{t.engine.name} has no tokenizer endpoint"
+    try:
+        probe = await t.engine.tokenize(t.http, t.model, "hello world")
+        if probe:
+            return remote, f"{t.engine.name} /tokenize"
+    except ProtocolError as exc:
+        why = f"{t.engine.name} /tokenize failed: {exc.reason}"
+    if local is not None:
+        return local, local.name
+    return None, f"words ({why} and no --tokenizer)"
+
+
+async def prepare(t: Target, cfg: BenchConfig, local: LocalTokenizer | None) -> None:
+    tok: Tokenizer | None = None
+    t.tokens_from = "server usage"
+    if cfg.spec.needs_tokenizer:
+        tok, t.tokens_from = await tokenizer_for(t, local)
+    t.workload = await cfg.spec.build(tok)
+
+
+@dataclass
+class Point:
+    """One timed run: the per-request results and the wall duration."""
+
+    requests: list[RequestResult]
+    duration: float
+    cut_short: int = 0
+
+
+async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], reqs: list[SampleRequest], *,
+                    rate: float, burstiness: float, seed: int, max_concurrency: int | None,
+                    ramp: tuple[str, float, float] | None = None, deadline: float | None = None,
+                    on_done: Callable[[], None] | None = None) -> Point:
+    """vLLM's benchmark loop: send each request at its time, bounded by the semaphore; the duration runs from
+    before the first send time to the last answer. With ``deadline`` (perf_counter), requests not yet sent
+    are dropped and those in flight cancelled when it passes (``cut_short``)."""
+    times = send_times(len(reqs), rate, burstiness, seed, ramp)
+    sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
+    async def one(req: SampleRequest, arrival: float) -> RequestResult:
+        if sem is None:
+            res = await send(req)
+        else:
+            async with sem:
+                res = await send(req)
+        res.queue_wait = max(res.start_time - arrival, 0.0)
+        if on_done is not None:
+            on_done()
+        return res
+
+    start = time.perf_counter()
+    tasks: list[asyncio.Task[RequestResult]] = []
+    for req, at in zip(reqs, times, strict=True):
+        if at > 0:
+            wait = start + at - time.perf_counter()
+            if deadline is not None and time.perf_counter() + max(wait, 0.0) > deadline:
+                break
+            if wait > 0:
+                await asyncio.sleep(wait)
+        tasks.append(asyncio.create_task(one(req, time.perf_counter())))
+    if deadline is None:
+        results = list(await asyncio.gather(*tasks))
+    else:
+        done, pending = await asyncio.wait(tasks, timeout=max(deadline - time.perf_counter(), 0.0)) if tasks \
+            else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        results = [t.result() for t in tasks if t in done]
+    duration = time.perf_counter() - start
+    return Point(results, duration, len(reqs) - len(results))
 
 
 async def _kv_cache_sampler(http: Http, series: tuple[str, ...], stop: asyncio.Event, peak: list[float]) -> None:
@@ -167,86 +367,119 @@ async def _kv_cache_sampler(http: Http, series: tuple[str, ...], stop: asyncio.E
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
-async def run_endpoint(ep: Endpoint, cfg: BenchConfig, prompts: list[str], client: httpx.AsyncClient,
+class Samplers:
+    """KV-cache gauge and GPU memory, sampled while a timed run goes on."""
+
+    def __init__(self, t: Target, cfg: BenchConfig) -> None:
+        self.t, self.stop, self.kv_peak = t, asyncio.Event(), [0.0]
+        self.task: asyncio.Task[None] | None = None
+        self.gpu = gpu.EngineMemorySampler(t.ep.host, t.ep.port) if cfg.gpu_sampling else None
+
+    def start(self) -> None:
+        if self.t.engine.kv_cache_series:
+            self.task = asyncio.create_task(
+                _kv_cache_sampler(self.t.http, self.t.engine.kv_cache_series, self.stop, self.kv_peak))
+        if self.gpu:
+            self.gpu.start()
+
+    async def finish(self, result: EndpointResult) -> None:
+        self.stop.set()
+        if self.task:
+            await self.task
+        if self.gpu:
+            result.gpu_memory = self.gpu.stop()
+            result.gpu_peak_mib = dict(result.gpu_memory.device_peak_mib)
+        result.kv_cache_peak_pct = 100 * self.kv_peak[0] if self.t.engine.kv_cache_series else None
+
+
+async def warm_up(t: Target, cfg: BenchConfig, params: RequestParams) -> str:
+    """vLLM's initial test request, then --num-warmups copies of it (bounded by --max-concurrency); returns
+    the initial request's error ("" when it succeeded)."""
+    first = t.workload[0]
+    res = await t.send(first, params)
+    if not res.success:
+        return f"initial test request failed: {res.error}"
+    sem = asyncio.Semaphore(cfg.max_concurrency or max(cfg.num_warmups, 1))
+
+    async def one() -> None:
+        async with sem:
+            await t.send(first, params)
+
+    await asyncio.gather(*(one() for _ in range(cfg.num_warmups)))
+    return ""
+
+
+def fill(result: EndpointResult, point: Point, cfg: BenchConfig, t: Target) -> None:
+    result.requests = point.requests
+    result.cut_short = point.cut_short
+    result.metrics = metrics.calculate(point.requests, point.duration, cfg.goodput, cfg.metric_percentiles,
+                                       cfg.percentile_metrics)
+    result.errors = Counter(r.error for r in point.requests if not r.success)
+    result.warnings = Counter(r.warning for r in point.requests if r.success and r.warning)
+    result.engine_stats = t.engine.summarise([r for r in point.requests if r.success])
+
+
+async def run_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | None,
                        progress: Progress | None = None) -> EndpointResult:
-    http = Http(ep.url, cfg.timeout, read_api_key(ep.api_key_file, env=ep.api_key_env), client)
-    try:
-        engine, model = await _resolve(ep, http)
-    except ProtocolError as exc:
-        r = EndpointResult(ep.label, ep.engine or "?", ep.url, ep.model or "?", cfg.api or "?", len(prompts),
-                           setup_error=exc.reason, meta=dict(ep.meta))
-        r.errors[exc.reason] = len(prompts)
-        r.metrics = metrics.calculate([RequestResult(error=exc.reason)] * len(prompts), 0.0,
-                                      cfg.goodput)
-        return r
-    api = cfg.api or engine.default_api
-    if api not in engine.apis:
-        raise ConfigError(f"--api {api} is not served by {ep.label} ({engine.name}: {', '.join(engine.apis)})")
-    result = EndpointResult(ep.label, engine.name, ep.url, model, api, len(prompts), meta=dict(ep.meta))
+    """One endpoint's benchmark: workload, initial test, warm-ups, the timed run."""
+    await prepare(t, cfg, local)
+    result = EndpointResult(t.ep.label, t.engine.name, t.ep.url, t.model, t.api, cfg.num_prompts,
+                            meta=dict(t.ep.meta), tokens_from=t.tokens_from, workload=t.workload)
     params = request_params(cfg)
+    problem = await warm_up(t, cfg, params)
+    if problem:
+        failed = failed_result(t.ep, cfg, problem, t)
+        failed.tokens_from, failed.workload = t.tokens_from, t.workload
+        return failed
+    task: TaskID | None = progress.add_task(t.ep.label, total=len(t.workload)) if progress else None
 
-    async def send(prompt: str) -> RequestResult:
-        return await engine.send(http, api, model, prompt, params)
+    def advance() -> None:
+        if progress is not None and task is not None:
+            progress.advance(task)
 
-    for i in range(cfg.warmups):
-        await send(prompts[i % len(prompts)])
-
-    stop = asyncio.Event()
-    kv_peak = [0.0]
-    samplers = []
-    if engine.kv_cache_series:
-        samplers.append(asyncio.create_task(_kv_cache_sampler(http, engine.kv_cache_series, stop, kv_peak)))
-    gpu_sampler = gpu.MemorySampler.for_endpoint(ep.host, ep.port) if cfg.gpu_sampling else None
-    if gpu_sampler:
-        gpu_sampler.start()
-
-    sem = asyncio.Semaphore(cfg.concurrency) if cfg.concurrency else None
-    task_id = progress.add_task(ep.label, total=len(prompts)) if progress else None
-
-    async def one(prompt: str) -> RequestResult:
-        t_wait = time.perf_counter()
-        if sem is None:
-            res = await send(prompt)
-        else:
-            async with sem:
-                wait = time.perf_counter() - t_wait
-                res = await send(prompt)
-                res.queue_wait = wait
-        if progress is not None and task_id is not None:
-            progress.advance(task_id)
-        return res
-
-    gaps = arrival_gaps(len(prompts), cfg.request_rate, cfg.burstiness, cfg.seed)
-    start = time.perf_counter()
-    tasks = []
-    for prompt, gap in zip(prompts, gaps, strict=True):
-        tasks.append(asyncio.create_task(one(prompt)))
-        if gap:
-            await asyncio.sleep(gap)
-    requests = list(await asyncio.gather(*tasks))
-    duration = time.perf_counter() - start
-    stop.set()
-    await asyncio.gather(*samplers)
-    if gpu_sampler:
-        result.gpu_peak_mib = gpu_sampler.stop()
-
-    result.requests = requests
-    result.metrics = metrics.calculate(requests, duration, cfg.goodput)
-    result.errors = Counter(r.error for r in requests if not r.success)
-    result.kv_cache_peak_pct = 100 * kv_peak[0] if engine.kv_cache_series else None
-    result.engine_stats = engine.summarise([r for r in requests if r.success])
+    samplers = Samplers(t, cfg)
+    samplers.start()
+    ramp = (cfg.ramp_up_strategy, float(cfg.ramp_up_start_rps or 0), float(cfg.ramp_up_end_rps or 0)) \
+        if cfg.ramp_up_strategy else None
+    point = await timed_run(lambda r: t.send(r, params), t.workload, rate=cfg.request_rate,
+                            burstiness=cfg.burstiness, seed=cfg.seed, max_concurrency=cfg.max_concurrency,
+                            ramp=ramp, on_done=advance)
+    await samplers.finish(result)
+    fill(result, point, cfg, t)
     return result
 
 
-async def run_all(eps: list[Endpoint], cfg: BenchConfig, prompts: list[str],
-                  console: Console | None = None) -> list[EndpointResult]:
-    limits = httpx.Limits(max_connections=max(cfg.concurrency or cfg.num_prompts, 1) + 8,
-                          max_keepalive_connections=max(cfg.concurrency or cfg.num_prompts, 1) + 8)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=False, disable=console is None)
-    results = []
+def progress_bar(console: Console | None) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+                    disable=console is None)
+
+
+Runner = Callable[[Target, BenchConfig, "LocalTokenizer | None", Progress], Awaitable[EndpointResult]]
+
+
+async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None = None,
+                  runner: Runner | None = None) -> list[EndpointResult]:
+    """Resolve every endpoint and check its API (probes only), then benchmark them one after another. An
+    endpoint that fails keeps its own one-line reason; the others' results are always kept."""
+    local = LocalTokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    conc = max(cfg.max_concurrency or cfg.num_prompts, cfg.num_warmups, 1)
+    limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8)
+    progress = progress_bar(console)
+    results: list[EndpointResult] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits) as client:
+        resolved = await asyncio.gather(*(resolve(ep, cfg, client) for ep in eps))
+        check_apis([t for t in resolved if isinstance(t, Target)])
         with progress:
-            for ep in eps:
-                results.append(await run_endpoint(ep, cfg, prompts, client, progress))
+            for ep, t in zip(eps, resolved, strict=True):
+                if isinstance(t, EndpointResult):
+                    results.append(t)
+                    continue
+                try:
+                    results.append(await (runner or run_endpoint)(t, cfg, local, progress))
+                except (KitError, httpx.HTTPError, OSError, ValueError, RuntimeError, KeyError, TypeError,
+                        AttributeError, IndexError) as exc:
+                    reason = exc.reason if isinstance(exc, KitError) else \
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                    results.append(failed_result(ep, cfg, reason, t))
     return results

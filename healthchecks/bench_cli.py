@@ -1,5 +1,11 @@
 """Console script ``smoke-bench``: argv -> benchmark config, exit codes, all printing of the benchmark.
 
+Flags follow ``vllm bench serve`` (``--max-concurrency``, ``--num-warmups``, ``--goodput ttft:500 tpot:50``,
+``--percentile-metrics``, ``--metric-percentiles``, ``--dataset-name``/``--dataset-path``, ``--ramp-up-*``,
+``--temperature``, ``--top-p``, ``--extra-body``, ``--header``); the kit's earlier names stay as aliases.
+Every setting is checked before the first request: numbers, files to read, files to write, the API of every
+endpoint (engines named in argv at once, bare URLs right after their engine is recognised).
+
 Exit codes: 0 done (every endpoint completed requests), 1 an endpoint failed, 2 usage or config error.
 """
 
@@ -7,40 +13,285 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from .cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, _common, _Parser, _positive, err, out, resolve_endpoints
+from .cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, _common, _Parser, err, out, resolve_endpoints
 from .engines import ENGINES
 from .errors import ConfigError
 
+DEFAULT_SLO = {"ttft": 2000.0, "tpot": 100.0}  # --sweep without --goodput: an interactive chat user
+SLO_TEXT = "ttft:2000 tpot:100"
+METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
+
+
+# -- number converters: one line naming the value, never nan; inf only where it has a meaning ------------------
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
+
+
+def count(text: str) -> int:
+    """A positive whole number; ``1e3`` is 1000."""
+    value = _number(text)
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return int(value)
+
+
+def count0(text: str) -> int:
+    """A whole number >= 0."""
+    value = _number(text)
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
+    return int(value)
+
+
+def rate(text: str) -> float:
+    """Greater than 0; ``inf`` allowed (all at once, or constant gaps for --burstiness)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A finite duration greater than 0."""
+    value = _number(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds greater than 0")
+    return value
+
+
+def ratio(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    return value
+
+
+def nonneg(text: str) -> float:
+    value = _number(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def integer(text: str) -> int:
+    value = _number(text)
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
 
 def bench_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="smoke-bench", description="Serving benchmark for every endpoint, side by side, with "
-                "TTFT/TPOT/ITL/E2EL defined exactly as `vllm bench serve` defines them.")
+    p = _Parser(prog="smoke-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Serving benchmark for every endpoint, side by side, run and measured request for "
+                "request as `vllm bench serve` (same arrivals, request order, metrics and JSON fields); "
+                "--sweep finds the highest load each engine serves within latency targets.",
+                epilog=f"--sweep without --goodput uses the SLOs {SLO_TEXT} (ms: 2 s to the first token, "
+                "10 tokens/s per user). Exit codes: 0 done, 1 an endpoint failed, 2 usage or config error.")
     _common(p)
-    p.add_argument("--num-prompts", type=_positive(int), required=True, metavar="N")
-    p.add_argument("--concurrency", type=_positive(int), metavar="C", help="max requests in flight per endpoint")
-    p.add_argument("--request-rate", type=_positive(float), default=float("inf"), metavar="R",
-                   help="requests per second (default inf: all at once)")
-    p.add_argument("--burstiness", type=_positive(float), default=1.0, metavar="B",
-                   help="gamma shape of the arrival gaps; 1 is Poisson")
-    p.add_argument("--warmups", type=int, default=1, metavar="N", help="unmeasured requests first (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--api", choices=sorted({a for e in ENGINES.values() for a in e.apis}),
-                   help="default: each engine's own (ollama for Ollama, chat for the others)")
-    p.add_argument("--dataset", metavar="FILE.jsonl", help='one {"prompt": "..."} per line')
-    p.add_argument("--input-len", type=_positive(int), default=64, metavar="N", help="random prompts: words")
-    p.add_argument("--output-len", type=_positive(int), default=64, metavar="N", help="max tokens per request")
-    p.add_argument("--range-ratio", type=float, default=0.0, metavar="R",
-                   help="random lengths vary within [len*(1-R), len*(1+R)]")
-    p.add_argument("--ignore-eos", action="store_true", help="generate the full --output-len where supported")
-    p.add_argument("--goodput", metavar="SLO", help="e.g. ttft:500,tpot:50,e2el:3000 (milliseconds)")
-    p.add_argument("--json", metavar="FILE", dest="json_file", help="write the results as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="write a PNG comparing the endpoints")
-    p.add_argument("--request-timeout", type=_positive(float), default=300.0, metavar="SECONDS",
-                   help="total time allowed per request (default 300)")
-    p.add_argument("--no-gpu-sampling", action="store_true", help="do not sample nvidia-smi during the run")
+    load = p.add_argument_group("load")
+    load.add_argument("--num-prompts", type=count, required=True, metavar="N",
+                      help="requests per run (per load point with --sweep)")
+    load.add_argument("--max-concurrency", "--concurrency", dest="max_concurrency", type=count, metavar="C",
+                      help="max requests in flight per endpoint")
+    load.add_argument("--request-rate", type=rate, default=float("inf"), metavar="R",
+                      help="requests per second (default inf: all at once)")
+    load.add_argument("--burstiness", type=rate, default=1.0, metavar="B",
+                      help="gamma shape of the arrival gaps: 1 Poisson, inf constant gaps (default 1)")
+    load.add_argument("--ramp-up-strategy", choices=("linear", "exponential"),
+                      help="raise the rate from --ramp-up-start-rps to --ramp-up-end-rps over the run")
+    load.add_argument("--ramp-up-start-rps", type=nonneg, metavar="RPS")
+    load.add_argument("--ramp-up-end-rps", type=nonneg, metavar="RPS")
+    load.add_argument("--num-warmups", "--warmups", dest="num_warmups", type=count0, default=0, metavar="N",
+                      help="unmeasured requests after vLLM's initial test request (default 0)")
+    load.add_argument("--seed", type=integer, default=0)
+    load.add_argument("--api", choices=sorted({a for e in ENGINES.values() for a in e.apis}),
+                      help="default: each engine's own (ollama for Ollama, chat for the others)")
+    load.add_argument("--request-timeout", type=seconds, default=300.0, metavar="SECONDS",
+                      help="total time allowed per request (default 300)")
+    data = p.add_argument_group("workload")
+    data.add_argument("--dataset-name", choices=("random", "custom", "sharegpt", "prefix_repetition"),
+                      help="default: random; custom for a .jsonl --dataset-path, sharegpt for .json")
+    data.add_argument("--dataset-path", "--dataset", dest="dataset_path", metavar="FILE",
+                      help='custom: one {"prompt": "...", "output_tokens": N} per line; sharegpt: a JSON list')
+    data.add_argument("--disable-shuffle", action="store_true",
+                      help="keep the file's order (default: shuffled with the seed, as vLLM)")
+    data.add_argument("--input-len", "--random-input-len", dest="input_len", type=count, default=64,
+                      metavar="N", help="random prompts: tokens of the engine's tokenizer (default 64)")
+    data.add_argument("--output-len", "--random-output-len", dest="output_len", type=count, metavar="N",
+                      help="max tokens per request (default 64; custom: each line's output_tokens)")
+    data.add_argument("--range-ratio", "--random-range-ratio", dest="range_ratio", type=ratio, default=0.0,
+                      metavar="R", help="random: input and output lengths within [len*(1-R), len*(1+R)]")
+    data.add_argument("--prefix-repetition-prefix-len", "--prefix-len", dest="prefix_len", type=count,
+                      default=64, metavar="N", help="prefix_repetition: tokens of each shared prefix")
+    data.add_argument("--prefix-repetition-suffix-len", "--suffix-len", dest="suffix_len", type=count,
+                      default=64, metavar="N", help="prefix_repetition: tokens after the prefix")
+    data.add_argument("--prefix-repetition-num-prefixes", "--num-prefixes", dest="num_prefixes", type=count,
+                      default=4, metavar="N", help="prefix_repetition: distinct prefixes")
+    data.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json, a model folder holding one, or a "
+                      ".gguf: counts tokens for engines without a /tokenize endpoint (Ollama)")
+    data.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
+                      help="generate the full output length (default: on for random prompts, as vLLM)")
+    data.add_argument("--temperature", type=nonneg, metavar="T", help="default 0 (greedy)")
+    data.add_argument("--top-p", type=fraction, metavar="P")
+    data.add_argument("--extra-body", metavar="JSON", help="a JSON object merged into every request body")
+    data.add_argument("--header", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                      help="extra request header (repeatable)")
+    stats = p.add_argument_group("metrics")
+    stats.add_argument("--goodput", nargs="+", metavar="SLO",
+                       help="service level objectives in ms: ttft:500 tpot:50 e2el:3000 (or comma-separated)")
+    stats.add_argument("--percentile-metrics", default="ttft,tpot,itl,e2el", metavar="LIST",
+                       help="metrics with statistics (default ttft,tpot,itl,e2el)")
+    stats.add_argument("--metric-percentiles", default="50,90,99", metavar="LIST",
+                       help="percentiles reported (default 50,90,99)")
+    sweep = p.add_argument_group("sweep")
+    sweep.add_argument("--sweep", action="store_true",
+                       help="per endpoint: a synchronous run, a max-throughput run, then a ladder of loads "
+                       f"between them; reports the highest load meeting --goodput (default {SLO_TEXT})")
+    sweep.add_argument("--sweep-mode", choices=("rate", "concurrency"), default="rate",
+                       help="ladder of request rates (default) or of concurrent users")
+    sweep.add_argument("--sweep-points", type=count, default=5, metavar="K",
+                       help="loads between the synchronous and the max-throughput run (default 5)")
+    sweep.add_argument("--slo-attainment", type=fraction, default=0.9, metavar="F",
+                       help="share of requests that must meet every SLO for a load to pass (default 0.9)")
+    sweep.add_argument("--max-seconds", type=seconds, metavar="S",
+                       help="time budget of the whole sweep (all endpoints); points are cut at it")
+    outs = p.add_argument_group("output")
+    outs.add_argument("--json", metavar="FILE", dest="json_file",
+                      help="results as JSON (vllm bench serve --save-result fields per endpoint)")
+    outs.add_argument("--save-detailed", action="store_true", help="also each request's generated text")
+    outs.add_argument("--plot", metavar="FILE.png", help="PNG comparing the endpoints (sweep: latency vs "
+                      "throughput curves)")
+    outs.add_argument("--html", metavar="FILE.html", help="one self-contained report page (no network)")
+    outs.add_argument("--no-gpu-sampling", action="store_true", help="do not sample nvidia-smi during the run")
     return p
+
+
+def check_output(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
+    """A file to write after the run, checked now: not a folder, its nearest existing folder writable."""
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ConfigError(f"{flag} {path}: not writable")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot write in {parent}")
+
+
+def _csv(text: str, flag: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ConfigError(f"{flag} is empty")
+    return items
+
+
+def config_from_args(a: argparse.Namespace) -> Any:
+    """argv -> BenchConfig, every value checked (ConfigError naming the flag)."""
+    from . import bench, metrics
+    from .workload import WorkloadSpec
+
+    for value, flag, suffixes in ((a.json_file, "--json", ()), (a.plot, "--plot", (".png", ".svg", ".pdf")),
+                                  (a.html, "--html", ())):
+        if value:
+            check_output(value, flag, suffixes)
+    pm = _csv(a.percentile_metrics, "--percentile-metrics")
+    if bad := [m for m in pm if m not in METRIC_NAMES]:
+        raise ConfigError(f"--percentile-metrics {bad[0]}: expected names from {','.join(METRIC_NAMES)}")
+    pcts = []
+    for item in _csv(a.metric_percentiles, "--metric-percentiles"):
+        try:
+            v = float(item)
+        except ValueError:
+            raise ConfigError(f"--metric-percentiles {item!r} is not a number") from None
+        if not 0 < v <= 100:
+            raise ConfigError(f"--metric-percentiles {item!r} must be in (0, 100]")
+        pcts.append(v)
+    try:
+        goodput = metrics.parse_goodput(a.goodput)
+    except ValueError as exc:
+        raise ConfigError(f"--goodput: {exc}") from None
+    if a.sweep and not goodput:
+        goodput = dict(DEFAULT_SLO)
+    extra: dict[str, Any] = {}
+    if a.extra_body:
+        try:
+            extra = json.loads(a.extra_body)
+        except ValueError as exc:
+            raise ConfigError(f"--extra-body is not JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise ConfigError("--extra-body must be a JSON object")
+    headers: dict[str, str] = {}
+    for item in a.header:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--header {item.split('=')[0]!r}...: expected KEY=VALUE")
+        headers[key.strip()] = value.strip()
+    bench.check_ramp(a.ramp_up_strategy, a.ramp_up_start_rps, a.ramp_up_end_rps, a.request_rate)
+    if a.max_seconds and not a.sweep:
+        raise ConfigError("--max-seconds bounds a --sweep; a single run is bounded by --num-prompts")
+    if a.sweep and a.ramp_up_strategy:
+        raise ConfigError("--sweep sets the load itself: drop --ramp-up-strategy")
+    name = a.dataset_name
+    if name is None:
+        name = "random" if not a.dataset_path else "sharegpt" if a.dataset_path.endswith(".json") else "custom"
+    spec = WorkloadSpec(dataset_name=name, num_prompts=a.num_prompts, seed=a.seed, input_len=a.input_len,
+                        output_len=a.output_len, range_ratio=a.range_ratio, prefix_len=a.prefix_len,
+                        suffix_len=a.suffix_len, num_prefixes=a.num_prefixes, dataset_path=a.dataset_path,
+                        disable_shuffle=a.disable_shuffle)
+    if a.tokenizer:
+        from .workload import LocalTokenizer
+
+        LocalTokenizer(a.tokenizer)  # a bad file fails now, not after the first endpoint
+    return bench.BenchConfig(
+        num_prompts=a.num_prompts, max_concurrency=a.max_concurrency, request_rate=a.request_rate,
+        burstiness=a.burstiness, num_warmups=a.num_warmups, seed=a.seed, api=a.api, workload=spec,
+        ignore_eos=a.ignore_eos, goodput=goodput, percentile_metrics=tuple(pm), metric_percentiles=tuple(pcts),
+        temperature=a.temperature, top_p=a.top_p, extra_body=extra, headers=headers,
+        ramp_up_strategy=a.ramp_up_strategy, ramp_up_start_rps=a.ramp_up_start_rps,
+        ramp_up_end_rps=a.ramp_up_end_rps, tokenizer=a.tokenizer, timeout=a.timeout,
+        request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed)
+
+
+def check_known_apis(eps: list[Any], api: str | None) -> None:
+    """Endpoints whose engine is named (ENGINE=URL, compose, inventory): the API is checked before anything
+    is sent; bare URLs are checked as soon as their engine is recognised."""
+    for ep in eps:
+        engine = ENGINES.get(ep.engine) if ep.engine else None
+        if engine is not None and api is not None and api not in engine.apis:
+            raise ConfigError(f"--api {api} is not served by {ep.label} ({engine.name} serves "
+                              f"{', '.join(engine.apis)})")
+
+
+def _say(console: Any, text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,32 +299,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import bench, report
 
     try:
+        cfg = config_from_args(args)
         eps = resolve_endpoints(args)
-        cfg = bench.config_from_args(args)
-        workload = bench.build_workload(cfg)
+        check_known_apis(eps, args.api)
     except ConfigError as exc:
-        err.print(f"smoke-bench: {exc}", markup=False, highlight=False)
+        _say(err, f"smoke-bench: {exc}")
         return EXIT_USAGE
+    sweep_opts = None
+    if args.sweep:
+        from .sweep import SweepOptions
+
+        sweep_opts = SweepOptions(mode=args.sweep_mode, points=args.sweep_points, attainment=args.slo_attainment,
+                                  max_seconds=args.max_seconds)
     try:
-        results = asyncio.run(bench.run_all(eps, cfg, workload, console=err))
+        if sweep_opts is not None:
+            from .sweep import run_sweeps
+
+            results = asyncio.run(run_sweeps(eps, cfg, sweep_opts, console=err))
+        else:
+            results = asyncio.run(bench.run_all(eps, cfg, console=err))
     except ConfigError as exc:
-        err.print(f"smoke-bench: {exc}", markup=False, highlight=False)
+        _say(err, f"smoke-bench: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err.print("smoke-bench: interrupted")
+        _say(err, "smoke-bench: interrupted")
         return 130
-    out.print(report.comparison_table(results))
+    for r in results:
+        if r.tokens_from.startswith("words"):
+            _say(err, f"warning: {r.label}: prompt lengths counted in words, not tokens: {r.tokens_from[7:-1]}; "
+                 "pass --tokenizer tokenizer.json or the model's .gguf for token-exact prompts")
+    if sweep_opts is not None:
+        out.print(report.sweep_table(results))
+        for line in report.sweep_summary(results, cfg.goodput, sweep_opts.attainment):
+            _say(out, line)
+    else:
+        out.print(report.comparison_table(results, cfg))
     for r in results:
         for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
-            err.print(f"{r.label}: {n} failed: {reason}", markup=False, highlight=False)
+            _say(err, f"{r.label}: {n} failed: {reason}")
+        for reason, n in sorted(r.warnings.items(), key=lambda kv: -kv[1]):
+            _say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
+        if r.cut_short:
+            _say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at --max-seconds")
     try:
         if args.json_file:
-            report.write_json(results, args.json_file)
-            out.print(f"wrote {args.json_file}", markup=False, highlight=False)
+            report.write_json(results, args.json_file, cfg)
+            _say(out, f"wrote {args.json_file}")
         if args.plot:
-            report.write_plot(results, args.plot)
-            out.print(f"wrote {args.plot}", markup=False, highlight=False)
+            if sweep_opts is not None:
+                report.write_sweep_plot(results, args.plot)
+            else:
+                report.write_plot(results, args.plot)
+            _say(out, f"wrote {args.plot}")
+        if args.html:
+            from .html_report import write_html
+
+            write_html(results, cfg, args.html)
+            _say(out, f"wrote {args.html}")
     except OSError as exc:
-        err.print(f"smoke-bench: cannot write output: {exc}", markup=False, highlight=False)
+        _say(err, f"smoke-bench: cannot write output: {exc}")
         return EXIT_USAGE
     return EXIT_OK if all(r.completed > 0 for r in results) else EXIT_UNHEALTHY

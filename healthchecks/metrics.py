@@ -16,6 +16,7 @@ requests meeting every SLO given, using TPOT 0 for single-token answers, as vLLM
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,8 @@ class RequestResult:
     engine_stats: dict[str, Any] = field(default_factory=dict)  # e.g. Ollama's eval_count, durations
     served_by: str | None = None  # who really answered (a router's provider header), when the server says
     failovers: int = 0  # moves to a next provider/upstream within this request
+    start_time: float = 0.0  # perf_counter when the request was sent (after any concurrency wait)
+    warning: str = ""  # a success by vLLM's rules that the kit's stricter rules flag (no [DONE], error event)
 
 
 def _pct_name(p: float) -> str:
@@ -60,28 +63,70 @@ def _summary(name: str, values_s: Sequence[float], percentiles: Iterable[float])
     return out
 
 
-def parse_goodput(spec: str | None) -> dict[str, float]:
-    """``ttft:500,tpot:50,e2el:3000`` -> {name: milliseconds}. Raises ValueError naming the bad part."""
+def parse_goodput(spec: str | Sequence[str] | None) -> dict[str, float]:
+    """``ttft:500 tpot:50`` (vLLM's space-separated ``--goodput`` items) or ``ttft:500,tpot:50,e2el:3000``
+    -> {name: milliseconds}. Raises ValueError naming the bad part."""
     if not spec:
         return {}
+    items = [spec] if isinstance(spec, str) else list(spec)
+    parts = [p.strip() for item in items for p in item.split(",") if p.strip()]
     slos: dict[str, float] = {}
-    for part in spec.split(","):
-        name, sep, value = part.strip().partition(":")
+    for part in parts:
+        name, sep, value = part.partition(":")
         if not sep or name not in ("ttft", "tpot", "e2el"):
-            raise ValueError(f"goodput item {part.strip()!r}: expected ttft:MS, tpot:MS or e2el:MS")
+            raise ValueError(f"goodput item {part!r}: expected ttft:MS, tpot:MS or e2el:MS")
         try:
             ms = float(value)
         except ValueError:
-            raise ValueError(f"goodput item {part.strip()!r}: {value!r} is not a number") from None
-        if ms < 0:
-            raise ValueError(f"goodput item {part.strip()!r}: must not be negative")
+            raise ValueError(f"goodput item {part!r}: {value!r} is not a number") from None
+        if not math.isfinite(ms) or ms < 0:
+            raise ValueError(f"goodput item {part!r}: must be a finite number >= 0")
         slos[name] = ms
     return slos
 
 
+def meets_slos(r: RequestResult, goodput: dict[str, float]) -> bool:
+    """One successful request against every SLO given (vLLM: TPOT 0 for a single-token answer)."""
+    if not r.success:
+        return False
+    out_len = r.output_tokens if r.output_tokens else r.chunks
+    tpot = (r.latency - r.ttft) / (out_len - 1) if out_len > 1 else 0.0
+    values = {"ttft": r.ttft, "tpot": tpot, "e2el": r.latency}
+    return all(goodput[k] / 1000.0 >= values[k] for k in goodput)
+
+
+def peak_per_second(results: Sequence[RequestResult]) -> tuple[float, int]:
+    """vLLM's ``max_output_tokens_per_s`` and ``max_concurrent_requests`` (serve.py, calculate_metrics): token
+    times (start + ttft + cumulative itl) and active requests bucketed per whole second since the first
+    successful request's start; the highest bucket of each."""
+    ok = [r for r in results if r.success]
+    if not ok:
+        return 0.0, 0
+    t0 = min(r.start_time for r in ok)
+    end = max(r.start_time + r.latency for r in ok)
+    n = int(np.ceil(end - t0)) + 1
+    tokens = np.zeros(n)
+    active = np.zeros(n)
+    for r in ok:
+        t = r.start_time + r.ttft
+        times = [t]
+        for gap in r.itl:
+            t += gap
+            times.append(t)
+        for when in times:
+            b = int(when - t0)
+            if 0 <= b < n:
+                tokens[b] += 1
+        for second in range(int(r.start_time - t0), int(r.start_time + r.latency - t0) + 1):
+            active[second] += 1
+    return float(np.max(tokens)), int(np.max(active))
+
+
 def calculate(results: Sequence[RequestResult], duration: float, goodput: dict[str, float] | None = None,
-              percentiles: Iterable[float] = PERCENTILES) -> dict[str, Any]:
-    """vLLM's calculate_metrics over finished requests; ``duration`` is the wall time in seconds."""
+              percentiles: Iterable[float] = PERCENTILES,
+              percentile_metrics: Iterable[str] = METRICS) -> dict[str, Any]:
+    """vLLM's calculate_metrics over finished requests; ``duration`` is the wall time in seconds. Statistics
+    (mean/median/std/pXX) are given for ``percentile_metrics`` only, as vLLM's ``--percentile-metrics``."""
     percentiles = tuple(percentiles)
     output_lens: list[int] = []
     total_input = 0
@@ -97,7 +142,7 @@ def calculate(results: Sequence[RequestResult], duration: float, goodput: dict[s
             output_lens.append(0)
             continue
         out_len = r.output_tokens
-        if out_len is None:  # no usage from the server: one chunk is one token for these engines
+        if not out_len:  # no usage from the server: one chunk is one token for these engines
             out_len = r.chunks
             estimated += 1
         output_lens.append(out_len)
@@ -125,6 +170,7 @@ def calculate(results: Sequence[RequestResult], duration: float, goodput: dict[s
 
     total_output = sum(output_lens)
     dur = duration if duration > 0 else float("nan")
+    peak_tokens, peak_active = peak_per_second(results)
     out: dict[str, Any] = {
         "duration": duration,
         "completed": completed,
@@ -135,10 +181,15 @@ def calculate(results: Sequence[RequestResult], duration: float, goodput: dict[s
         "request_goodput": good / dur if goodput else None,
         "output_throughput": total_output / dur,
         "total_token_throughput": (total_input + total_output) / dur,
+        "max_output_tokens_per_s": peak_tokens,
+        "max_concurrent_requests": peak_active,
         "output_tokens_estimated": estimated,
+        "good_completed": good if goodput else None,
     }
+    wanted = set(percentile_metrics)
     for name, values in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
-        out.update(_summary(name, values, percentiles))
+        if name in wanted:
+            out.update(_summary(name, values, percentiles))
     waits = [r.queue_wait for r in results]
     out.update(_summary("queue_wait", waits, percentiles))
     return out

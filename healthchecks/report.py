@@ -1,17 +1,25 @@
-"""Benchmark output: the side-by-side rich table, JSON with `vllm bench serve` field names, a PNG."""
+"""Benchmark output: the side-by-side rich table, JSON with `vllm bench serve --save-result` field names, PNGs
+(distributions; sweep curves), and the sweep's tables. Pure rendering: no I/O but the files written."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from .bench import EndpointResult
+from .metrics import _pct_name
 
-ROWS: list[tuple[str, str, str]] = [
+if TYPE_CHECKING:
+    from .bench import BenchConfig
+
+TITLES = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2el": "E2EL"}
+HEAD: list[tuple[str, str, str]] = [
     ("completed", "completed", "{:.0f}"),
     ("failed", "failed", "{:.0f}"),
     ("duration", "duration (s)", "{:.2f}"),
@@ -19,13 +27,26 @@ ROWS: list[tuple[str, str, str]] = [
     ("total_output_tokens", "output tokens", "{:.0f}"),
     ("request_throughput", "requests/s", "{:.2f}"),
     ("output_throughput", "output tok/s", "{:.1f}"),
+    ("max_output_tokens_per_s", "peak output tok/s", "{:.0f}"),
+    ("max_concurrent_requests", "peak concurrent requests", "{:.0f}"),
     ("total_token_throughput", "total tok/s", "{:.1f}"),
     ("request_goodput", "goodput req/s", "{:.2f}"),
 ]
-for _m, _title in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2EL")):
-    for _stat in ("mean", "median", "std", "p50", "p90", "p99"):
-        ROWS.append((f"{_stat}_{_m}_ms", f"{_title} {_stat} (ms)", "{:.2f}"))
-ROWS.append(("mean_queue_wait_ms", "queue wait mean (ms)", "{:.2f}"))
+
+
+def rows(results: list[EndpointResult]) -> list[tuple[str, str, str]]:
+    """The table's rows: the headline figures, then each metric's statistics present in the results."""
+    keys = {k for r in results for k in r.metrics}
+    out = list(HEAD)
+    for m, title in TITLES.items():
+        for stat in ("mean", "median", "std"):
+            if f"{stat}_{m}_ms" in keys:
+                out.append((f"{stat}_{m}_ms", f"{title} {stat} (ms)", "{:.2f}"))
+        pcts = sorted((float(k.split("_", 1)[0][1:]), k) for k in keys
+                      if k.startswith("p") and k.endswith(f"_{m}_ms") and k[1].isdigit())
+        out += [(k, f"{title} {_pct_name(p)} (ms)", "{:.2f}") for p, k in pcts]
+    out.append(("mean_queue_wait_ms", "queue wait mean (ms)", "{:.2f}"))
+    return out
 
 
 def _fmt(value: Any, fmt: str) -> str:
@@ -34,57 +55,132 @@ def _fmt(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
-def comparison_table(results: list[EndpointResult]) -> Table:
+def comparison_table(results: list[EndpointResult], cfg: BenchConfig | None = None) -> Table:
     table = Table(title="smoke-bench (metrics as in vllm bench serve)")
     table.add_column("metric")
     for r in results:
         table.add_column(f"{r.label}\n{r.engine} · {r.api}\n{r.model}", justify="right")
-    for key, title, fmt in ROWS:
+    for key, title, fmt in rows(results):
         if key == "request_goodput" and all(r.metrics.get(key) is None for r in results):
             continue
         table.add_row(title, *[_fmt(r.metrics.get(key), fmt) for r in results])
+    if any(r.warnings for r in results):
+        table.add_row("warnings (kit rules)", *[str(sum(r.warnings.values())) for r in results])
     if any(r.kv_cache_peak_pct is not None for r in results):
         table.add_row("KV cache peak (%)", *[_fmt(r.kv_cache_peak_pct, "{:.1f}") for r in results])
-    gpus = sorted({g for r in results for g in r.gpu_peak_mib})
-    for g in gpus:
-        table.add_row(f"GPU {g} peak (MiB)", *[_fmt(r.gpu_peak_mib.get(g), "{:.0f}") for r in results])
+    # -- GPU memory per engine (the lead's section: gpu.GpuMemory per endpoint) --
+    _gpu_rows(table, results)
     stat_keys = sorted({k for r in results for k in r.engine_stats})
     for k in stat_keys:
         table.add_row(f"engine {k}", *[_fmt(r.engine_stats.get(k), "{:.1f}") for r in results])
+    if any(r.served_by for r in results):
+        table.add_row("served by", *[", ".join(f"{k} {v}" for k, v in (r.served_by or {}).items()) or "-"
+                                     for r in results])
+        table.add_row("failovers", *[str(r.failovers) for r in results])
+    table.add_row("prompt tokens from", *[r.tokens_from or "-" for r in results])
     return table
 
 
-def to_dict(r: EndpointResult) -> dict[str, Any]:
-    d: dict[str, Any] = {"endpoint": r.url, "label": r.label, "engine": r.engine, "model": r.model,
-                         "api": r.api, "num_prompts": r.num_prompts}
-    for k, v in r.metrics.items():
-        d[k] = None if isinstance(v, float) and math.isnan(v) else v
-    d["errors"] = dict(r.errors)
-    d["kv_cache_peak_pct"] = r.kv_cache_peak_pct
-    d["gpu_peak_memory_mib"] = r.gpu_peak_mib
+def _gpu_rows(table: Table, results: list[EndpointResult]) -> None:
+    """Per GPU: the engine's own processes' peak, and the device's total beside it (labelled as such);
+    where the engine's share cannot be attributed, the reason instead of a number."""
+    mems = [r.gpu_memory for r in results]
+    gpus = sorted({g for m in mems if m for g in (*m.engine_peak_mib, *m.device_peak_mib)})
+    for g in gpus:
+        table.add_row(f"GPU {g} engine peak (MiB)",
+                      *[_fmt(m.engine_peak_mib.get(g, 0.0), "{:.0f}") if m and m.engine_peak_mib else
+                        (m.note if m else "-") for m in mems])
+        table.add_row(f"GPU {g} device total peak (MiB)",
+                      *[_fmt(m.device_peak_mib.get(g), "{:.0f}") if m else "-" for m in mems])
+    if not gpus and any(m and m.note for m in mems):
+        table.add_row("GPU memory", *[(m.note if m else "-") for m in mems])
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def to_dict(r: EndpointResult, cfg: BenchConfig | None = None) -> dict[str, Any]:
+    """One endpoint as `vllm bench serve --save-result --save-detailed` writes a run (same names and types;
+    per-request lists cover every request, failed ones included, in send order), plus the kit's own fields
+    under names vLLM does not use."""
+    settings = cfg.settings() if cfg else {}
+    d: dict[str, Any] = {
+        "date": dt.datetime.now().strftime("%Y%m%d-%H%M%S"),
+        "endpoint_type": r.api, "backend": r.api, "label": r.label, "model_id": r.model,
+        "tokenizer_id": r.tokens_from or None, "num_prompts": r.num_prompts,
+        "request_rate": settings.get("request_rate", "inf"), "burstiness": settings.get("burstiness", 1.0),
+        "max_concurrency": settings.get("max_concurrency"),
+    }
+    if cfg and cfg.ramp_up_strategy:
+        d.update(ramp_up_strategy=cfg.ramp_up_strategy, ramp_up_start_rps=cfg.ramp_up_start_rps,
+                 ramp_up_end_rps=cfg.ramp_up_end_rps)
+    m = r.metrics
+    for k in ("duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
+              "request_throughput", "request_goodput", "output_throughput", "total_token_throughput"):
+        d[k] = _clean(m.get(k))
+    reqs = r.requests
+    d["input_lens"] = [q.prompt_tokens or 0 for q in reqs]
+    d["output_lens"] = [(q.output_tokens or q.chunks) if q.success else 0 for q in reqs]
+    d["ttfts"] = [q.ttft for q in reqs]
+    d["itls"] = [q.itl for q in reqs]
+    d["latencies"] = [q.latency for q in reqs]
+    d["start_times"] = [q.start_time for q in reqs]
+    d["queue_times"] = [q.queue_wait for q in reqs]
+    if cfg is not None and cfg.save_detailed:
+        d["generated_texts"] = [q.generated_text for q in reqs]
+    d["errors"] = [q.error for q in reqs]
+    d["max_output_tokens_per_s"] = m.get("max_output_tokens_per_s", 0.0)
+    d["max_concurrent_requests"] = m.get("max_concurrent_requests", 0)
+    d["rtfx"] = 0.0
+    for k, v in m.items():
+        if k.endswith("_ms") and k not in d:
+            d[k] = _clean(v)
+    # -- the kit's own fields --
+    d.update({"endpoint": r.url, "engine": r.engine, "model": r.model, "api": r.api,
+              "error_counts": dict(r.errors), "warnings": [q.warning for q in reqs],
+              "warning_counts": dict(r.warnings), "output_tokens_estimated": m.get("output_tokens_estimated", 0),
+              "good_completed": m.get("good_completed"), "kv_cache_peak_pct": r.kv_cache_peak_pct,
+              "gpu_peak_memory_mib": r.gpu_peak_mib,  # device totals, as before
+              "gpu_memory": r.gpu_memory.to_dict() if r.gpu_memory else None,
+              "served_by": r.served_by, "failovers": r.failovers, "prompt_tokens_from": r.tokens_from,
+              "cut_short": r.cut_short})
+    for k, v in r.meta.items():
+        d.setdefault(k, v)
     if r.engine_stats:
         d[r.engine] = r.engine_stats  # the engine's own timings, under its name
-    ok = [q for q in r.requests if q.success]
-    d["input_lens"] = [q.prompt_tokens for q in ok]
-    d["output_lens"] = [q.output_tokens if q.output_tokens is not None else q.chunks for q in ok]
-    d["ttfts"] = [q.ttft for q in ok]
-    d["itls"] = [q.itl for q in ok]
     if r.setup_error:
         d["setup_error"] = r.setup_error
+    if r.sweep is not None:
+        d["sweep"] = r.sweep
     return d
 
 
-def write_json(results: list[EndpointResult], path: str) -> None:
+def document(results: list[EndpointResult], cfg: BenchConfig | None = None) -> dict[str, Any]:
+    from . import __version__
+
+    return {"tool": f"smoke-bench {__version__}", "settings": cfg.settings() if cfg else {},
+            "endpoints": [to_dict(r, cfg) for r in results]}
+
+
+def write_json(results: list[EndpointResult], path: str, cfg: BenchConfig | None = None) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({"endpoints": [to_dict(r) for r in results]}, indent=2) + "\n")
+    Path(path).write_text(json.dumps(document(results, cfg), indent=2, allow_nan=False, default=str) + "\n")
 
 
-def write_plot(results: list[EndpointResult], path: str) -> None:
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def distributions_figure(results: list[EndpointResult]) -> Any:
+    plt = _plt()
     labels = [f"{r.label}\n({r.engine})" for r in results]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
     series = {
@@ -105,6 +201,107 @@ def write_plot(results: list[EndpointResult], path: str) -> None:
     ax.set_title("output throughput (tok/s)")
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle("smoke-bench: endpoints side by side")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def sweep_figure(results: list[EndpointResult]) -> Any:
+    """Every engine's latency vs throughput curve, one line per endpoint: median TTFT and median TPOT
+    against the achieved request rate; the best point within the SLOs circled."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    panels = (("median_ttft_ms", "median TTFT (ms)"), ("median_tpot_ms", "median TPOT (ms)"))
+    for r in results:
+        pts = (r.sweep or {}).get("points") or []
+        pts = [p for p in pts if p.get("completed")]
+        if not pts:
+            continue
+        pts = sorted(pts, key=lambda p: p["request_throughput"])
+        best = (r.sweep or {}).get("best")
+        for ax, (key, title) in zip(axes, panels, strict=True):
+            xs = [p["request_throughput"] for p in pts]
+            ys = [p.get(key) or float("nan") for p in pts]
+            (line,) = ax.plot(xs, ys, marker="o", label=f"{r.label} ({r.engine})")
+            if best:
+                ax.plot([best["request_throughput"]], [best.get(key) or float("nan")], marker="o", ms=14,
+                        mfc="none", color=line.get_color())
+            ax.set_xlabel("achieved throughput (requests/s)")
+            ax.set_ylabel(title)
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle("smoke-bench sweep: latency vs throughput (circled: highest load within the SLOs)")
+    return fig
+
+
+def save(fig: Any, path: str | None = None, dpi: int = 100) -> bytes:
+    """Write the figure to ``path`` (format from its suffix), or return PNG bytes when path is None."""
+    plt = _plt()
+    try:
+        if path is None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi)
+            return buf.getvalue()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+        return b""
+    finally:
+        plt.close(fig)
+
+
+def write_plot(results: list[EndpointResult], path: str) -> None:
+    save(distributions_figure(results), path)
+
+
+def write_sweep_plot(results: list[EndpointResult], path: str) -> None:
+    save(sweep_figure(results), path)
+
+
+SWEEP_COLUMNS: list[tuple[str, str, str]] = [
+    ("kind", "load", "{}"), ("offered", "offered", "{}"), ("request_throughput", "req/s", "{:.2f}"),
+    ("output_throughput", "out tok/s", "{:.1f}"), ("median_ttft_ms", "TTFT p50", "{:.0f}"),
+    ("p90_ttft_ms", "TTFT p90", "{:.0f}"), ("median_tpot_ms", "TPOT p50", "{:.0f}"),
+    ("p90_tpot_ms", "TPOT p90", "{:.0f}"), ("p90_e2el_ms", "E2EL p90", "{:.0f}"),
+    ("users", "users", "{:.1f}"), ("attainment", "SLO met", "{:.0%}"), ("meets", "ok", "{}"),
+]
+
+
+def sweep_table(results: list[EndpointResult]) -> Table:
+    table = Table(title="smoke-bench sweep (latencies in ms; users = requests in flight, Little's law)")
+    table.add_column("endpoint")
+    for _, title, _ in SWEEP_COLUMNS:
+        table.add_column(title, justify="right")
+    for r in results:
+        pts = (r.sweep or {}).get("points") or []
+        if not pts:
+            table.add_row(r.label, *["-"] * len(SWEEP_COLUMNS))
+        for i, p in enumerate(pts):
+            cells = []
+            for key, _, fmt in SWEEP_COLUMNS:
+                v = p.get(key)
+                cells.append("yes" if v is True else "no" if v is False else _fmt(v, fmt))
+            table.add_row(r.label if i == 0 else "", *cells)
+    return table
+
+
+def sweep_summary(results: list[EndpointResult], slos: dict[str, float], attainment: float) -> list[str]:
+    """One line per endpoint: the highest load that met the SLOs, with its figures."""
+    targets = " ".join(f"{k}<={v:g}ms" for k, v in slos.items())
+    lines = []
+    for r in results:
+        sw = r.sweep or {}
+        best = sw.get("best")
+        if r.setup_error:
+            lines.append(f"{r.label}: not measured: {r.setup_error}")
+        elif not best:
+            lines.append(f"{r.label} ({r.engine}): no load met {targets} for {attainment:.0%} of requests "
+                         "(not even one request at a time)")
+        else:
+            lines.append(
+                f"{r.label} ({r.engine}): serves {best['request_throughput']:.2f} req/s, about "
+                f"{best['users']:.1f} concurrent users, {best['output_throughput']:.1f} output tok/s within "
+                f"{targets} ({best['attainment']:.0%} of requests; TTFT p90 {best.get('p90_ttft_ms', 0):.0f} ms, "
+                f"TPOT p90 {best.get('p90_tpot_ms', 0):.0f} ms) at load {best['offered']}"
+                + (f"; saturated at {sw['saturated_at']}" if sw.get("saturated_at") else ""))
+    return lines
