@@ -145,11 +145,10 @@ shipped = s.compose_files
 for sub in sorted({"."} | {str(Path(f).parent) for f in shipped}):
     files.directory(name=f"Create compose/{sub}", path=os.path.normpath(f"{compose_dir}/{sub}"), user="root",
                     group="root", mode="755")
-for f in shipped:
-    files.put(name=f"Ship compose/{f}", src=str(gs.ROOT / "compose" / f), dest=f"{compose_dir}/{f}", user="root",
-              group="root", mode="755" if f.endswith(".sh") else "644")
-files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env", user="root",
-          group="root", mode="644")
+inputs = [files.put(name=f"Ship compose/{f}", src=str(gs.ROOT / "compose" / f), dest=f"{compose_dir}/{f}",
+                    user="root", group="root", mode="755" if f.endswith(".sh") else "644") for f in shipped]
+inputs.append(files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env",
+                        user="root", group="root", mode="644"))
 
 if tarballs:
     files.directory(name="Create the image tarball folder", path=f"{stack}/images", user="root", group="root",
@@ -157,13 +156,16 @@ if tarballs:
 for tarball, images in tarballs.items():
     dest = f"{stack}/images/{Path(tarball).name}"
     files.put(name=f"Copy {Path(tarball).name}", src=tarball, dest=dest, user="root", group="root", mode="644")
-    gik_ops.image_load(name=f"Load {Path(tarball).name} ({', '.join(images)})", dest=dest, images=images)
+    inputs.append(gik_ops.image_load(name=f"Load {Path(tarball).name} ({', '.join(images)})", dest=dest,
+                                     images=images))
 
 gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory=compose_dir,
                    project=str(v("inference_stack_project_name")), services=s.services,
                    wait_timeout=int(v("inference_stack_wait_timeout")),
                    offline=bool(v("inference_stack_hf_hub_offline")),
-                   host_name=host.name, compose="v1" if compose == "v1" else "v2")
+                   host_name=host.name, compose="v1" if compose == "v1" else "v2",
+                   # what --dry lists: the facts were read before this run's file changes
+                   inputs_changed=any(op.will_change for op in inputs))
 
 # -- verify from the controller (the verify role's commands) ---------------------------------------------------------
 bind = str(v("inference_stack_bind_address"))
@@ -183,9 +185,10 @@ for engine, url in urls.items():
         argv += ["--api-key-file", str(key_file)]
     checks.append(argv)
 bench = None
+reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")
 if v("verify_smoke_bench"):
-    reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")
     bench = [sb, *(f"{e}={u}" for e, u in urls.items()), "--num-prompts", str(v("verify_num_prompts")),
              "--concurrency", str(v("verify_concurrency")), "--output-len", str(v("verify_output_len")),
              "--json", str(reports / "bench.json"), "--plot", str(reports / "bench.png")]
-gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)", checks=checks, bench=bench)
+gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)", checks=checks,
+               report_dir=str(reports), bench=bench)

@@ -11,6 +11,7 @@ yields commands only where they differ, so a second run reports no change and ``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shlex
@@ -165,14 +166,12 @@ def image_load(dest: str, images: dict[str, str]):
 
 @operation()
 def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, offline: bool,
-               host_name: str, compose: str = "v2"):
-    """``up`` the services when any differs from the rendered project; stop with the image's name when an image
-    is missing on an offline host (no registry: ship its tarball or build it)."""
+               host_name: str, compose: str = "v2", inputs_changed: bool = False):
+    """``up`` the services when any differs from the rendered project (or this run changes the project's files:
+    ``inputs_changed``); stop with the image's name when an image is missing on an offline host (no registry:
+    ship its tarball or build it)."""
     current = host.get_fact(StackState, directory=directory, project=project, services=services)
     if current and "" not in current:
-        stale = [s for s in services if s not in current or not _up_to_date(current[s])]
-        if not stale:
-            return
         missing = [(s, current[s]["image"]) for s in services
                    if s in current and current[s]["image"] != "-" and current[s]["image_id"] == "-"]
         if missing and offline and state.is_executing:
@@ -180,6 +179,9 @@ def compose_up(directory: str, project: str, services: list[str], wait_timeout: 
             yield _fail(f"image {s} ({image}) is not on {host_name}: list its `docker save` tarball in "
                         "inference_stack_image_tarballs, build it (compose/images/build.sh) or set "
                         f"inference_stack_{s}_image")
+            return
+        stale = [s for s in services if s not in current or not _up_to_date(current[s])]
+        if not stale and not (inputs_changed and not state.is_executing):
             return
     svc = " ".join(shlex.quote(s) for s in services)
     if compose == "v1":
@@ -195,18 +197,26 @@ def _up_to_date(svc: dict[str, str]) -> bool:
 
 
 @operation()
-def verify(checks: list[list[str]], bench: list[str] | None = None):
-    """Run the kit's CLIs from the controller (like the verify role): one ``healthcheck`` argv per engine, then
-    ``smoke-bench``. No command runs on the host unless a check fails (then the host fails with the reason)."""
+def verify(checks: list[list[str]], report_dir: str, bench: list[str] | None = None):
+    """Run the kit's CLIs from the controller (like the verify role): one ``healthcheck --json`` per engine (report
+    in ``report_dir/healthcheck.json``), then ``smoke-bench``. No command runs on the host unless a check fails
+    (then the host fails with the reason)."""
     if not state.is_executing:
         return
-    for argv in checks:
-        r = subprocess.run(argv, capture_output=True, text=True)
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    results = [(argv, subprocess.run(argv, capture_output=True, text=True)) for argv in checks]
+    endpoints: list[Any] = []
+    for _, r in results:
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
+            endpoints += json.loads(r.stdout).get("endpoints", [])
+    healthy = all(r.returncode == 0 for _, r in results)
+    (Path(report_dir) / "healthcheck.json").write_text(json.dumps({"healthy": healthy, "endpoints": endpoints},
+                                                                  indent=2) + "\n")
+    for argv, r in results:
         if r.returncode != 0:
             yield _fail(_healthcheck_reason(argv, r))
             return
     if bench:
-        Path(bench[bench.index("--json") + 1]).parent.mkdir(parents=True, exist_ok=True)
         r = subprocess.run(bench, capture_output=True, text=True)
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]

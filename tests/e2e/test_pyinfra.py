@@ -1,0 +1,186 @@
+"""pyinfra: `pyinfra @local pyinfra/deploy.py` on this machine (no GPU: CPU images, vLLM + llama.cpp, the llama.cpp
+image shipped as a tarball), from the same settings files as Ansible plus a settings file. Bad settings stop before
+any change; `--dry` on a fresh state changes nothing; the first run deploys and verifies; a second run changes
+nothing; the testinfra suite passes against the deployment. One deployment for the module, torn down at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
+sys.path.insert(0, str(ROOT / "pyinfra"))
+
+import gik_settings as gs  # noqa: E402
+
+
+def pyinfra(settings: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    """The user-facing form: pyinfra @local pyinfra/deploy.py --data gik_settings=FILE [...]."""
+    return subprocess.run([str(BIN / "pyinfra"), "@local", "pyinfra/deploy.py", "--data", f"gik_settings={settings}",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "GIK_BIN": str(BIN)})
+
+
+def summary(r: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """pyinfra --json: the plan (operations with a change detected) and, after a run, the totals."""
+    try:
+        doc = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"pyinfra printed no JSON (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}",
+                    pytrace=False)
+    planned = [op["name"] for op in doc["plan"] if op["hosts_with_change"]]
+    return {"planned": planned, "totals": (doc.get("results") or {}).get("totals")}
+
+
+def project_containers(project: str) -> list[str]:
+    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("pyinfra")
+    token = "hf_pyinfra" + secrets.token_hex(10)
+    token_file = tmp / "hf_token.txt"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    # air-gapped: the llama.cpp image reaches the host only as a `docker save` tarball, under a tag of its own
+    project = "gik-pyinfra-" + secrets.token_hex(3)
+    image = f"local/llama.cpp:{project}"
+    tarball = tmp / "llama.cpp-server.tar"
+    subprocess.run(["docker", "tag", "local/llama.cpp:server", image], check=True)
+    subprocess.run(["docker", "save", "-o", str(tarball), image], check=True, timeout=300)
+    subprocess.run(["docker", "rmi", image], check=True, capture_output=True)  # untag: the layers stay
+    settings = {
+        "inference_stack_gpu": False,
+        "inference_stack_engines": ["vllm", "llamacpp"],
+        "inference_stack_bind_address": "127.0.0.1",
+        "inference_stack_vllm_port": free_port(),
+        "inference_stack_llamacpp_port": free_port(),
+        "inference_stack_dir": str(tmp / "opt"),
+        "inference_stack_project_name": project,
+        "inference_stack_models_dir": str(CACHE / "models"),
+        "inference_stack_wait_timeout": 900,
+        "inference_stack_image_tarballs": [str(tarball)],
+        "inference_stack_llamacpp_image": image,
+        "hf_secret_token_file": str(token_file),
+        "docker_install_from": "distro",
+        "docker_manage_service": False,  # dockerd runs without an init system here
+        "verify_num_prompts": 4,
+        "verify_output_len": 16,
+        "verify_reports_dir": str(tmp / "reports"),
+    }
+    settings_file = tmp / "settings.yml"
+    settings_file.write_text(yaml.safe_dump(settings))
+    yield {"settings": settings_file, "values": settings, "token": token, "project": project, "tmp": tmp,
+           "opt": tmp / "opt", "image": image}
+    if (tmp / "opt" / "compose").is_dir():
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"],
+                       cwd=tmp / "opt" / "compose", capture_output=True, timeout=300)
+    subprocess.run(["docker", "rmi", image], capture_output=True)
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    ("inference_stack_engines=[\"vllm\",\"tgi\"]", "inference_stack_engines"),
+    ("inference_stack_vllm_port=eighty", "inference_stack_vllm_port"),
+    ("inference_stack_llamacpp_port=SAME", "port clash"),
+    ("docker_install_from=snap", "docker_install_from"),
+    ("inference_stack_gpu=maybe", "inference_stack_gpu"),
+    ("inference_stack_gpu=true", "nvidia_driver"),  # a GPU host without the driver: Ansible's roles install it
+])
+def test_bad_settings_stop_before_any_change(lab: dict[str, Any], data: str, needle: str) -> None:
+    data = data.replace("SAME", str(lab["values"]["inference_stack_vllm_port"]))
+    r = pyinfra(lab["settings"], "-y", "--data", data, timeout=300)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("pyinfra/deploy.py: @local:")]
+    assert len(lines) == 1 and needle in lines[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stdout + r.stderr
+    assert lab["token"] not in r.stdout + r.stderr
+    assert not lab["opt"].exists(), "a change was made before the bad value was caught"
+
+
+def test_dry_run_on_a_fresh_host_changes_nothing(lab: dict[str, Any]) -> None:
+    r = pyinfra(lab["settings"], "--dry", "--diff", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    planned = summary(r)["planned"]
+    assert "Render .env" in planned and "Bring the engines up and wait until healthy" in planned, planned
+    assert any(name.startswith("Load llama.cpp-server.tar") for name in planned), planned
+    assert not lab["opt"].exists() and not project_containers(lab["project"])
+    assert subprocess.run(["docker", "image", "inspect", lab["image"]], capture_output=True).returncode != 0
+    assert lab["token"] not in r.stdout + r.stderr
+
+
+def test_deploys_verifies_and_second_run_changes_nothing(lab: dict[str, Any]) -> None:
+    t0 = time.monotonic()
+    first = pyinfra(lab["settings"], "-y", "--json")
+    t_first = time.monotonic() - t0
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+    totals = summary(first)["totals"]
+    assert totals["error"] == 0 and totals["success"] > 0, totals
+    assert lab["token"] not in first.stdout + first.stderr
+
+    reports = lab["tmp"] / "reports" / "local"
+    hc = json.loads((reports / "healthcheck.json").read_text())
+    assert hc["healthy"] and sorted(e["engine"] for e in hc["endpoints"]) == ["llamacpp", "vllm"]
+    assert (reports / "bench.png").stat().st_size > 10_000 and json.loads((reports / "bench.json").read_text())
+
+    # what was written is what the roles render (the unit test holds those to Ansible's bytes)
+    s = gs.load(settings_file=lab["settings"])
+    assert (lab["opt"] / "compose" / ".env").read_text() == gs.render_env(s)
+    secret_dir = lab["opt"] / "secrets"
+    assert stat.S_IMODE(secret_dir.stat().st_mode) == 0o700
+    for name, content in (("hf_token", lab["token"]), ("vllm_api_key", "")):
+        st = (secret_dir / name).stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o400), name
+        assert (secret_dir / name).read_text() == content, name
+    containers = sorted(project_containers(lab["project"]))
+    assert len(containers) == 2
+    llamacpp_image = subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}", *containers], capture_output=True,
+                                    text=True, check=True).stdout.split()
+    assert lab["image"] in llamacpp_image, "llama.cpp does not run the image loaded from the tarball"
+
+    t0 = time.monotonic()
+    second = pyinfra(lab["settings"], "-y", "--json")
+    t_second = time.monotonic() - t0
+    assert second.returncode == 0, second.stderr[-5000:]
+    assert summary(second)["totals"]["success"] == 0, second.stderr[-5000:]  # pyinfra's "changed" column
+    assert sorted(project_containers(lab["project"])) == containers
+    print(f"\npyinfra deploy.py first run {t_first:.0f}s, second run {t_second:.0f}s (no change)")
+
+    dry = pyinfra(lab["settings"], "--dry", "--json", timeout=300)
+    assert dry.returncode == 0 and summary(dry)["planned"] == [], dry.stdout[-3000:]
+
+    # --dry --diff with a changed setting: shows the .env diff, changes nothing
+    env_before = (lab["opt"] / "compose" / ".env").read_bytes()
+    diff = pyinfra(lab["settings"], "--dry", "--diff", "--data", "inference_stack_llamacpp_model_alias=other",
+                   timeout=300)
+    assert diff.returncode == 0, diff.stderr[-3000:]
+    assert "LLAMACPP_MODEL_ALIAS=other" in diff.stdout + diff.stderr
+    assert (lab["opt"] / "compose" / ".env").read_bytes() == env_before
+    assert sorted(project_containers(lab["project"])) == containers
+
+
+def test_infra_suite_passes_against_the_pyinfra_deployment(lab: dict[str, Any]) -> None:
+    if not (lab["opt"] / "compose" / ".env").exists():
+        pytest.skip("the deployment test did not deploy")
+    r = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), "-q", "-p", "no:cacheprovider",
+                        "--hosts=local://", f"--compose-dir={lab['opt'] / 'compose'}", "-o", "addopts="],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and "error" not in r.stdout.splitlines()[-1]
+    assert lab["token"] not in r.stdout + r.stderr
