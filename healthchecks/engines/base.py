@@ -26,6 +26,9 @@ PROMPT = "Reply with one short sentence: what is 2 + 2?"
 STRUCTURED_PROMPT = "What is 2 + 2? Answer in JSON."
 STRUCTURED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "integer"}},
                                      "required": ["answer"], "additionalProperties": False}
+STRUCTURED_PROMPT = "What is 2 + 2? Answer in JSON."
+STRUCTURED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "integer"}},
+                                     "required": ["answer"], "additionalProperties": False}
 
 Verdict = tuple[str, str]  # (status, one-line reason)
 Step = tuple[str, Callable[[], Awaitable[Verdict]]]  # a named check the runner times and records

@@ -180,16 +180,35 @@ def _int(value: Any) -> int:
 
 
 async def generate_request(http: Http, model: str, prompt: str, params: RequestParams) -> RequestResult:
-    """``/api/generate`` streamed as NDJSON: every line before ``done`` carries a token."""
+    """``/api/generate`` streamed as NDJSON: every line before ``done`` carries a token. Counted as
+    ``vllm bench serve`` counts (a success needs one token and no transport error); a stream that ends
+    without its ``done`` line, or an error line after tokens, is a success with a ``warning``. Sampling
+    options (temperature, top_p) go to ``options``; ``--extra-body`` keys to the top level of the body."""
     res = RequestResult()
     text: list[str] = []
-    st = time.perf_counter()
-    last = st
+    itl = res.itl
     body: dict[str, Any] = ol.generate_payload(model, prompt, params.max_tokens, True)
+    options = body.setdefault("options", {})
+    if params.temperature is not None:
+        options["temperature"] = params.temperature
+    if params.top_p is not None:
+        options["top_p"] = params.top_p
+    body.update(params.extra)
+    done, error_line = False, ""
+    st = time.perf_counter()
+    res.start_time = st
+    last = st
     try:
         async with asyncio.timeout(params.request_timeout):
-            async for ts, ev in http.stream("/api/generate", body, "ndjson"):
+            async for ts, ev in http.stream("/api/generate", body, "ndjson", strict=False,
+                                            headers=params.headers or None):
+                if "error" in ev:
+                    error_line = "stream error: " + " ".join(str(ev["error"]).split())[:200]
+                    if res.chunks == 0:
+                        raise ProtocolError(error_line)
+                    continue
                 if ev.get("done"):
+                    done = True
                     res.output_tokens = ev.get("eval_count")
                     res.prompt_tokens = ev.get("prompt_eval_count")
                     res.engine_stats = {k: ev[k] for k in STATS if k in ev}
@@ -197,7 +216,7 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
                 if res.chunks == 0:
                     res.ttft = ts - st
                 else:
-                    res.itl.append(ts - last)
+                    itl.append(ts - last)
                 last = ts
                 res.chunks += 1
                 text.append(str(ev.get("response", "")))
@@ -207,6 +226,10 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
     except ProtocolError as exc:
         res.error = exc.reason
         return res
+    if error_line:
+        res.warning = f"{error_line} (after {res.chunks} lines)"
+    elif not done and res.chunks:
+        res.warning = 'stream ended without a line with "done": true'
     return finish(res, st, last, text)
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import asyncio
+import contextlib
+import functools
 import json
 import os
 import re
@@ -104,6 +107,68 @@ def parse_json(text: str, what: str) -> Any:
         cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
         kind = "truncated JSON" if cut else "invalid JSON"
         raise ProtocolError(f"{what}: {kind} ({exc.msg} at char {exc.pos})") from None
+
+
+@functools.cache
+def tls_context(ca_bundle: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """What ``httpx``'s ``verify=`` takes, built once per (bundle, insecure) pair (building one costs tens of
+    ms of CPU; every client of a run shares it).
+
+    Trust as ``curl``, ``openssl`` and the system tools see it: the system store (``/etc/ssl/certs`` on
+    Debian/Ubuntu, where ``update-ca-certificates`` puts an internal CA), or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR`` when set (OpenSSL reads them); certifi's bundle only when that store is empty (a
+    Python built without system certificates). ``ca_bundle`` (a PEM file or a hashed directory) is trusted
+    in addition. ``insecure``: no verification at all (the CLIs print a warning line)."""
+    if insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.create_default_context()  # system store, or SSL_CERT_FILE / SSL_CERT_DIR
+    if not ctx.cert_store_stats().get("x509_ca") and not (os.environ.get("SSL_CERT_FILE")
+                                                          or os.environ.get("SSL_CERT_DIR")):
+        import certifi
+
+        ctx.load_verify_locations(cafile=certifi.where())
+    if ca_bundle:
+        try:
+            if os.path.isdir(ca_bundle):
+                ctx.load_verify_locations(capath=ca_bundle)
+            else:
+                ctx.load_verify_locations(cafile=ca_bundle)
+        except FileNotFoundError:
+            raise ConfigError(f"--ca-bundle {ca_bundle}: no such file") from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or one_line(str(exc), 120)
+            raise ConfigError(f"--ca-bundle {ca_bundle} is not a PEM certificate bundle: {reason}") from None
+    return ctx
+
+
+async def cert_expiry(url: str, ctx: ssl.SSLContext, timeout: float) -> float | None:
+    """Seconds until the certificate of the https endpoint ``url`` expires (negative: expired); None for
+    plain http or a context that does not verify (no parsed certificate then). Failures raise ProtocolError."""
+    parts = httpx.URL(url)
+    if parts.scheme != "https" or ctx.verify_mode == ssl.CERT_NONE:
+        return None
+    host, port = parts.host, parts.port or 443
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    except TimeoutError:
+        raise ProtocolError(f"connect timeout: {url} did not complete a TLS handshake") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ProtocolError(f"TLS error with {host}: {one_line(str(exc), 160)}") from None
+    try:
+        cert = writer.get_extra_info("peercert") or {}
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await writer.wait_closed()
+    not_after = cert.get("notAfter")
+    if not isinstance(not_after, str):
+        return None
+    return ssl.cert_time_to_seconds(not_after) - time.time()
 
 
 @functools.cache
