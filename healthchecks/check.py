@@ -256,18 +256,17 @@ async def _function(run: _Run, engine: Engine, opts: Options) -> None:
         except ProtocolError as exc:
             refused.append(exc)
             raise
-    if await run.step(first, watched) or not refused or refused[0].status not in EMBEDDING_HINT_STATUS:
+    dim = None
+    if not await run.step(first, watched) and first == "completion" and refused \
+            and refused[0].status in EMBEDDING_HINT_STATUS:
+        t1 = time.perf_counter()
+        with contextlib.suppress(Exception):  # not an embedding model either: the completion failure stands
+            dim = await engine.embed(run.http, model)
+    if dim is None:
         for name, fn in rest:
             await run.step(name, fn)
         if opts.capabilities:
             await _structured_output(run, engine, opts)
-        return
-    t1 = time.perf_counter()
-    try:
-        dim = await engine.embed(run.http, model)
-    except Exception:  # not an embedding model either: the completion failure stands
-        for name, _ in rest:
-            run.skip(name, f"{first} failed")
         return
     row = run.report.checks.pop()
     run.report.checks.append(Check(first, SKIP, row.latency_ms, f"{model} is an embedding model ({row.reason})"))

@@ -7,15 +7,20 @@ write config.json without ``quantization_config``.
 
 Runs with any Python that has torch, transformers, gguf and safetensors (the kit's ``model`` extra), for
 example the vLLM venv: ``python -m healthchecks.modelprep MODEL.gguf OUT_DIR``.
-This module imports nothing from the rest of the package, so it needs no other kit dependency.
+This module imports nothing from the rest of the package (only its version), so it needs no other kit
+dependency.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
 
 DTYPES = ("bfloat16", "float16", "float32")
 
@@ -59,25 +64,55 @@ def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     return out
 
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line with exit 2, as the kit's other CLIs (this module imports no kit module
+    beyond the package version, so that it runs in any environment with torch)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="prepare-model",
         description="Convert a GGUF model into a safetensors directory that vLLM serves offline.",
+        epilog="Exit codes: 0 prepared, 1 the conversion failed, 2 usage or input error (missing or unreadable "
+               "GGUF, output path not a directory, missing 'model' extra).",
     )
     parser.add_argument("gguf", type=Path, help="path to the .gguf file")
     parser.add_argument("out", type=Path, help="output directory (created)")
     parser.add_argument("--dtype", default="bfloat16", choices=DTYPES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
+    problem = None
+    if not args.gguf.is_file():
+        problem = f"GGUF file not found: {args.gguf}" if not args.gguf.exists() else f"{args.gguf} is not a file"
+    elif not os.access(args.gguf, os.R_OK):
+        problem = f"GGUF file {args.gguf} is not readable"
+    elif args.out.exists() and not args.out.is_dir():
+        problem = f"output {args.out} exists and is not a directory"
+    if problem:
+        print(f"prepare-model: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         out = convert(args.gguf, args.out, args.dtype)
     except ImportError as exc:
         print(f"prepare-model: missing dependency ({exc.name}); install the 'model' extra", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (ValueError, OSError) as exc:
-        print(f"prepare-model: {exc}", file=sys.stderr)
-        return 1
+        print(f"prepare-model: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"prepared {out}")
-    return 0
+    return EXIT_OK
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
 
 
 if __name__ == "__main__":

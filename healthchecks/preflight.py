@@ -8,7 +8,6 @@ Never prints a secret's content.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import socket
@@ -17,7 +16,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .endpoints import read_dotenv
+from . import __version__
+from .endpoints import compose_files, load_compose, project_name, read_dotenv
 from .engines import CATALOGUE
 from .errors import ConfigError
 
@@ -40,9 +40,12 @@ DEFAULTS = {"MODELS_DIR": "./models", "HF_TOKEN_FILE": "./secrets/hf_token",
 
 def settings(project: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """.env values overridden by the process environment, as compose resolves them."""
-    env = read_dotenv(project / ".env")
     src = os.environ if environ is None else environ
+    env = read_dotenv(project / ".env", src)
     env.update({k: v for k, v in src.items() if k in env or k in DEFAULTS or k.startswith(PREFIXES)})
+    for k, v in env.items():
+        if "\x00" in v:
+            raise ConfigError(f"{k} contains a NUL byte: no file name or setting can")
     return env
 
 
@@ -172,28 +175,39 @@ def _check_ports(env: Mapping[str, str], services: list[str], project_name: str)
 
 def preflight(project: Path, services: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """Every problem found, one line each; empty when the project can start."""
-    if not (project / "compose.yaml").is_file():
-        raise ConfigError(f"{project} has no compose.yaml")
-    env = settings(project, environ)
-    project_name = env.get("COMPOSE_PROJECT_NAME") or project.resolve().name
+    if not project.is_dir():
+        raise ConfigError(f"{project} is not a directory (give the compose project directory)")
+    src = os.environ if environ is None else environ
+    env = settings(project, src)
     errors = _check_values(env)
-    for f in (env.get("COMPOSE_FILE") or "compose.yaml").split(env.get("COMPOSE_PATH_SEPARATOR", ":")):
-        if f and not (project / f).is_file():
-            errors.append(f"COMPOSE_FILE names {f}, which is not in {project}")
+    compose_env = {**read_dotenv(project / ".env", src), **src}
+    missing = [f for f in compose_files(project, compose_env) if not f.is_file()]
+    for f in missing:
+        errors.append(f"COMPOSE_FILE names {f.name}, which is not in {project}")
+    name = None
+    if not missing:
+        _, _, doc = load_compose(project, src)
+        name = doc.get("name")
+    proj = project_name(project, compose_env, name if isinstance(name, str) else None)
     errors += _check_secret(project, env, "HF_TOKEN_FILE")
     for spec in CATALOGUE.values():
         if spec.compose_service in services and spec.env_api_key_file:
             errors += _check_secret(project, env, spec.env_api_key_file)
     errors += _check_models(project, env, services)
-    errors += _check_ports(env, services, project_name)
+    errors += _check_ports(env, services, proj)
     return errors
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="compose-preflight", description=__doc__.splitlines()[0] if __doc__ else "")
+    from .cli import _Parser
+
+    p = _Parser(prog="compose-preflight", description=__doc__.splitlines()[0] if __doc__ else "",
+                epilog="Exit codes: 0 the project can start, 1 problems found (one line each), "
+                       "2 usage or configuration error.")
     p.add_argument("project", nargs="?", default="compose", help="compose project directory (default: compose)")
     p.add_argument("--services", default="vllm,llamacpp,ollama",
                    help="comma-separated services that will be started (default: vllm,llamacpp,ollama)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     a = p.parse_args(argv)
     services = [s.strip() for s in a.services.split(",") if s.strip()]
     unknown = [s for s in services if s not in ENGINE_PORTS]
