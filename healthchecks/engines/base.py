@@ -26,9 +26,6 @@ PROMPT = "Reply with one short sentence: what is 2 + 2?"
 STRUCTURED_PROMPT = "What is 2 + 2? Answer in JSON."
 STRUCTURED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "integer"}},
                                      "required": ["answer"], "additionalProperties": False}
-STRUCTURED_PROMPT = "What is 2 + 2? Answer in JSON."
-STRUCTURED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "integer"}},
-                                     "required": ["answer"], "additionalProperties": False}
 
 Verdict = tuple[str, str]  # (status, one-line reason)
 Step = tuple[str, Callable[[], Awaitable[Verdict]]]  # a named check the runner times and records
@@ -213,32 +210,53 @@ async def openai_stream_check(http: Http, model: str, max_tokens: int, prefix: s
 
 
 async def openai_request(http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
-    """``/v1/chat/completions`` or ``/v1/completions`` streamed over SSE (vLLM's openai request functions)."""
+    """``/v1/chat/completions`` or ``/v1/completions`` streamed over SSE, timed and counted as vLLM's
+    ``async_request_openai_chat_completions`` / ``async_request_openai_completions``
+    (vllm/benchmarks/lib/endpoint_request_func.py): TTFT at the first chunk carrying ``choices``, ITL between
+    such chunks, latency at the last one; a success needs one such chunk and no transport error. The kit's
+    stricter findings on a success (no ``data: [DONE]``, an error event after tokens) go to ``warning``;
+    an error event before any token is a failure."""
     extra: dict[str, Any] = dict(params.extra)
     if params.ignore_eos:
         extra.setdefault("ignore_eos", True)
+    if params.temperature is not None:
+        extra.setdefault("temperature", params.temperature)
+    if params.top_p is not None:
+        extra.setdefault("top_p", params.top_p)
     if api == "chat":
         path, body = "/v1/chat/completions", oa.chat_payload(model, prompt, params.max_tokens, True, **extra)
     else:
         path, body = "/v1/completions", oa.completion_payload(model, prompt, params.max_tokens, True, **extra)
     res = RequestResult()
     text: list[str] = []
+    itl = res.itl
+    chunk_text, usage_of = oa.chunk_text, oa.usage_of
+    done, error_event = False, ""
     st = time.perf_counter()
+    res.start_time = st
     last = st
     try:
         async with asyncio.timeout(params.request_timeout):
-            async for ts, ev in oa.stream(http, path, body):
+            async for ts, ev in http.stream(path, body, "sse", strict=False, headers=params.headers or None):
+                if ev is None:
+                    done = True
+                    continue
                 if ev.get("choices"):
-                    piece = oa.chunk_text(ev)
                     if res.chunks == 0:
                         res.ttft = ts - st
                     else:
-                        res.itl.append(ts - last)
+                        itl.append(ts - last)
                     last = ts
                     res.chunks += 1
-                    text.append(piece or "")
+                    text.append(chunk_text(ev) or "")
+                elif "error" in ev:
+                    err = ev["error"]
+                    err = err.get("message", err) if isinstance(err, dict) else err
+                    error_event = "stream error event: " + " ".join(str(err).split())[:200]
+                    if res.chunks == 0:
+                        raise ProtocolError(error_event)
                 # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
-                if usage := oa.usage_of(ev):
+                if "usage" in ev and (usage := usage_of(ev)):
                     res.output_tokens = usage.get("completion_tokens")
                     res.prompt_tokens = usage.get("prompt_tokens")
     except TimeoutError:
@@ -247,6 +265,10 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
     except ProtocolError as exc:
         res.error = exc.reason
         return res
+    if error_event:
+        res.warning = f"{error_event} (after {res.chunks} chunks)"
+    elif not done and res.chunks:
+        res.warning = "stream ended without data: [DONE]"
     return finish(res, st, last, text)
 
 

@@ -19,7 +19,6 @@ from .base import (
     PASS,
     PROMPT,
     STRUCTURED_PROMPT,
-    STRUCTURED_PROMPT,
     WARN,
     Engine,
     RequestParams,
@@ -69,40 +68,6 @@ class Ollama(Engine):
 
     def same_model(self, wanted: str, served: str) -> bool:
         return ol.same_model(wanted, served)
-
-    async def preferred_model(self, http: Http, served: list[str]) -> str | None:
-        """A model already loaded (``/api/ps``), so that a health check never loads (and evicts for) an
-        arbitrary model of ``/api/tags``."""
-        try:
-            loaded = await ol.ps(http)
-        except ProtocolError:
-            return None
-        for entry in loaded:
-            name = entry.get("name") or entry.get("model")
-            match = next((s for s in served if isinstance(name, str) and ol.same_model(name, s)), None)
-            if match:
-                return match
-        return None
-
-    async def version(self, http: Http) -> str | None:
-        v = await ol.version(http)
-        return f"Ollama {v}" if v else None
-
-    def auth_body(self, model: str) -> dict[str, Any]:
-        return ol.generate_payload(model, "hi", 1, False)
-
-    async def structured_answer(self, http: Http, model: str, schema: dict[str, Any], max_tokens: int) -> str:
-        """Ollama's ``format`` with a JSON schema on /api/chat."""
-        body = await ol.chat(http, model, STRUCTURED_PROMPT, max_tokens, format=schema)
-        return ol.message_parts(body)[0]
-
-    async def embed(self, http: Http, model: str) -> int:
-        _, body, _ = await http.request("POST", "/api/embed", json_body={"model": model, "input": "hello"})
-        vecs = body.get("embeddings") if isinstance(body, dict) else None
-        vec = vecs[0] if isinstance(vecs, list) and vecs else None
-        if not isinstance(vec, list) or not vec:
-            raise ProtocolError("POST /api/embed: answer has no embeddings[0] vector")
-        return len(vec)
 
     async def preferred_model(self, http: Http, served: list[str]) -> str | None:
         """A model already loaded (``/api/ps``), so that a health check never loads (and evicts for) an
@@ -214,21 +179,36 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 async def generate_request(http: Http, model: str, prompt: str, params: RequestParams) -> RequestResult:
-    """``/api/generate`` streamed as NDJSON: every line before ``done`` carries a token."""
+    """``/api/generate`` streamed as NDJSON: every line before ``done`` carries a token. Counted as
+    ``vllm bench serve`` counts (a success needs one token and no transport error); a stream that ends
+    without its ``done`` line, or an error line after tokens, is a success with a ``warning``. Sampling
+    options (temperature, top_p) go to ``options``; ``--extra-body`` keys to the top level of the body."""
     res = RequestResult()
     text: list[str] = []
-    st = time.perf_counter()
-    last = st
+    itl = res.itl
     body: dict[str, Any] = ol.generate_payload(model, prompt, params.max_tokens, True)
+    options = body.setdefault("options", {})
+    if params.temperature is not None:
+        options["temperature"] = params.temperature
+    if params.top_p is not None:
+        options["top_p"] = params.top_p
+    body.update(params.extra)
+    done, error_line = False, ""
+    st = time.perf_counter()
+    res.start_time = st
+    last = st
     try:
         async with asyncio.timeout(params.request_timeout):
-            async for ts, ev in http.stream("/api/generate", body, "ndjson"):
+            async for ts, ev in http.stream("/api/generate", body, "ndjson", strict=False,
+                                            headers=params.headers or None):
+                if "error" in ev:
+                    error_line = "stream error: " + " ".join(str(ev["error"]).split())[:200]
+                    if res.chunks == 0:
+                        raise ProtocolError(error_line)
+                    continue
                 if ev.get("done"):
+                    done = True
                     res.output_tokens = ev.get("eval_count")
                     res.prompt_tokens = ev.get("prompt_eval_count")
                     res.engine_stats = {k: ev[k] for k in STATS if k in ev}
@@ -236,7 +216,7 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
                 if res.chunks == 0:
                     res.ttft = ts - st
                 else:
-                    res.itl.append(ts - last)
+                    itl.append(ts - last)
                 last = ts
                 res.chunks += 1
                 text.append(str(ev.get("response", "")))
@@ -246,6 +226,10 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
     except ProtocolError as exc:
         res.error = exc.reason
         return res
+    if error_line:
+        res.warning = f"{error_line} (after {res.chunks} lines)"
+    elif not done and res.chunks:
+        res.warning = 'stream ended without a line with "done": true'
     return finish(res, st, last, text)
 
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import asyncio
-import contextlib
-import functools
 import json
 import os
 import re
@@ -171,68 +168,6 @@ async def cert_expiry(url: str, ctx: ssl.SSLContext, timeout: float) -> float | 
     return ssl.cert_time_to_seconds(not_after) - time.time()
 
 
-@functools.cache
-def tls_context(ca_bundle: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """What ``httpx``'s ``verify=`` takes, built once per (bundle, insecure) pair (building one costs tens of
-    ms of CPU; every client of a run shares it).
-
-    Trust as ``curl``, ``openssl`` and the system tools see it: the system store (``/etc/ssl/certs`` on
-    Debian/Ubuntu, where ``update-ca-certificates`` puts an internal CA), or ``SSL_CERT_FILE`` /
-    ``SSL_CERT_DIR`` when set (OpenSSL reads them); certifi's bundle only when that store is empty (a
-    Python built without system certificates). ``ca_bundle`` (a PEM file or a hashed directory) is trusted
-    in addition. ``insecure``: no verification at all (the CLIs print a warning line)."""
-    if insecure:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    ctx = ssl.create_default_context()  # system store, or SSL_CERT_FILE / SSL_CERT_DIR
-    if not ctx.cert_store_stats().get("x509_ca") and not (os.environ.get("SSL_CERT_FILE")
-                                                          or os.environ.get("SSL_CERT_DIR")):
-        import certifi
-
-        ctx.load_verify_locations(cafile=certifi.where())
-    if ca_bundle:
-        try:
-            if os.path.isdir(ca_bundle):
-                ctx.load_verify_locations(capath=ca_bundle)
-            else:
-                ctx.load_verify_locations(cafile=ca_bundle)
-        except FileNotFoundError:
-            raise ConfigError(f"--ca-bundle {ca_bundle}: no such file") from None
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or one_line(str(exc), 120)
-            raise ConfigError(f"--ca-bundle {ca_bundle} is not a PEM certificate bundle: {reason}") from None
-    return ctx
-
-
-async def cert_expiry(url: str, ctx: ssl.SSLContext, timeout: float) -> float | None:
-    """Seconds until the certificate of the https endpoint ``url`` expires (negative: expired); None for
-    plain http or a context that does not verify (no parsed certificate then). Failures raise ProtocolError."""
-    parts = httpx.URL(url)
-    if parts.scheme != "https" or ctx.verify_mode == ssl.CERT_NONE:
-        return None
-    host, port = parts.host, parts.port or 443
-    try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
-    except TimeoutError:
-        raise ProtocolError(f"connect timeout: {url} did not complete a TLS handshake") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise ProtocolError(f"TLS error with {host}: {one_line(str(exc), 160)}") from None
-    try:
-        cert = writer.get_extra_info("peercert") or {}
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-            async with asyncio.timeout(timeout):
-                await writer.wait_closed()
-    not_after = cert.get("notAfter")
-    if not isinstance(not_after, str):
-        return None
-    return ssl.cert_time_to_seconds(not_after) - time.time()
-
-
 class Http:
     """Requests to one endpoint over the caller's ``httpx.AsyncClient``; every failure becomes ProtocolError."""
 
@@ -278,50 +213,86 @@ class Http:
             raise ProtocolError(describe(exc, url)) from None
         return r.status_code
 
-    async def stream(self, path: str, payload: Mapping[str, Any], fmt: str) -> AsyncIterator[tuple[float, Any]]:
+    async def stream(self, path: str, payload: Mapping[str, Any], fmt: str, *, strict: bool = True,
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[tuple[float, Any]]:
         """POST and yield ``(perf_counter timestamp, decoded event)`` per SSE event or NDJSON line.
 
-        SSE: comments (``:``) skipped, ``[DONE]`` ends the stream (yielded as None); a stream that ends
-        without it is an error. NDJSON: ends with the object carrying ``done: true``; ending without it is
-        an error. The timestamp is taken when the event arrives, before JSON decoding."""
+        SSE: comments (``:``) skipped, ``[DONE]`` ends the stream (yielded as None). NDJSON: ends with the
+        object carrying ``done: true``. ``strict`` (the health checks): a stream that ends without its end
+        marker, or an SSE error event, is a ProtocolError. ``strict=False`` (the benchmark, which counts as
+        ``vllm bench serve`` counts): error events are yielded like any event and a stream may just end; the
+        caller decides. The timestamp is taken when the bytes arrive, before JSON decoding (every event of
+        one network read shares it, as in vLLM's client).
+
+        The body is read as raw byte chunks and split on newlines here (no text decoding, no per-line
+        iterator layers); events are decoded from bytes."""
         url = self.base + path
+        hdrs = self.headers()
+        if headers:
+            hdrs = {**hdrs, **headers}
+        sse = fmt == "sse"
+        loads = json.loads
+        perf = time.perf_counter
         try:
-            async with self.client.stream("POST", url, json=payload, headers=self.headers()) as r:
+            async with self.client.stream("POST", url, json=payload, headers=hdrs) as r:
                 if r.status_code >= 400:
                     body = (await r.aread()).decode(errors="replace")
                     raise ProtocolError(error_reason(r.status_code, body, r.headers.get("content-type", "")),
                                         status=r.status_code)
                 finished = False
-                async for line in r.aiter_lines():
-                    ts = time.perf_counter()
-                    if not line or line.startswith(":"):
-                        continue
-                    if fmt == "sse":
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            finished = True
-                            yield ts, None
+                rest = b""
+                chunks = r.aiter_bytes()
+                while not finished:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        if not rest:
                             break
-                        event = parse_json(data, f"stream {path}")
-                        if not isinstance(event, dict):
-                            raise ProtocolError(f"stream {path}: event is JSON but not an object: {one_line(data, 60)}")
-                        if "error" in event and not event.get("choices"):
-                            raise ProtocolError(error_reason(500, data, "application/json"))
-                        yield ts, event
-                    else:
-                        event = parse_json(line, f"stream {path}")
-                        if not isinstance(event, dict):
-                            raise ProtocolError(f"stream {path}: line is JSON but not an object: {one_line(line, 60)}")
-                        if "error" in event:
-                            raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
-                        yield ts, event
-                        if event.get("done") is True:
-                            finished = True
-                            break
-                if not finished:
-                    end = "data: [DONE]" if fmt == "sse" else 'a line with "done": true'
+                        chunk, rest = rest + b"\n", b""
+                    ts = perf()
+                    if rest:
+                        chunk = rest + chunk
+                    lines = chunk.split(b"\n")
+                    rest = lines.pop()
+                    for raw in lines:
+                        if sse:
+                            if not raw.startswith(b"data:"):
+                                continue  # blank separators, comments, event:/id: fields
+                            data = raw[5:].strip()
+                            if data == b"[DONE]":
+                                finished = True
+                                yield ts, None
+                                break
+                            try:
+                                event = loads(data)
+                            except ValueError:
+                                event = parse_json(data.decode(errors="replace"), f"stream {path}")
+                            if type(event) is not dict:
+                                raise ProtocolError(f"stream {path}: event is JSON but not an object: "
+                                                    f"{one_line(data.decode(errors='replace'), 60)}")
+                            if strict and "error" in event and not event.get("choices"):
+                                raise ProtocolError(error_reason(500, data.decode(errors="replace"),
+                                                                 "application/json"))
+                            yield ts, event
+                        else:
+                            line = raw.strip()
+                            if not line:
+                                continue
+                            try:
+                                event = loads(line)
+                            except ValueError:
+                                event = parse_json(line.decode(errors="replace"), f"stream {path}")
+                            if type(event) is not dict:
+                                raise ProtocolError(f"stream {path}: line is JSON but not an object: "
+                                                    f"{one_line(line.decode(errors='replace'), 60)}")
+                            if strict and "error" in event:
+                                raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
+                            yield ts, event
+                            if event.get("done") is True:
+                                finished = True
+                                break
+                if not finished and strict:
+                    end = "data: [DONE]" if sse else 'a line with "done": true'
                     raise ProtocolError(f"stream {path} ended before {end} (cut mid-answer)")
         except httpx.HTTPError as exc:
             raise ProtocolError(describe(exc, url)) from None
