@@ -45,7 +45,7 @@ from .endpoints import Endpoint
 from .engines import Engine, RequestParams
 from .errors import ConfigError, KitError, ProtocolError
 from .metrics import RequestResult
-from .protocols import Http, read_api_key
+from .protocols import Http, read_api_key, tls_context
 from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenizer, WorkloadSpec
 
 INF = float("inf")
@@ -78,6 +78,8 @@ class BenchConfig:
     request_timeout: float = 300.0  # whole request
     gpu_sampling: bool = True
     save_detailed: bool = False  # also the generated texts, as vLLM's --save-detailed
+    ca_bundle: str | None = None  # also trusted for https endpoints (see protocols.tls_context)
+    insecure: bool = False  # no certificate verification (--insecure)
 
     @property
     def spec(self) -> WorkloadSpec:
@@ -467,7 +469,8 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
     limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8)
     progress = progress_bar(console)
     results: list[EndpointResult] = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits,
+                                 verify=tls_context(cfg.ca_bundle, cfg.insecure)) as client:
         resolved = await asyncio.gather(*(resolve(ep, cfg, client) for ep in eps))
         check_apis([t for t in resolved if isinstance(t, Target)])
         with progress:

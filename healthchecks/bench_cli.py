@@ -277,7 +277,8 @@ def config_from_args(a: argparse.Namespace) -> Any:
         temperature=a.temperature, top_p=a.top_p, extra_body=extra, headers=headers,
         ramp_up_strategy=a.ramp_up_strategy, ramp_up_start_rps=a.ramp_up_start_rps,
         ramp_up_end_rps=a.ramp_up_end_rps, tokenizer=a.tokenizer, timeout=a.timeout,
-        request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed)
+        request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed,
+        ca_bundle=a.ca_bundle, insecure=a.insecure)
 
 
 def check_known_apis(eps: list[Any], api: str | None) -> None:
