@@ -9,7 +9,7 @@ from healthchecks.diagnose import match_cause
 from healthchecks.protocols import ProtocolError, error_reason, parse_json
 
 pytestmark = pytest.mark.unit
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gpu"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"  # in the repository (a plain checkout)
 
 
 @pytest.mark.parametrize(("log", "cause"), [
