@@ -335,12 +335,13 @@ def _delta_text(ev: dict[str, Any]) -> str | None:
     return str(c.get("text") or "")
 
 
-async def _exchange(http: Http, body: dict[str, Any], choice: str) -> Answer:
-    """POST /v1/chat/completions once; streamed (SSE) or not. Failures raise :class:`_Failed`."""
+async def _exchange(http: Http, body: dict[str, Any], choice: str, headers: Mapping[str, str]) -> Answer:
+    """POST /v1/chat/completions once; streamed (SSE) or not. Failures raise :class:`_Failed`. ``headers``:
+    the user's extra headers (e.g. ``X-HF-Bill-To: org``); the token's Authorization header wins."""
     url = http.base + "/v1/chat/completions"
     ans = Answer(model=str(body.get("model")))
     try:
-        async with http.client.stream("POST", url, json=body, headers=http.headers()) as r:
+        async with http.client.stream("POST", url, json=body, headers={**headers, **http.headers()}) as r:
             if r.status_code >= 400:
                 text = (await r.aread()).decode(errors="replace")
                 raise _Failed(classify(r.status_code, text, r.headers, choice))
@@ -400,7 +401,8 @@ def backoff(attempt: int, rng: random.Random) -> float:
 
 
 async def call(http: Http, base: str, chain: tuple[str, ...], body: dict[str, Any], retries: int,
-               budget: float | None, rng: random.Random | None = None) -> Outcome:
+               budget: float | None, rng: random.Random | None = None,
+               headers: Mapping[str, str] | None = None) -> Outcome:
     """One request: each choice of ``chain`` in order (moving on after a failure another provider may not
     have), each retried up to ``retries`` times after a transient failure. ``budget``: seconds for the whole
     request (None: each attempt is bounded by the client's timeouts only). A Retry-After longer than the
@@ -425,7 +427,8 @@ async def call(http: Http, base: str, chain: tuple[str, ...], body: dict[str, An
                 return out
             try:
                 async with asyncio.timeout(remaining):
-                    out.answer = await _exchange(http, {**body, "model": with_choice(base, choice)}, choice)
+                    out.answer = await _exchange(http, {**body, "model": with_choice(base, choice)}, choice,
+                                                 headers or {})
                 out.failure = None
                 return out
             except _Failed as exc:
@@ -676,7 +679,8 @@ class HuggingFace(Engine):
         body = oa.chat_payload(base, prompt, params.max_tokens, True, **extra)
         res = RequestResult()
         st = time.perf_counter()
-        out = await call(http, base, chain, body, self.settings.retries, params.request_timeout)
+        out = await call(http, base, chain, body, self.settings.retries, params.request_timeout,
+                         headers=params.headers)
         res.failovers = out.failovers
         res.engine_stats = {"retries": out.retries,
                             "failed_attempts": [f"{f.choice}: {f.kind} {f.status or ''} x-request-id "
@@ -699,6 +703,14 @@ class HuggingFace(Engine):
         res.generated_text = a.text
         res.success = True
         return res
+
+    def views(self, results: list[Any]) -> list[Any]:
+        """Report views beside smoke-bench's table: the provider report (auto vs explicit), when any
+        endpoint had a provider choice. (A hook for the CLI: ``for e in ENGINES.values(): e.views(results)``.)"""
+        from .. import hf_report
+
+        view = hf_report.table(hf_report.rows(results))
+        return [view] if view is not None else []
 
     def summarise(self, ok: list[RequestResult]) -> dict[str, float]:
         """Retries spent on the successful requests (failovers and served_by are generic columns)."""

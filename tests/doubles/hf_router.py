@@ -15,8 +15,8 @@ docs/inference-providers/index.md, hub-api.md, pricing.md) and what the router i
 - Errors, in one of two envelopes (``envelope="openai"``: ``{"error": {"message", "type", "code"}}``;
   ``envelope="bare"``: ``{"error": "..."}``): 401 invalid token, 403 token without the "Make calls to Inference
   Providers" permission (``permission_error``), 403 gated model (``X-Error-Code: GatedRepo``), 402 credits
-  exhausted, 429 with ``Retry-After``, 400 ``model_not_supported`` (no enabled provider serves the model, or
-  the named provider does not), 5xx from a failing provider.
+  exhausted, 429 with ``Retry-After``, 400 ``model_not_supported`` (no provider the account has enabled serves
+  the model, though ``/v1/models`` lists it; or the named provider does not), 5xx from a failing provider.
 
 Provider behaviours (per model): ``ok``; ``fail:503`` (always that status); ``slow:S`` (S seconds before the
 answer's headers); ``ratelimit:K:S`` (every K-th request of that provider passes, the others get 429 with
@@ -88,6 +88,7 @@ class Token:
     inference: bool = True  # the fine-grained "Make calls to Inference Providers" permission
     credits: bool = True
     gated_access: bool = False
+    disabled: frozenset[str] = frozenset()  # providers this account switched off in its settings
 
 
 @dataclass
@@ -263,7 +264,7 @@ class Handler(BaseHTTPRequestHandler):
                              "to PRO to get 20x more monthly included credits.", "insufficient_quota",
                         "insufficient_quota")
             return
-        provider = self._pick(model, suffix)
+        provider = self._pick(model, suffix, tok)
         if provider is None:
             self._record(wanted, None, 400, True)
             if suffix in ("fastest", "cheapest", "preferred"):
@@ -274,8 +275,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._serve(body, wanted, provider)
 
-    def _pick(self, model: Model, suffix: str) -> Provider | None:
-        live = [p for p in model.providers if p.status == "live"]
+    def _pick(self, model: Model, suffix: str, tok: Token) -> Provider | None:
+        """The provider for a suffix, among those the account has enabled (policies: live ones only)."""
+        enabled = [p for p in model.providers if p.name not in tok.disabled]
+        live = [p for p in enabled if p.status == "live"]
         if suffix == "fastest":
             return max(live, key=lambda p: p.throughput or 0, default=None)
         if suffix == "cheapest":
@@ -283,7 +286,7 @@ class Handler(BaseHTTPRequestHandler):
         if suffix == "preferred":
             order = {name: i for i, name in enumerate(self.router.preferred)}
             return min(live, key=lambda p: order.get(p.name, len(order)), default=None)
-        return next((p for p in model.providers if p.name == suffix), None)
+        return next((p for p in enabled if p.name == suffix), None)
 
     def _serve(self, body: dict[str, Any], wanted: str, p: Provider) -> None:
         with self.router.lock:
