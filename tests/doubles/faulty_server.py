@@ -4,12 +4,20 @@ server serves every case: ``vllm=http://127.0.0.1:PORT/<mode>``.
 Modes: ``hang`` (accepts, never answers), ``html502`` (a proxy's HTML error page), ``notjson`` (200 with
 text), ``truncated`` (JSON cut off), ``cutstream`` (healthy, but the connection drops mid-stream),
 ``nodone`` (the stream ends cleanly without ``[DONE]``), ``empty`` (healthy, answers with empty content),
-``ok`` (healthy, model ``m``).
+``ok`` (healthy, model ``m``; honours ``response_format`` json_schema),
+``nonobject`` (healthy but the stream carries ``data: [1]``, a JSON value that is not an object),
+``badshape`` (healthy; stream events and the model list carry odd shapes beside good ones: ``choices`` a string,
+a number, a ``delta`` that is not an object, ``usage`` a number), ``reasoning`` (a reasoning model: the answer
+sits in ``reasoning_content``, ``content`` empty), ``embed`` (an embedding model: chat refused with vLLM's 400,
+``/v1/embeddings`` answers), ``badjson`` (ignores ``response_format``: answers plain text).
+
+``serve(ssl_context=...)`` serves the same over TLS.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,20 +61,41 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "truncated" and rest.startswith("/v1/"):
             self._send(200, b'{"object": "list", "data": [{"id": "m", "obj')
             return
+        if mode == "embed" and rest == "/v1/chat/completions":
+            err = {"error": {"message": "The model does not support Chat Completions API", "type": "BadRequestError",
+                             "param": None, "code": 400}}
+            self._send(400, json.dumps(err).encode())
+            return
+        if mode == "embed" and rest == "/v1/embeddings":
+            self._send(200, json.dumps({"object": "list", "model": MODEL, "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.125] * 16}]}).encode())
+            return
+        if rest == "/v1/models" and mode == "badshape":
+            self._send(200, json.dumps({"object": "list", "data": [1, "x", {"id": None}, {"id": MODEL}]}).encode())
+            return
         if rest == "/health":
             self._send(200, b"")
         elif rest == "/v1/models":
             self._send(200, json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode())
         elif rest == "/v1/chat/completions":
-            content = "" if mode == "empty" else "four"
+            content = "" if mode in ("empty", "reasoning") else "four"
+            if isinstance(body.get("response_format"), dict) and mode != "badjson":
+                content = json.dumps({"answer": 4})
+            field = "reasoning_content" if mode == "reasoning" else "content"
             if body.get("stream"):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 pieces = [content] if mode not in ("cutstream", "nodone") else ["fo", "ur"]
-                for p in pieces:
-                    ev = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                events: list[Any] = [{"choices": [{"index": 0, "delta": {field: p}, "finish_reason": None}]}
+                                     for p in (["thinking about it"] if mode == "reasoning" else pieces)]
+                if mode == "nonobject":
+                    events.insert(0, [1])
+                if mode == "badshape":
+                    events[:0] = [{"choices": "x"}, {"choices": [5]}, {"choices": [{"delta": 7}]}, {"usage": 3},
+                                  {"choices": [{"delta": {"content": ["a"]}}]}, {"choices": [None]}, {}]
+                for ev in events:
                     data = b"data: " + json.dumps(ev).encode() + b"\n\n"
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                     self.wfile.flush()
@@ -79,7 +108,10 @@ class Handler(BaseHTTPRequestHandler):
                 data = b"data: [DONE]\n\n"
                 self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
                 return
-            answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+            message = {"role": "assistant", "content": content}
+            if mode == "reasoning":
+                message["reasoning_content"] = "The user asks for 2 + 2, which is four."
+            answer = {"choices": [{"index": 0, "message": message}],
                       "usage": {"prompt_tokens": 3, "completion_tokens": 1 if content else 0, "total_tokens": 4}}
             self._send(200, json.dumps(answer).encode())
         else:
@@ -89,8 +121,22 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = _route
 
 
-def serve(host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:  # handshake in the handler thread, not the accept loop
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (or refuse the certificate) are normal here: no tracebacks."""
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    server = _Server((host, port), Handler)
+    server.ssl_context = ssl_context
     threading.Thread(target=server.serve_forever, name="faulty-server", daemon=True).start()
     return server

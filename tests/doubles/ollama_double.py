@@ -15,6 +15,13 @@ It follows Ollama's documented HTTP API (docs/api.md and docs/openai.md in ollam
   first``) and 400 for a bad request; the ``/v1`` paths use OpenAI's ``{"error": {"message", "type",
   "param", "code"}}``.
 
+Beyond that, for the checks a lab needs: ``vram_fraction`` (``size_vram`` = that share of ``size``: 1 on a
+GPU, 0 on the CPU, in between a model split across CPU and GPU as ``ollama ps`` shows ``48%/52% CPU/GPU``),
+``preload`` (models already loaded at start, listed by ``/api/ps`` in load order, most recent first),
+``format`` with a JSON schema on ``/api/chat`` (the answer is an instance of the schema), ``/api/embed``,
+embedding-only models (``embedding=[...]``: chat and generate refused with Ollama's 400 "does not support"),
+and ``api_key`` (a reverse proxy in front that wants ``Authorization: Bearer KEY`` on every path but ``/``).
+
 Text is generated deterministically (one word per token, ``--token-delay`` seconds apart); tokens are
 counted as words. Run: ``python tests/doubles/ollama_double.py --port 11434 [--cpu]``.
 """
@@ -46,10 +53,11 @@ def _digest(name: str) -> str:
 
 
 class Model:
-    def __init__(self, name: str, size: int = 101_000_000, family: str = "llama") -> None:
+    def __init__(self, name: str, size: int = 101_000_000, family: str = "llama", embedding: bool = False) -> None:
         self.name = name
         self.size = size
         self.family = family
+        self.embedding = embedding
         self.digest = _digest(name)
         self.modified_at = _now()
 
@@ -76,14 +84,23 @@ class Model:
 
 
 class State:
-    def __init__(self, models: list[str], pullable: list[str], gpu: bool, token_delay: float) -> None:
-        self.models = {m: Model(m) for m in models}
+    def __init__(self, models: list[str], pullable: list[str], gpu: bool, token_delay: float,
+                 vram_fraction: float | None = None, preload: list[str] | None = None,
+                 embedding: list[str] | None = None, api_key: str | None = None) -> None:
+        self.models = {canonical(m): Model(canonical(m)) for m in models}
+        for m in embedding or []:
+            self.models[canonical(m)] = Model(canonical(m), family="bert", embedding=True)
         self.pullable = set(pullable)
         self.gpu = gpu
+        self.vram_fraction = (1.0 if gpu else 0.0) if vram_fraction is None else vram_fraction
         self.token_delay = token_delay
-        self.loaded: dict[str, float] = {}  # name -> expiry (monotonic seconds)
+        self.loaded: dict[str, float] = {}  # name -> expiry (monotonic seconds), in load order
         self.lock = threading.Lock()
         self.requests = 0
+        self.loads: list[str] = []  # every model load, in order (a test sees what a check made Ollama load)
+        self.api_key = api_key
+        for m in preload or []:
+            self.loaded[canonical(m)] = time.monotonic() + 300
 
 
 def canonical(name: str) -> str:
@@ -160,15 +177,32 @@ class Handler(BaseHTTPRequestHandler):
         """Mark the model loaded (5 min keep-alive); return load_duration in ns."""
         with self.st.lock:
             first = model.name not in self.st.loaded
+            self.st.loaded.pop(model.name, None)
             self.st.loaded[model.name] = time.monotonic() + 300
             self.st.requests += 1
+            if first:
+                self.st.loads.append(model.name)
         return 250_000_000 if first else 150_000
 
     # -- routes -------------------------------------------------------------------------------------
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def _authorised(self) -> bool:
+        """The reverse proxy in front (``api_key``): every path but ``/`` needs the bearer key."""
+        if self.st.api_key is None or self.path.split("?", 1)[0] == "/":
+            return True
+        if self.headers.get("Authorization") == f"Bearer {self.st.api_key}":
+            return True
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self._send(401, b"<html><head><title>401 Authorization Required</title></head></html>", "text/html")
+        return False
+
     def do_GET(self) -> None:
+        if not self._authorised():
+            return
         path = self.path.split("?", 1)[0]
         if path == "/":
             self._send(200, b"Ollama is running", "text/plain; charset=utf-8")
@@ -179,14 +213,14 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/api/ps":
             now = time.monotonic()
             models = []
-            for name, expiry in sorted(self.st.loaded.items()):
+            for name, expiry in reversed(list(self.st.loaded.items())):  # most recently used first
                 if expiry < now:
                     continue
                 m = self.st.models[name]
                 entry = m.tag()
                 entry.pop("modified_at")
                 entry["expires_at"] = (datetime.now(UTC) + timedelta(seconds=expiry - now)).isoformat()
-                entry["size_vram"] = m.size if self.st.gpu else 0
+                entry["size_vram"] = int(m.size * self.st.vram_fraction)
                 entry["context_length"] = 4096
                 models.append(entry)
             self._json(200, {"models": models})
@@ -200,10 +234,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b"404 page not found", "text/plain")
 
     def do_POST(self) -> None:
+        if not self._authorised():
+            return
         path = self.path.split("?", 1)[0]
         routes = {
             "/api/generate": self._generate,
             "/api/chat": self._chat,
+            "/api/embed": self._embed,
             "/api/pull": self._pull,
             "/v1/chat/completions": self._openai_chat,
             "/v1/completions": self._openai_completions,
@@ -224,6 +261,9 @@ class Handler(BaseHTTPRequestHandler):
         model = self._find(name)
         if model is None:
             self._error(404, f'model "{name}" not found, try pulling it first')
+            return
+        if model.embedding:
+            self._error(400, f'"{name}" does not support {"chat" if chat else "generate"}')
             return
         options = body.get("options") or {}
         num_predict = int(options.get("num_predict", 24))
@@ -248,6 +288,9 @@ class Handler(BaseHTTPRequestHandler):
 
         eval_start = time.perf_counter_ns()
         pieces = [(" " if i else "") + w for i, w in enumerate(words)]
+        schema = body.get("format")
+        if isinstance(schema, dict) or schema == "json":
+            pieces = [json.dumps(instance(schema if isinstance(schema, dict) else {}))]
         if stream:
             self._start_stream("application/x-ndjson")
         for piece in pieces:
@@ -272,6 +315,18 @@ class Handler(BaseHTTPRequestHandler):
             self._end_stream()
         else:
             self._json(200, final)
+
+    def _embed(self, body: dict[str, Any]) -> None:
+        model = self._find(body.get("model"))
+        if model is None:
+            self._error(404, f'model "{body.get("model")}" not found, try pulling it first')
+            return
+        inputs = body.get("input")
+        texts = inputs if isinstance(inputs, list) else [inputs]
+        self._load(model)
+        vectors = [[round(((hash(str(t)) >> i) % 1000) / 1000, 3) for i in range(32)] for t in texts]
+        self._json(200, {"model": model.name, "embeddings": vectors, "total_duration": 1_000_000,
+                         "load_duration": 100_000, "prompt_eval_count": len(texts)})
 
     def _generate(self, body: dict[str, Any]) -> None:
         self._native(body, str(body.get("prompt", "")), chat=False)
@@ -387,15 +442,31 @@ class OllamaDouble(ThreadingHTTPServer):
         self.state = state
 
 
+def instance(schema: dict[str, Any]) -> Any:
+    """A small value valid for the JSON schema (objects, arrays and scalar types: what ``format`` uses)."""
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {k: instance(v if isinstance(v, dict) else {}) for k, v in props.items()}
+    if kind == "array":
+        return [instance(schema.get("items") or {})]
+    return {"integer": 4, "number": 4.0, "boolean": True, "null": None}.get(str(kind), "four")
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     models: list[str] | None = None,
     gpu: bool = True,
     token_delay: float = 0.005,
+    vram_fraction: float | None = None,
+    preload: list[str] | None = None,
+    embedding: list[str] | None = None,
+    api_key: str | None = None,
 ) -> OllamaDouble:
     """Start the double in a background thread; ``server.server_address`` has the bound port."""
-    state = State(models or ["smollm2:135m"], ["tinyllama:latest"], gpu, token_delay)
+    state = State(models or ["smollm2:135m"], ["tinyllama:latest"], gpu, token_delay, vram_fraction, preload,
+                  embedding, api_key)
     server = OllamaDouble((host, port), state)
     threading.Thread(target=server.serve_forever, name="ollama-double", daemon=True).start()
     return server
