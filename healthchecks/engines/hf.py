@@ -543,6 +543,11 @@ class HuggingFace(Engine):
         return [replace(keyed, model=with_choice(model, p), name=f"{ep.name or 'hf' + where}/{p}",
                         meta={**meta, "provider": p}) for p in providers]
 
+    def notes(self) -> list[str]:
+        """One-line warnings about this run's settings, for the CLIs to print once (hook proposed to the lead;
+        healthcheck also shows them as a ``token`` row, smoke-bench's JSON as ``token_warning``)."""
+        return [self.settings.token.warning] if self.settings.token.warning else []
+
     def chain_for(self, model: str) -> tuple[str, tuple[str, ...]]:
         """(base model, provider choices to try in order) for a model as the endpoint names it."""
         base, choice = split_choice(model)

@@ -159,8 +159,8 @@ def test_a_failing_provider_without_failover_is_reported_by_class(lab: Lab) -> N
     errors = bad.get("error_counts", bad.get("errors"))
     assert list(errors.values()) == [4]  # one class, however many request ids
     (reason,) = errors
-    assert reason.startswith("provider failed upstream (503) [fireworks-ai]") and "--failover" in reason
-    assert "hf/fireworks-ai: 4 failed: provider failed upstream (503)" in r.stderr
+    assert "provider failed upstream (503) [fireworks-ai]: " in reason and "--failover" in reason
+    assert re.search(r"hf/fireworks-ai: 4 failed: .*provider failed upstream \(503\)", r.stderr)
 
 
 def test_retries_wait_for_retry_after(lab: Lab) -> None:
@@ -179,20 +179,21 @@ def test_retries_wait_for_retry_after(lab: Lab) -> None:
     assert limited, "the double rate-limited nothing: the test proves nothing"
     for i in limited:
         assert seen[i + 1].at - seen[i].at >= 1.0, "retried before Retry-After"
-    assert e["hf"]["retries"] == len(limited)
+    # retries of the measured requests (an unmeasured initial test request may have spent some too)
+    assert 1 <= e["hf"]["retries"] <= len(limited)
 
 
 def test_retry_after_longer_than_the_request_is_not_waited_for(lab: Lab) -> None:
-    """hyperbolic always answers 429 with Retry-After: 30; a 5 s request gives up at once, once."""
+    """hyperbolic always answers 429 with Retry-After: 30; a 5 s request gives up at once, after one attempt."""
     state = lab.routers[0]
     before = len(state.attempts("acme/flaky-8b:hyperbolic"))
     t0 = time.monotonic()
     out = lab.tmp / "ra.json"
     r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/flaky-8b:hyperbolic", "--retries", "3",
-            "--request-timeout", "5", "--hf-token-file", lab.files["good"], "--num-prompts", "2", "--output-len",
+            "--request-timeout", "5", "--hf-token-file", lab.files["good"], "--num-prompts", "1", "--output-len",
             "4", "--warmups", "0", "--no-gpu-sampling", "--json", str(out))
     assert r.returncode == 1 and time.monotonic() - t0 < 5
-    assert len(state.attempts("acme/flaky-8b:hyperbolic")) - before == 2  # one attempt per request
+    assert len(state.attempts("acme/flaky-8b:hyperbolic")) - before == 1  # not retried despite --retries 3
     (e,) = bench_json(r, out).values()
     assert len(e.get("error_counts", e.get("errors"))) == 1
     assert "rate limited (429) [hyperbolic]" in r.stderr
