@@ -155,3 +155,72 @@ class MemorySampler:
         self._stop.set()
         self._thread.join(timeout=15)
         return dict(self._peak)
+
+
+@dataclass
+class GpuMemory:
+    """GPU memory during a benchmark: the engine's own processes per GPU, and each GPU's total beside it."""
+
+    engine_peak_mib: dict[str, float]
+    device_peak_mib: dict[str, float]
+    source: str = ""  # whose processes ("container gik-vllm-1", "process 42 (llama-server)")
+    note: str = ""  # why the engine's figures are missing, when they are
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine_peak_mib": self.engine_peak_mib, "device_peak_mib": self.device_peak_mib,
+                "source": self.source or None, "note": self.note or None}
+
+
+class EngineMemorySampler:
+    """Samples, every ``interval`` seconds, the GPU memory held by one engine's processes (per GPU) and the
+    devices' totals; ``stop()`` returns the peaks as :class:`GpuMemory`, with a note where attribution was
+    not possible (remote host, no nvidia-smi, no process found)."""
+
+    def __init__(self, host: str, port: int, interval: float = 0.5) -> None:
+        from . import residency
+
+        self._interval = interval
+        self._engine: dict[str, float] = {}
+        self._device: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._procs: residency.EngineProcesses | None = None
+        self._run: residency.Runner | None = None
+        self.source, self.note = "", ""
+        found = residency.engine_processes(host, port)
+        if isinstance(found, str):
+            self.note = found
+            return
+        self._procs, self.source = found, found.source
+        self._run, via = residency.nvidia_smi_runner(found)
+        if self._run is None:
+            self.note = via
+
+    def _loop(self) -> None:
+        from . import residency
+
+        assert self._procs is not None and self._run is not None
+        while not self._stop.is_set():
+            try:
+                engine, device = residency.measure(self._procs, self._run)
+            except (OSError, subprocess.SubprocessError, ValueError):
+                engine, device = {}, {}
+            for idx, mib in engine.items():
+                self._engine[idx] = max(self._engine.get(idx, 0.0), mib)
+            for idx, mib in device.items():
+                self._device[idx] = max(self._device.get(idx, 0.0), mib)
+            self._stop.wait(self._interval)
+
+    def start(self) -> None:
+        if self._run is not None:
+            self._thread = threading.Thread(target=self._loop, name="gpu-engine-sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> GpuMemory:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=20)
+        note = self.note
+        if not note and not self._engine:
+            note = f"{self.source} held no GPU memory during the run"
+        return GpuMemory(dict(self._engine), dict(self._device), self.source, note)

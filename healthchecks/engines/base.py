@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import httpx
+
 from ..errors import ProtocolError
 from ..metrics import RequestResult
 from ..protocols import Http
@@ -160,8 +162,14 @@ class Engine:
         return [("completion", plain), ("stream", lambda: openai_stream_check(http, model, max_tokens, ""))]
 
     async def gpu_residency(self, http: Http, model: str, expect_gpu: bool | None) -> Verdict | None:
-        """The engine's own word on where the model lives, or None when its API does not say."""
-        return None
+        """Where the model lives. By default: GPU memory held by the engine's own processes (container or
+        port owner, matched to nvidia-smi's compute apps); None when no row is due (see residency.verdict).
+        Engines whose API reports residency override this."""
+        from .. import residency
+
+        url = httpx.URL(http.base)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return await asyncio.to_thread(residency.verdict, self.signatures, url.host, port, expect_gpu)
 
     # -- benchmark requests ------------------------------------------------------------------------------
     async def send(self, http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
