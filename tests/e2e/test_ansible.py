@@ -45,6 +45,13 @@ def test_ansible_lint_production_profile() -> None:
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
 
+def test_ansible_lint_production_profile_on_the_repository_root() -> None:
+    """What a contributor runs: `ansible-lint --profile production` with no paths (.ansible-lint scopes it)."""
+    r = ansible("ansible-lint", "--profile", "production", "--offline")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "compose/compose.yaml" not in r.stdout
+
+
 def test_syntax_check() -> None:
     for inv in ("inventory/hosts.yml", "inventory/local.yml"):
         r = ansible("ansible-playbook", "site.yml", "-i", inv, "--syntax-check")
@@ -140,6 +147,11 @@ def test_site_yml_deploys_verifies_and_is_idempotent(lab: dict) -> None:
     ({"inference_stack_llamacpp_port": "SAME"}, "port clash"),
     ({"docker_install_from": "snap"}, "docker_install_from"),
     ({"inference_stack_gpu": "maybe"}, "inference_stack_gpu"),
+    # roles late in the play are validated up front too (before the driver, Docker or the stack change)
+    ({"verify_num_prompts": "many"}, "verify_num_prompts"),
+    ({"docker_daemon_options": ["registry-mirrors"]}, "docker_daemon_options"),
+    ({"container_toolkit_daemon_json_owner": "both"}, "container_toolkit_daemon_json_owner"),
+    ({"nvidia_driver_fabricmanager": "sometimes"}, "nvidia_driver_fabricmanager"),
 ])
 def test_bad_input_stops_before_any_change(lab: dict, override: dict, needle: str) -> None:
     settings = dict(lab["settings"])
@@ -176,3 +188,15 @@ def test_gpu_roles_check_mode_on_a_host_without_network(tmp_path: Path) -> None:
     assert recap(r.stdout) == {"ok": recap(r.stdout)["ok"], "changed": 0, "unreachable": 0, "failed": 0}
     assert "would install nvidia-open-580 and cuda-toolkit-12-8" in r.stdout
     assert "would install nvidia-container-toolkit 1.18.0-1" in r.stdout
+
+
+def test_command_line_strings_work_as_booleans(lab: dict) -> None:
+    """`-e name=false` reaches the roles as the string "false": every conditional casts it (ansible-core 2.19
+    refuses a string conditional)."""
+    r = ansible("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), "--vault-password-file", str(lab["pw"]),
+                "--check", "--tags", "preflight,proxy,nvidia_driver,container_toolkit,docker",
+                "-e", "inference_stack_gpu=false", "-e", "docker_manage_service=false",
+                "-e", "nvidia_driver_skip_reboot=true", "-e", "preflight_require_vault=true", timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert recap(r.stdout)["failed"] == 0 and recap(r.stdout)["changed"] == 0
+    assert "would install nvidia-open" not in r.stdout  # "false" really is false
