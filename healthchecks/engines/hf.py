@@ -178,9 +178,9 @@ CLASSES: dict[str, tuple[str, str]] = {
                  "usually transient on the provider's side: allow --retries or add providers with --failover"),
     "timeout": ("timeout", "raise --timeout, or fail over to another provider (--providers ... --failover)"),
     "connection": ("connection failed", "check the network path (proxy, DNS, TLS) to the router"),
-    "stream": ("stream broken", "transient: allow --retries or add providers with --failover"),
+    "broken": ("broken answer", "transient on the provider's side: allow --retries or add providers with --failover"),
 }
-TRANSIENT = frozenset({"timeout", "connection", "rate_limited", "upstream", "stream"})
+TRANSIENT = frozenset({"timeout", "connection", "rate_limited", "upstream", "broken"})
 MOVE_ON = TRANSIENT | {"credits", "model_not_supported"}
 
 
@@ -291,7 +291,7 @@ def _transport(exc: BaseException, url: str, choice: str) -> Failure:
         what = describe(exc, url) if isinstance(exc, httpx.TimeoutException) else "no complete answer in time"
         return Failure("timeout", what, choice=choice)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-        return Failure("stream", describe(exc, url), choice=choice)
+        return Failure("broken", describe(exc, url), choice=choice)
     return Failure("connection", describe(exc, url) if isinstance(exc, httpx.HTTPError) else str(exc), choice=choice)
 
 
@@ -352,7 +352,7 @@ async def _exchange(http: Http, body: dict[str, Any], choice: str, headers: Mapp
                 ans.last = time.perf_counter()
                 piece = _delta_text(obj) if isinstance(obj, dict) else None
                 if piece is None:
-                    raise _Failed(Failure("bad_request", "answer has no choices[0].message", r.status_code,
+                    raise _Failed(Failure("broken", "answer has no choices[0].message", None,
                                           ans.request_id, ans.served_by, choice))
                 ans.text, ans.chunks, ans.first = piece, 1, ans.last
                 ans.usage = obj.get("usage") or {}
@@ -371,7 +371,7 @@ async def _exchange(http: Http, body: dict[str, Any], choice: str, headers: Mapp
                     raise ProtocolError(f"stream event is JSON but not an object: {one_line(data, 60)}")
                 if ev.get("error") is not None and not ev.get("choices"):
                     msg, _, _ = _server_message(data, httpx.Headers())
-                    raise _Failed(Failure("stream", f"error event mid-stream: {msg}", None, ans.request_id,
+                    raise _Failed(Failure("broken", f"error event mid-stream: {msg}", None, ans.request_id,
                                           ans.served_by, choice))
                 piece = _delta_text(ev)
                 if piece is not None:  # every chunk with choices counts, as in vllm bench serve
@@ -385,13 +385,13 @@ async def _exchange(http: Http, body: dict[str, Any], choice: str, headers: Mapp
                 if isinstance(ev.get("usage"), dict) and ev["usage"]:
                     ans.usage = ev["usage"]
             if not done:
-                raise _Failed(Failure("stream", "stream ended before data: [DONE] (cut mid-answer)", None,
+                raise _Failed(Failure("broken", "stream ended before data: [DONE] (cut mid-answer)", None,
                                       ans.request_id, ans.served_by, choice))
     except httpx.HTTPError as exc:
         f = _transport(exc, url, choice)
         raise _Failed(replace(f, request_id=ans.request_id, provider=ans.served_by)) from None
     except ProtocolError as exc:
-        raise _Failed(Failure("bad_request", exc.reason, None, ans.request_id, ans.served_by, choice)) from None
+        raise _Failed(Failure("broken", exc.reason, None, ans.request_id, ans.served_by, choice)) from None
     return ans
 
 

@@ -165,6 +165,17 @@ def test_failover_completes_every_request_while_providers_fail(lab: Lab) -> None
     assert_clean_files(lab, out)
 
 
+def test_a_stream_cut_mid_answer_moves_to_the_next_provider(lab: Lab) -> None:
+    out = lab.tmp / "cut.json"
+    r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/flaky-8b", "--providers", "cutter,nebius",
+            "--failover", "--hf-token-file", lab.files["good"], "--num-prompts", "4", "--output-len", "8",
+            "--warmups", "0", "--no-gpu-sampling", "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (e,) = bench_json(r, out).values()
+    assert e["completed"] == 4 and e["served_by"] == {"nebius": 4} and e["failovers"] == 4
+    assert e["output_lens"] == [8, 8, 8, 8]  # the restarted answers, not the cut ones
+
+
 def test_a_failing_provider_without_failover_is_reported_by_class(lab: Lab) -> None:
     out = lab.tmp / "nofailover.json"
     r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/chat-7b", "--providers", "fireworks-ai,together",
@@ -265,15 +276,16 @@ CLASSES = [
      "settings/inference-providers"),
     ("acme/chat-7b:fireworks-ai", "good", [], "completion", "provider failed upstream (503)", "--failover"),
     ("acme/flaky-8b:slowpoke", "good", ["--timeout", "0.5"], "completion", "timeout", "raise --timeout"),
+    ("acme/flaky-8b:cutter", "good", [], "stream", "broken answer: stream ended before data: [DONE]", "--retries"),
 ]
 
 
 CASES = [(envelope, *c) for c in CLASSES for envelope in ("openai", "bare")
-         if envelope == "openai" or c[4] != "timeout"]  # a timeout has no envelope
+         if envelope == "openai" or not c[4].startswith(("timeout", "broken"))]  # transport failures: no envelope
 
 
 @pytest.mark.parametrize(("envelope", "model", "role", "flags", "row", "words", "fix"), CASES,
-                         ids=[f"{c[5].split(' (')[0].replace(' ', '_')}-{c[0]}" for c in CASES])
+                         ids=[f"{c[5].split(' (')[0].split(':')[0].replace(' ', '_')}-{c[0]}" for c in CASES])
 def test_healthcheck_names_every_error_class(lab: Lab, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch, envelope: str, model: str, role: str,
                                              flags: list[str], row: str, words: str, fix: str) -> None:
@@ -289,6 +301,8 @@ def test_healthcheck_names_every_error_class(lab: Lab, capsys: pytest.CaptureFix
     assert f": {row}: {words}" in line and "; fix: " in line and fix in line, line
     if words == "timeout":
         assert "x-request-id none (no answer)" in line
+    elif words.startswith("broken"):
+        assert "served by" not in line and RID.search(line), line  # the cut answer's own request id
     else:
         assert RID.search(line), line
     if row == "completion" and words.startswith(("token", "gated", "credits", "model")):
