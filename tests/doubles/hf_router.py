@@ -19,7 +19,8 @@ docs/inference-providers/index.md, hub-api.md, pricing.md) and what the router i
   the model, though ``/v1/models`` lists it; or the named provider does not), 5xx from a failing provider.
 
 Provider behaviours (per model): ``ok``; ``fail:503`` (always that status); ``slow:S`` (S seconds before the
-answer's headers); ``ratelimit:K:S`` (every K-th request of that provider passes, the others get 429 with
+answer's headers); ``anon`` (answers without ``x-inference-provider``, as behind a proxy that strips it);
+``ratelimit:K:S`` (every K-th request of that provider passes, the others get 429 with
 ``Retry-After: S``); ``cut`` (the stream stops mid-answer). Text is one word per token, ``token_delay`` apart.
 
 Run alone: ``python tests/doubles/hf_router.py --port 8090 --token-file FILE`` (the file's token is valid).
@@ -134,6 +135,7 @@ def default_models() -> dict[str, Model]:
             Provider("hyperbolic", throughput=70, behaviour="ratelimit:1000000:30"),
             Provider("cutter", throughput=5, behaviour="cut"),
             Provider("nebius", throughput=50),
+            Provider("hidden", throughput=1, behaviour="anon"),
         ]),
         Model("acme/gated-2b", [Provider("together")], gated=True),
         Model("acme/down-1b", [Provider("novita", status="error"), Provider("together", status="error")]),
@@ -311,9 +313,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(arg))
         self._record(wanted, p.name, 200, True)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
-            self._answer(body, wanted, p, cut=kind == "cut")
+            self._answer(body, wanted, p, cut=kind == "cut", named=kind != "anon")
 
-    def _answer(self, body: dict[str, Any], wanted: str, p: Provider, cut: bool) -> None:
+    def _answer(self, body: dict[str, Any], wanted: str, p: Provider, cut: bool, named: bool = True) -> None:
         n = max(1, min(int(body.get("max_tokens") or 16), len(WORDS)))
         words = WORDS[:n]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
@@ -324,9 +326,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": wanted,
                              "choices": [{"index": 0, "finish_reason": "length" if n < len(WORDS) else "stop",
                                           "message": {"role": "assistant", "content": " ".join(words)}}],
-                             "usage": usage}, provider=p.name)
+                             "usage": usage}, provider=p.name if named else None)
             return
-        self._headers(200, "text/event-stream", p.name)
+        self._headers(200, "text/event-stream", p.name if named else None)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()

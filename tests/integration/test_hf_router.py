@@ -176,6 +176,22 @@ def test_a_stream_cut_mid_answer_moves_to_the_next_provider(lab: Lab) -> None:
     assert e["output_lens"] == [8, 8, 8, 8]  # the restarted answers, not the cut ones
 
 
+def test_served_by_is_null_without_the_header(lab: Lab, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    out = lab.tmp / "anon.json"
+    r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/flaky-8b:hidden", "--hf-token-file",
+            lab.files["good"], "--num-prompts", "2", "--output-len", "4", "--warmups", "0", "--no-gpu-sampling",
+            "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (e,) = bench_json(r, out).values()
+    assert e["completed"] == 2 and e["served_by"] is None and e["provider"] == "hidden"
+    code, text, _ = run_in_process(lab, capsys, monkeypatch, f"hf={lab.url}", "--model", "acme/flaky-8b:hidden",
+                                   "--hf-token-file", lab.files["good"], "--no-diagnose", "--json")
+    assert code == 0
+    rows = {c["name"]: c for c in json.loads(text)["endpoints"][0]["checks"]}
+    assert rows["completion"]["reason"].startswith("served by unknown (no x-inference-provider header)")
+
+
 def test_a_failing_provider_without_failover_is_reported_by_class(lab: Lab) -> None:
     out = lab.tmp / "nofailover.json"
     r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/chat-7b", "--providers", "fireworks-ai,together",
