@@ -119,11 +119,11 @@ def _go_escape(m: re.Match[str]) -> str:
     text = m.group(0)
     if text == "\\$":
         return "$$"  # a literal dollar for the interpolation that follows
-    if text[1] == "0":
-        digits = text[1:4]
-        if len(digits) == 3 and all(c in "01234567" for c in digits):
-            return chr(int(digits, 8))  # Go reads exactly three octal digits; a fourth is dropped
-        return text
+    if text[1] == "0":  # compose-go rewrites \0NNN to \NNN, then Go's UnquoteChar wants exactly 3 octal digits
+        digits = text[2:]
+        if len(digits) == 3 and all(c in "01234567" for c in digits) and int(digits, 8) <= 255:
+            return chr(int(digits, 8))
+        return "\\" + digits
     return _GO_ESCAPES[text[1]]
 
 
@@ -301,12 +301,19 @@ def _interp_tree(node: Any, env: Mapping[str, str], where: str) -> Any:
     return node
 
 
-def _merge(base: Any, over: Any) -> Any:
+_REPLACED_SEQUENCES = ("command", "entrypoint", "test")  # compose replaces these; other sequences are merged
+
+
+def _merge(base: Any, over: Any, key: str = "") -> Any:
+    """Compose's merge of an override file: mappings merged, sequences appended (without repeats) except
+    command/entrypoint/healthcheck test, scalars replaced."""
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _merge(base.get(k), v) if k in base else v
+            out[k] = _merge(base.get(k), v, str(k)) if k in base else v
         return out
+    if isinstance(base, list) and isinstance(over, list) and key not in _REPLACED_SEQUENCES:
+        return base + [v for v in over if v not in base]
     return over
 
 
