@@ -40,7 +40,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from . import engines, gpu, metrics
+from . import engines, fastnet, gpu, metrics
 from .endpoints import Endpoint
 from .engines import Engine, RequestParams
 from .errors import ConfigError, KitError, ProtocolError
@@ -471,6 +471,7 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
     results: list[EndpointResult] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits,
                                  verify=tls_context(cfg.ca_bundle, cfg.insecure)) as client:
+        fastnet.install(client)  # httpcore on plain asyncio streams: the pool's per-request checks stay cheap
         resolved = await asyncio.gather(*(resolve(ep, cfg, client) for ep in eps))
         check_apis([t for t in resolved if isinstance(t, Target)])
         with progress:

@@ -239,6 +239,7 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
     text: list[str] = []
     itl = res.itl
     chunk_text, usage_of = oa.chunk_text, oa.usage_of
+    field_name = "text" if api != "chat" else None
     done, error_event = False, ""
     st = time.perf_counter()
     res.start_time = st
@@ -249,14 +250,23 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
                 if ev is None:
                     done = True
                     continue
-                if ev.get("choices"):
+                choices = ev.get("choices")
+                if choices:
                     if res.chunks == 0:
                         res.ttft = ts - st
                     else:
                         itl.append(ts - last)
                     last = ts
                     res.chunks += 1
-                    text.append(chunk_text(ev) or "")
+                    # fast path for the usual shapes; anything else (reasoning fields, odd types) via chunk_text
+                    c = choices[0] if type(choices) is list else None
+                    piece = None
+                    if type(c) is dict:
+                        if field_name is not None:
+                            piece = c.get(field_name)
+                        elif type(delta := c.get("delta")) is dict and len(delta) <= 2:
+                            piece = delta.get("content")
+                    text.append(piece if type(piece) is str else (chunk_text(ev) or ""))
                 elif "error" in ev:
                     err = ev["error"]
                     err = err.get("message", err) if isinstance(err, dict) else err
