@@ -494,7 +494,7 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
 INV_ENGINES = "inference_stack_engines"
 
 
-def _inventory_hostvars(path: Path) -> dict[str, dict[str, Any]]:
+def _inventory_hostvars(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
     """hostvars of every host, through ``ansible-inventory --list`` (group_vars, host_vars and all)."""
     beside = Path(sys.executable).parent / "ansible-inventory"  # same venv as the kit, even if not on PATH
     exe = str(beside) if beside.is_file() else shutil.which("ansible-inventory")
@@ -510,7 +510,26 @@ def _inventory_hostvars(path: Path) -> dict[str, dict[str, Any]]:
         hostvars = data["_meta"]["hostvars"]
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"ansible-inventory gave no host variables for {path}") from None
-    return {str(k): v for k, v in hostvars.items() if isinstance(v, dict)} if isinstance(hostvars, dict) else {}
+    hosts = {str(k): v for k, v in hostvars.items() if isinstance(v, dict)} if isinstance(hostvars, dict) else {}
+    return hosts, _groups_of_hosts(data)
+
+
+def _groups_of_hosts(data: Mapping[str, Any]) -> dict[str, set[str]]:
+    """host -> every group it belongs to, children included (``--list`` has no ``group_names`` in hostvars)."""
+    def members(group: str, seen: frozenset[str]) -> set[str]:
+        node = data.get(group)
+        if not isinstance(node, dict) or group in seen:
+            return set()
+        found = {str(h) for h in node.get("hosts") or []}
+        for child in node.get("children") or []:
+            found |= members(str(child), seen | {group})
+        return found
+    groups: dict[str, set[str]] = {}
+    for group in data:
+        if group != "_meta":
+            for host in members(group, frozenset()):
+                groups.setdefault(host, set()).add(group)
+    return groups
 
 
 # Ansible's boolean conversion (ansible.module_utils.parsing.convert_bool, what ``| bool`` uses): INI
@@ -539,10 +558,10 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"inventory {p} does not exist")
-    hostvars = _inventory_hostvars(p)
+    hostvars, groups = _inventory_hostvars(p)
     found: list[Endpoint] = []
     for name, hv in sorted(hostvars.items()):
-        if group and group not in hv.get("group_names", []):
+        if group and group not in groups.get(name, set()) | set(hv.get("group_names") or []):
             continue
         if host and host != name:
             continue
