@@ -384,9 +384,10 @@ async def _diagnose(eps: list[Endpoint], reports: list[Report]) -> None:
     todo = [(e, r) for e, r in zip(eps, reports, strict=True) if not r.healthy and diagnose.is_local(e.host)]
     if not todo:
         return
-    results = await asyncio.gather(*(asyncio.to_thread(diagnose.for_endpoint, e.port, r.engine) for e, r in todo))
+    results = await asyncio.gather(*(asyncio.to_thread(diagnose.for_endpoint, e.port, r.engine) for e, r in todo),
+                                   return_exceptions=True)
     for (_, r), d in zip(todo, results, strict=True):
-        r.diagnosis = d
+        r.diagnosis = None if isinstance(d, BaseException) else d  # a diagnosis that fails loses no verdict
 
 
 # -- machine-readable outputs ------------------------------------------------------------------------

@@ -104,6 +104,8 @@ def parse_json(text: str, what: str) -> Any:
         cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
         kind = "truncated JSON" if cut else "invalid JSON"
         raise ProtocolError(f"{what}: {kind} ({exc.msg} at char {exc.pos})") from None
+    except RecursionError:  # [[[[...]]]] thousands deep: no engine sends that
+        raise ProtocolError(f"{what}: JSON nested too deeply to read") from None
 
 
 @functools.cache
