@@ -298,7 +298,7 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
         found: list[Engine] = []
 
         async def det() -> tuple[str, str]:
-            found.append(await engines.detect(http))
+            found.append(await _detect(ep, http, opts, client))
             return PASS, f"detected {found[0].name}"
         if not await run.step("detect", det):
             return report
@@ -324,6 +324,28 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
     await _auth(run, engine)
     await _metrics(run, engine)
     return report
+
+
+async def _detect(ep: Endpoint, http: Http, opts: Options, client: httpx.AsyncClient) -> Engine:
+    """Recognise a bare URL. A keyed server may refuse every probe without its key (llama-server answers 401
+    on all but /health): when only a generic server was recognised, or nothing, each per-engine key
+    (``--api-key-file ENGINE=FILE``) gets a try, and counts when its own engine is then recognised."""
+    try:
+        engine: Engine | None = await engines.detect(http)
+    except ProtocolError as exc:
+        engine, first = None, exc
+    if engine is not None and engine.name != "openai":
+        return engine
+    for name, own in ep.per_engine.items():
+        if "api_key_file" not in own:
+            continue
+        keyed = Http(ep.url, opts.timeout, read_api_key(own["api_key_file"]), client)
+        with contextlib.suppress(ProtocolError):
+            if (found := await engines.detect(keyed)).name == name:
+                return found
+    if engine is None:
+        raise first
+    return engine
 
 
 def _client(opts: Options) -> httpx.AsyncClient:

@@ -93,6 +93,13 @@ def test_per_engine_key_and_model_follow_a_detected_engine(llamacpp_with_key) ->
     ep = doc["endpoints"][0]
     assert ep["name"] == f"llamacpp@127.0.0.1:{port}"  # item 9: not ?@127.0.0.1:PORT
     assert ep["model"] == MODEL
+    # the key for llama.cpp only: the server refuses every probe without it, and is still recognised
+    r = run(engine.url, "--api-key-file", f"llamacpp={key_file}", "--api-key-file", f"vllm={key_file}",
+            "--json", "--no-diagnose")
+    doc = doc_of(r)
+    assert r.returncode == 0, r.stdout
+    assert doc["endpoints"][0]["engine"] == "llamacpp"
+    assert rows(doc)["auth"]["status"] == "pass"
 
 
 def test_ollama_behind_a_keyed_proxy() -> None:
