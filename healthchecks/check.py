@@ -334,7 +334,7 @@ async def _detect(ep: Endpoint, http: Http, opts: Options, client: httpx.AsyncCl
         engine: Engine | None = await engines.detect(http)
     except ProtocolError as exc:
         engine, first = None, exc
-    if engine is not None and engine.name != "openai":
+    if engine is not None and type(engine) is not Engine:  # the base class is the generic server
         return engine
     for name, own in ep.per_engine.items():
         if "api_key_file" not in own:
