@@ -31,7 +31,7 @@ import gik_ops
 import gik_settings as gs
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.rpm import RpmPackages
-from pyinfra.facts.server import LinuxDistribution
+from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
 
 from pyinfra import host
@@ -62,11 +62,14 @@ def workstation_defaults(probe: dict[str, str]) -> dict[str, object]:
 # -- settings: resolved and validated before any change -------------------------------------------------------------
 probe = host.get_fact(gik_ops.HostProbe)
 local = host.name == "@local" or host.data.get("ansible_connection") == "local"
+distro = host.get_fact(LinuxDistribution) or {}
+facts = gik_ops.ansible_facts(distro, host.get_fact(Arch))
+family = facts["os_family"]
 overrides = {k: v for k, v in host.data.dict().items() if gs.setting_name(k, gs.site_roles())}
 try:
     s = gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
                 group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
-                workstation=workstation_defaults(probe) if local else None)
+                workstation=workstation_defaults(probe) if local else None, facts=facts)
     tarballs = {str(t): gik_ops.tarball_images(t) for t in s.value("inference_stack_image_tarballs") or []}
 except gs.SettingsError as e:
     stop(str(e))
@@ -93,37 +96,35 @@ if s.gpu:
             gs.manages_daemon_json(s) and v("docker_manage_service")):
         stop(f"inference_stack_gpu is true but Docker has no nvidia runtime; {ansible_hint}")
 
-# -- Docker and compose (where missing) -----------------------------------------------------------------------------
-distro = host.get_fact(LinuxDistribution) or {}
-family = "redhat" if distro.get("name") in ("RedHat", "Rocky", "CentOS", "AlmaLinux", "Fedora") else "debian"
+# -- Docker and compose (where missing), from the docker role's own repository settings ---------------------------
 source = v("docker_install_from")
 packages = list(v(f"docker_packages_{source}"))
 wanted = packages if not has_docker else [p for p in packages if "compose" in p] if compose == "none" else []
-if wanted and family == "redhat" and source == "distro":
+if wanted and family == "RedHat" and source == "distro":
     stop("docker_install_from: distro: RHEL/Rocky ship no Docker Engine packages; use docker_install_from: docker "
          "(or a local mirror of it)")
 if wanted:
-    base = str(v("docker_repo_base")).rstrip("/")
-    if family == "debian":
-        installed = host.get_fact(DebPackages) or {}
-        missing = [p for p in wanted if p not in installed]
-        if source == "docker" and missing:
-            os_id = str(distro.get("release_meta", {}).get("ID", "debian")).lower()
-            codename = distro.get("release_meta", {}).get("VERSION_CODENAME", "")
-            files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
-            files.download(name="Add Docker's repository key", src=f"{base}/{os_id}/gpg",
-                           dest="/etc/apt/keyrings/docker.asc", mode="644")
-            apt.repo(name="Add Docker's repository", filename="docker",
-                     src=f"deb [signed-by=/etc/apt/keyrings/docker.asc] {base}/{os_id} {codename} stable")
-        if missing:
-            apt.packages(name=f"Install Docker and compose ({source})", packages=missing, update=True)
-    else:
-        installed = host.get_fact(RpmPackages) or {}
-        missing = [p for p in wanted if p not in installed]
-        if missing:
-            files.download(name="Add Docker's repository", src=f"{base}/rhel/docker-ce.repo",
-                           dest="/etc/yum.repos.d/docker-ce.repo", mode="644")
-            dnf.packages(name=f"Install Docker and compose ({source})", packages=missing)
+    installed = host.get_fact(DebPackages if family == "Debian" else RpmPackages) or {}
+    missing = [p for p in wanted if p not in installed]
+    conflicting = [p for p in (v("docker_conflicting_packages") or {}).get(family, []) if p in installed]
+    if missing and source == "docker" and v("docker_remove_conflicting") and conflicting:
+        (apt if family == "Debian" else dnf).packages(name="Remove packages that conflict with Docker's",
+                                                      packages=conflicting, present=False)
+    if missing and source == "docker" and family == "Debian":
+        files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+        gik_ops.fetch(name="Add Docker's repository key (or the mirror's)", url=str(v("docker_apt_key_url")),
+                      dest=str(v("docker_apt_keyring")))
+        files.put(name="Add Docker's repository (or the mirror)", src=StringIO(f"{v('docker_apt_line')}\n"),
+                  dest="/etc/apt/sources.list.d/docker.list", user="root", group="root", mode="644")
+    elif missing and source == "docker":
+        files.put(name="Add Docker's repository (or a mirror)", dest="/etc/yum.repos.d/docker-ce.repo", user="root",
+                  group="root", mode="644", src=StringIO(
+                      f"[docker-ce-stable]\nname=Docker CE Stable - $basearch\nbaseurl={v('docker_dnf_baseurl')}\n"
+                      f"enabled=1\ngpgcheck=1\ngpgkey={v('docker_dnf_key_url')}\n"))
+    if missing and family == "Debian":
+        apt.packages(name=f"Install Docker and compose ({source})", packages=missing, update=True)
+    elif missing:
+        dnf.packages(name=f"Install Docker and compose ({source})", packages=missing)
 
 if gs.manages_daemon_json(s):
     daemon = files.put(name="Write /etc/docker/daemon.json", src=StringIO(gs.render_daemon_json(s)),

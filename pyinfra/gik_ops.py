@@ -49,6 +49,20 @@ def _fail(message: str) -> StringCommand:
     return StringCommand("echo", shlex.quote(message), ">&2;", "exit", "1")
 
 
+_DISTRIBUTIONS = {"debian": "Debian", "ubuntu": "Ubuntu", "rhel": "RedHat", "rocky": "Rocky", "centos": "CentOS",
+                  "almalinux": "AlmaLinux", "fedora": "Fedora"}
+
+
+def ansible_facts(distro: dict[str, Any], arch: str | None) -> dict[str, Any]:
+    """The ``ansible_facts`` the roles' vars read, from pyinfra's facts (distribution, release, family, arch)."""
+    meta = distro.get("release_meta") or {}
+    dist = _DISTRIBUTIONS.get(str(meta.get("ID", "")).lower(), str(distro.get("name") or ""))
+    return {"distribution": dist, "distribution_release": meta.get("VERSION_CODENAME", ""),
+            "distribution_major_version": str(distro.get("major") or ""),
+            "distribution_version": str(meta.get("VERSION_ID", "")),
+            "os_family": "Debian" if dist in ("Debian", "Ubuntu") else "RedHat", "architecture": arch or ""}
+
+
 # -- facts ------------------------------------------------------------------------------------------------------
 class HostProbe(FactBase[dict[str, str]]):
     """docker / compose / NVIDIA driver / runtime / init system, in one round trip."""
@@ -136,6 +150,19 @@ def secret_file(dest: str, content: str, mode: int = SECRET_FILE_MODE, user: str
         yield file_utils.chown(dest, user, group)
     if remote.get("mode") != int(f"{mode:o}"):
         yield file_utils.chmod(dest, f"{mode:o}")
+
+
+@operation()
+def fetch(url: str, dest: str, mode: int = 0o644):
+    """Download ``url`` to ``dest`` on the host when ``dest`` is missing (as get_url does): curl, wget or python3,
+    whichever the host has (a minimal server may have none of the first two)."""
+    if host.get_fact(File, path=dest):
+        return
+    u, d = shlex.quote(url), shlex.quote(dest)
+    py = shlex.quote(f"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen({url!r}).read())")
+    yield StringCommand(f"(if command -v curl >/dev/null; then curl -fsSL {u} -o {d}.part; "
+                        f"elif command -v wget >/dev/null; then wget -q {u} -O {d}.part; "
+                        f"else python3 -c {py} > {d}.part; fi) && chmod {mode:o} {d}.part && mv {d}.part {d}")
 
 
 def tarball_images(path: str | Path) -> dict[str, str]:

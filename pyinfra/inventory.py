@@ -7,7 +7,8 @@ Every host of the ``gpu_hosts`` group (children included) becomes a pyinfra host
 connection (``ansible_host``, ``ansible_user``, ``ansible_port``, ``ansible_ssh_private_key_file``;
 ``ansible_connection: local`` is ``@local``) and its settings (the inventory's host and group variables, then
 ``host_vars/<host>.yml``).
-The inventory's ``group_vars/gpu_hosts/`` is the lab settings layer, as it is for Ansible.
+The inventory's ``group_vars/gpu_hosts/`` is the lab settings layer, as it is for Ansible. A non-root
+``ansible_user`` gets sudo (site.yml's ``become: true``), unless ``ansible_become: false``.
 """
 
 from __future__ import annotations
@@ -57,9 +58,16 @@ def _load() -> list[tuple[str, dict[str, Any]]]:
         data: dict[str, Any] = {"gik_group_vars": str(group_vars)} if group_vars.exists() else {}
         for key, value in hostvars.items():
             data[CONNECTION.get(key, key)] = value
+        common = str(hostvars.get("ansible_ssh_common_args", ""))
+        if "StrictHostKeyChecking=no" in common:
+            data["ssh_strict_host_key_checking"] = "no"
+        if "UserKnownHostsFile=/dev/null" in common:
+            data["ssh_known_hosts_file"] = "/dev/null"
         if hostvars.get("ansible_connection") == "local":
             data["ansible_connection"] = "local"
             name = "@local"
+        elif str(hostvars.get("ansible_user", "root")) != "root" and hostvars.get("ansible_become", True):
+            data["_sudo"] = True  # site.yml runs with become: true
         hosts.append((name, data))
     if not hosts:
         raise SystemExit(f"pyinfra/inventory.py: no host in group {GROUP} of {INVENTORY}")

@@ -184,3 +184,92 @@ def test_infra_suite_passes_against_the_pyinfra_deployment(lab: dict[str, Any]) 
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert " passed" in r.stdout and "error" not in r.stdout.splitlines()[-1]
     assert lab["token"] not in r.stdout + r.stderr
+
+
+# -- the container lab (tests/lab): a Debian host over SSH as a non-root sudoer, Docker from the lab's mirror -------
+@pytest.fixture(scope="module")
+def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from lab.lab import Lab
+
+    tmp = tmp_path_factory.mktemp("pyinfra-lab")
+    project = "gik-pyinfra-lab-" + secrets.token_hex(3)
+    image = f"local/llama.cpp:{project}"
+    tarball = tmp / "llama.cpp-server.tar"
+    subprocess.run(["docker", "tag", "local/llama.cpp:server", image], check=True)
+    subprocess.run(["docker", "save", "-o", str(tarball), image], check=True, timeout=300)
+    subprocess.run(["docker", "rmi", image], check=True, capture_output=True)
+    token = "hf_pyinfralab" + secrets.token_hex(10)
+    token_file = tmp / "hf_token.txt"
+    token_file.write_text(token)
+    t0 = time.monotonic()
+    env = Lab.start(tmp, 1, [CACHE / "models", tarball])
+    print(f"\ncontainer lab up in {time.monotonic() - t0:.1f}s")
+    h = env.hosts[0]
+    group_vars = {
+        "inference_stack_gpu": False, "inference_stack_engines": ["llamacpp"],
+        "inference_stack_bind_address": "127.0.0.1",
+        "docker_install_from": "docker", "docker_repo_base": f"{env.mirror_url}/docker", "docker_manage_service": False,
+        "inference_stack_models_dir": str(CACHE / "models"), "inference_stack_image_tarballs": [str(tarball)],
+        "inference_stack_llamacpp_image": image, "inference_stack_wait_timeout": 600,
+        "hf_secret_token_file": str(token_file), "verify_num_prompts": 4, "verify_output_len": 16,
+        "verify_reports_dir": str(tmp / "reports"),
+    }
+    host_vars = {h.name: {"inference_stack_dir": str(h.root / "opt"), "inference_stack_project_name": project,
+                          "inference_stack_llamacpp_port": free_port()}}
+    inventory = env.inventory(group_vars, host_vars)
+    try:
+        yield {"lab": env, "host": h, "inventory": inventory, "token": token, "project": project, "tmp": tmp}
+    finally:
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], capture_output=True,
+                       timeout=300)
+        env.stop()
+        subprocess.run(["docker", "rmi", image], capture_output=True)
+
+
+def lab_pyinfra(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The lab form: the Ansible inventory's hosts through pyinfra/inventory.py."""
+    return subprocess.run([str(BIN / "pyinfra"), "pyinfra/inventory.py", "pyinfra/deploy.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1500,
+                          env={**os.environ, "GIK_INVENTORY": str(inventory), "GIK_BIN": str(BIN),
+                               "PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
+
+
+def test_lab_host_over_ssh_with_sudo(ssh_lab: dict[str, Any]) -> None:
+    h = ssh_lab["host"]
+    assert h.exec("command -v docker", check=False).returncode != 0  # a bare host: pyinfra installs Docker
+
+    dry = lab_pyinfra(ssh_lab["inventory"], "--dry", "--json")
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    assert "Install Docker and compose (docker)" in summary(dry)["planned"]
+    assert h.exec("command -v docker", check=False).returncode != 0 and not (h.root / "opt").exists()
+
+    t0 = time.monotonic()
+    first = lab_pyinfra(ssh_lab["inventory"], "-y", "--json")
+    t_first = time.monotonic() - t0
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
+    assert summary(first)["totals"]["error"] == 0
+    assert ssh_lab["token"] not in first.stdout + first.stderr
+    assert h.exec("cat /etc/apt/sources.list.d/docker.list").stdout.startswith("deb [arch=")
+    assert h.exec(f"sudo stat -c '%U %a' {h.root}/opt/secrets/hf_token").stdout.split() == ["root", "400"]
+    hc = json.loads((ssh_lab["tmp"] / "reports" / h.name / "healthcheck.json").read_text())
+    assert hc["healthy"] and [e["engine"] for e in hc["endpoints"]] == ["llamacpp"]
+
+    t0 = time.monotonic()
+    second = lab_pyinfra(ssh_lab["inventory"], "-y", "--json")
+    t_second = time.monotonic() - t0
+    assert second.returncode == 0 and summary(second)["totals"]["success"] == 0, second.stderr[-6000:]
+    print(f"\npyinfra over SSH (container lab, Docker from the mirror): first run {t_first:.0f}s, "
+          f"second run {t_second:.0f}s (no change)")
+
+    # testinfra as a lab admin runs it without Ansible: SSH as the non-root user, root checks through sudo, the
+    # settings from the deployed project's .env. The port check looks inside the host's network namespace and the
+    # lab's engines publish on this machine's (sibling containers through the Docker socket): deselected.
+    ssh_config = ssh_lab["tmp"] / "ssh_config"  # (testinfra 10 does not pass --ssh-extra-args on)
+    ssh_config.write_text("Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), "-q", "-p", "no:cacheprovider",
+                        f"--hosts=ssh://lab@127.0.0.1:{h.ssh_port}", f"--ssh-identity-file={ssh_lab['lab'].key}",
+                        f"--ssh-config={ssh_config}", "--sudo",
+                        f"--compose-dir={h.root / 'opt' / 'compose'}", "-k", "not ports_listen", "-o", "addopts="],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert ssh_lab["token"] not in r.stdout + r.stderr
