@@ -185,24 +185,26 @@ class EngineMemorySampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: residency.EngineProcesses | None = None
-        self._run: residency.Runner | None = None
+        self._smi: residency.Smi | None = None
         self.source, self.note = "", ""
         found = residency.engine_processes(host, port)
         if isinstance(found, str):
             self.note = found
             return
         self._procs, self.source = found, found.source
-        self._run, via = residency.nvidia_smi_runner(found)
-        if self._run is None:
-            self.note = via
+        smi = residency.nvidia_smi_runner(found)
+        if isinstance(smi, str):
+            self.note = smi
+        else:
+            self._smi = smi
 
     def _loop(self) -> None:
         from . import residency
 
-        assert self._procs is not None and self._run is not None
+        assert self._procs is not None and self._smi is not None
         while not self._stop.is_set():
             try:
-                engine, device = residency.measure(self._procs, self._run)
+                engine, device = residency.measure(self._procs, self._smi)
             except (OSError, subprocess.SubprocessError, ValueError):
                 engine, device = {}, {}
             for idx, mib in engine.items():
@@ -212,7 +214,7 @@ class EngineMemorySampler:
             self._stop.wait(self._interval)
 
     def start(self) -> None:
-        if self._run is not None:
+        if self._smi is not None:
             self._thread = threading.Thread(target=self._loop, name="gpu-engine-sampler", daemon=True)
             self._thread.start()
 

@@ -202,12 +202,22 @@ def engine_processes(host: str, port: int) -> EngineProcesses | str:
 Runner = Callable[[list[str]], str]
 
 
-def nvidia_smi_runner(procs: EngineProcesses) -> tuple[Runner | None, str]:
-    """How to run nvidia-smi: on this machine, else inside the engine's container; None and why otherwise."""
+@dataclass(frozen=True)
+class Smi:
+    """How nvidia-smi is run: on this machine, or inside the engine's container (``inside``), whose PIDs
+    may then be the container namespace's."""
+
+    run: Runner
+    via: str
+    inside: bool = False
+
+
+def nvidia_smi_runner(procs: EngineProcesses) -> Smi | str:
+    """nvidia-smi on this machine, else inside the engine's container; why not, when neither works."""
     if shutil.which("nvidia-smi"):
         def local(args: list[str]) -> str:
             return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=15).stdout
-        return local, "nvidia-smi"
+        return Smi(local, "nvidia-smi")
     if procs.container is not None:
         container = procs.container
         try:
@@ -215,18 +225,19 @@ def nvidia_smi_runner(procs: EngineProcesses) -> tuple[Runner | None, str]:
                 def inside(args: list[str]) -> str:
                     r = container.exec_run(["nvidia-smi", *args])
                     return r.output.decode(errors="replace") if r.exit_code == 0 else ""
-                return inside, f"nvidia-smi in {procs.source}"
+                return Smi(inside, f"nvidia-smi in {procs.source}", inside=True)
         except Exception:  # docker API errors of any kind: no runner
             pass
-    return None, "no nvidia-smi on this machine or in the engine's container"
+    return "no nvidia-smi on this machine or in the engine's container"
 
 
-def measure(procs: EngineProcesses, run: Runner) -> tuple[dict[str, float], dict[str, float]]:
+def measure(procs: EngineProcesses, smi: Smi) -> tuple[dict[str, float], dict[str, float]]:
     """(MiB held by the engine per GPU index, MiB used on each GPU in total) right now."""
-    gpus = parse_gpus(run(GPUS_QUERY))
+    gpus = parse_gpus(smi.run(GPUS_QUERY))
     uuid_index = {u: idx for u, (idx, _) in gpus.items()}
-    pids = procs.pids | set(procs.ns_pids)  # nvidia-smi inside a container may report namespace PIDs
-    engine = attribute(parse_compute_apps(run(APPS_QUERY)), pids, uuid_index)
+    # inside the container, nvidia-smi may report the container namespace's PIDs; on the host, host PIDs only
+    pids = procs.pids | set(procs.ns_pids) if smi.inside else procs.pids
+    engine = attribute(parse_compute_apps(smi.run(APPS_QUERY)), pids, uuid_index)
     return engine, {idx: used for idx, used in gpus.values()}
 
 
@@ -264,10 +275,11 @@ def verdict(signatures: Iterable[Signature], host: str, port: int, expect_gpu: b
     procs = engine_processes(host, port)
     if isinstance(procs, str):
         return (WARN, f"cannot verify GPU residency: {procs}") if expect_gpu else None
-    run, via = nvidia_smi_runner(procs)
-    if run is None:
-        return (WARN, f"cannot verify GPU residency of {procs.source}: {via}") if expect_gpu else None
-    engine_mib, _ = measure(procs, run)
+    smi = nvidia_smi_runner(procs)
+    if isinstance(smi, str):
+        return (WARN, f"cannot verify GPU residency of {procs.source}: {smi}") if expect_gpu else None
+    via = smi.via
+    engine_mib, _ = measure(procs, smi)
     held = sum(engine_mib.values())
     if held > 0:
         per_gpu = ", ".join(f"GPU {idx}: {mib:.0f} MiB" for idx, mib in sorted(engine_mib.items()))

@@ -20,7 +20,9 @@ t0=$(date +%s)
 
 log "kit: install (no network: carried wheels, --no-deps)"
 python3 -m pip install -q --no-index --no-deps "$CARRY"/wheels/*.whl >/dev/null 2>&1 || true
-python3 -m pip install -q --no-deps --no-build-isolation -e "$ROOT" >"$W/pip.log" 2>&1 || { tail -n 20 "$W/pip.log"; exit 1; }
+KIT="$ROOT"
+if [ -f "$CARRY/kit.tar" ]; then KIT="$W/kit" && rm -rf "$KIT" && mkdir -p "$KIT" && tar -C "$KIT" -xf "$CARRY/kit.tar"; fi
+python3 -m pip install -q --no-deps --no-build-isolation "$KIT" >"$W/pip.log" 2>&1 || { tail -n 20 "$W/pip.log"; exit 1; }
 export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 healthcheck --version || exit 1
 
@@ -88,13 +90,14 @@ echo "healthcheck exit codes: GPU server $hc_gpu (want 0), GPU-hidden server $hc
 
 log "smoke-bench both, per-engine GPU memory; verify role's samplers on the side (remote path)"
 S="$W/samples"; mkdir -p "$S"
+plot=(); python3 -c "import matplotlib" 2>/dev/null && plot=(--plot "$OUT/bench.png")
 nvidia-smi --query-compute-apps=timestamp,pid,used_memory,gpu_uuid --format=csv,noheader,nounits -lms 500 >"$S/apps.csv" &
 A=$!
 nvidia-smi --query-gpu=timestamp,index,uuid,memory.used --format=csv,noheader,nounits -lms 500 >"$S/gpus.csv" &
 G=$!
 python3 -c "import json,sys; print(json.dumps({'llamacpp': [int(sys.argv[1])]}))" $GPU_PID >"$S/pids.json"
 smoke-bench llamacpp=http://127.0.0.1:$GPU_PORT llamacpp=http://127.0.0.1:$CPU_PORT --num-prompts 32 \
-  --concurrency 4 --output-len 64 --json "$OUT/bench.json" --plot "$OUT/bench.png" 2>&1 | tee "$OUT/bench.txt"
+  --concurrency 4 --output-len 64 --json "$OUT/bench.json" "${plot[@]}" 2>&1 | tee "$OUT/bench.txt"
 bench_rc=${PIPESTATUS[0]}
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits >"$W/after.csv"
 kill $A $G 2>/dev/null; wait $A $G 2>/dev/null

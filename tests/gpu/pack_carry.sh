@@ -16,4 +16,6 @@ tar -C "$SRC" -cJf "$OUTDIR/llama.cpp-src.tar.xz" \
   CMakeLists.txt cmake common ggml src include tools vendor app scripts convert_hf_to_gguf.py gguf-py conversion licenses
 cp "$GIK_CACHE/models/smollm2-135m-instruct-hf/"{tokenizer.json,tokenizer_config.json} "$OUTDIR/tokenizer/"
 pip download -q --no-deps -d "$OUTDIR/wheels" docker sniffio 2>&1 | grep -v "neither a file" || true
+# the kit as committed (HEAD), so a run measures a consistent tree even while the working tree is mid-edit
+git -C "$ROOT" archive --format=tar -o "$OUTDIR/kit.tar" HEAD
 du -sh "$OUTDIR"/*
