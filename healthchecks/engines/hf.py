@@ -503,24 +503,29 @@ class HuggingFace(Engine):
         providers = parse_providers(providers_arg) if providers_arg else (AUTO,)
         if failover and len(providers) < 2:
             raise ConfigError("--failover needs at least two --providers to move between (e.g. together,novita)")
-        token = resolve_token(token_file, os.environ)
-        self.settings = Settings(providers=providers, failover=failover, retries=retries, token=token)
         global_key = _bare_api_key_files(getattr(args, "api_key_file", None))
+        # a key file given for hf endpoints alone (--api-key-file hf=FILE) is the token; a bare --api-key-file
+        # (every endpoint: a lab's key) is never sent to the cloud; --hf-token-file wins over both
+        own = sorted({e.api_key_file for e in mine if e.api_key_file and e.api_key_file not in global_key})
+        if own and not token_file:
+            token = _file_source(own[0], "--api-key-file hf=FILE")
+        else:
+            token = resolve_token(token_file, os.environ)
+        self.settings = Settings(providers=providers, failover=failover, retries=retries, token=token)
         out: list[Endpoint] = []
         several = len(mine) > 1
         for ep in endpoints:
             if ep.engine != self.name:
                 out.append(ep)
                 continue
-            out.extend(self._expand(ep, providers, failover, token, global_key, several))
+            keyed = ep if own and not token_file and ep.api_key_file in own \
+                else replace(ep, api_key_file=token.file, api_key_env=token.env)
+            out.extend(self._expand(keyed, providers, failover, token, several))
         return out
 
     def _expand(self, ep: Endpoint, providers: tuple[str, ...], failover: bool, token: TokenSource,
-                global_key: set[str], several: bool) -> list[Endpoint]:
-        if ep.api_key_file and ep.api_key_file not in global_key:
-            keyed = replace(ep)  # a key file given for this endpoint alone (e.g. --api-key-file hf=FILE)
-        else:  # never send a lab's key (a bare --api-key-file) to the cloud: the HF token, by HF's rules
-            keyed = replace(ep, api_key_file=token.file, api_key_env=token.env)
+                several: bool) -> list[Endpoint]:
+        keyed = ep
         meta = dict(ep.meta)
         if token.warning:
             meta["token_warning"] = token.warning

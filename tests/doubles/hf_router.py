@@ -124,7 +124,7 @@ def default_models() -> dict[str, Model]:
             Provider("together", price_in=0.2, price_out=0.6, ttft_ms=300, throughput=60,
                      first_delay=0.004, token_delay=0.001),
             Provider("novita", price_in=0.1, price_out=0.3, ttft_ms=700, throughput=30,
-                     first_delay=0.02, token_delay=0.003),
+                     first_delay=0.1, token_delay=0.003),
             Provider("featherless-ai", status="error"),
             Provider("fireworks-ai", price_in=0.3, price_out=0.9, ttft_ms=400, throughput=20, behaviour="fail:503"),
         ]),

@@ -126,8 +126,9 @@ def test_providers_side_by_side_auto_vs_explicit(lab: Lab) -> None:
         assert e["completed"] == 8 and e["failed"] == 0 and e["failovers"] == 0
         assert e["served_by"] == {expect[label]: 8}, (label, e["served_by"])
         assert e["median_ttft_ms"] > 0 and e["output_throughput"] > 0
-    # the double's novita is slower to its first token than together: the run must see it
-    assert rows["hf/novita"]["median_ttft_ms"] > rows["hf/together"]["median_ttft_ms"]
+    # the double's novita waits 100 ms before its first token, together 4 ms: the run must see it
+    assert rows["hf/novita"]["median_ttft_ms"] >= 100 and rows["hf/cheapest"]["median_ttft_ms"] >= 100
+    assert rows["hf/together"]["median_ttft_ms"] < rows["hf/novita"]["median_ttft_ms"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_clean_files(lab, out, png)
     # the token was really sent (the router accepted it), so its absence above means something
@@ -237,7 +238,7 @@ def test_retry_after_longer_than_the_request_is_not_waited_for(lab: Lab) -> None
     r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/flaky-8b:hyperbolic", "--retries", "3",
             "--request-timeout", "5", "--hf-token-file", lab.files["good"], "--num-prompts", "1", "--output-len",
             "4", "--warmups", "0", "--no-gpu-sampling", "--json", str(out))
-    assert r.returncode == 1 and time.monotonic() - t0 < 5
+    assert r.returncode == 1 and time.monotonic() - t0 < 15  # not the 30 s the router asked for
     assert len(state.attempts("acme/flaky-8b:hyperbolic")) - before == 1  # not retried despite --retries 3
     (e,) = bench_json(r, out).values()
     assert len(e.get("error_counts", e.get("errors"))) == 1

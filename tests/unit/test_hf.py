@@ -194,15 +194,24 @@ def test_failover_is_one_endpoint_with_a_chain(token_env: str) -> None:
     assert ENGINE.settings.retries == 2
 
 
-def test_a_lab_key_for_every_endpoint_never_goes_to_the_cloud(token_env: str, monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_a_lab_key_for_every_endpoint_never_goes_to_the_cloud(token_env: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_key = _token_file(tmp_path / "vllm-key", "sk-lab")
     monkeypatch.setenv("HF_TOKEN", "hf_from_env")
-    shared = Endpoint("hf", ROUTER.url, model="org/m", api_key_file="/etc/vllm-key")
-    (ep,) = ENGINE.configure(_args(api_key_file=["/etc/vllm-key"]), [shared])
+    shared = Endpoint("hf", ROUTER.url, model="org/m", api_key_file=lab_key)
+    (ep,) = ENGINE.configure(_args(api_key_file=[lab_key]), [shared])
     assert ep.api_key_file is None and ep.api_key_env == "HF_TOKEN"
-    own = Endpoint("hf", ROUTER.url, model="org/m", api_key_file="/secrets/hf")
-    (ep,) = ENGINE.configure(_args(api_key_file=["/etc/vllm-key", "hf=/secrets/hf"]), [own])
-    assert ep.api_key_file == "/secrets/hf"  # given for hf endpoints alone: it stands
+
+
+def test_a_key_file_for_hf_alone_is_the_token(token_env: str, tmp_path: Path) -> None:
+    own_key = _token_file(tmp_path / "hf-key", mode=0o640)
+    own = Endpoint("hf", ROUTER.url, model="org/m", api_key_file=own_key)
+    (ep,) = ENGINE.configure(_args(api_key_file=["/etc/vllm-key", f"hf={own_key}"]), [own])  # no HF token else
+    assert ep.api_key_file == own_key and ep.api_key_env is None
+    assert "readable by its group" in ENGINE.settings.token.warning and ENGINE.notes() == [
+        ENGINE.settings.token.warning]
+    (ep,) = ENGINE.configure(_args(api_key_file=[f"hf={own_key}"], hf_token_file=token_env), [own])
+    assert ep.api_key_file == token_env  # --hf-token-file wins
 
 
 def test_model_suffix_without_providers(token_env: str) -> None:
