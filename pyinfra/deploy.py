@@ -21,7 +21,9 @@ container_toolkit): on a GPU host this checks they are there and stops otherwise
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 from io import StringIO
 from pathlib import Path
 
@@ -59,17 +61,47 @@ def workstation_defaults(probe: dict[str, str]) -> dict[str, object]:
     return out
 
 
+def workstation_engines(settings: gs.Settings) -> list[str]:
+    """``@local`` without a user choice of engines: those whose image this workstation has (an offline machine
+    cannot pull; make demo does the same). Images are compose's own answer for the rendered .env."""
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, ".env").write_text(gs.render_env(settings))
+        present = []
+        for engine in settings.engines:
+            r = subprocess.run(["docker", "compose", "--env-file", f"{d}/.env", "config", "--images", engine],
+                               cwd=gs.ROOT / "compose", capture_output=True, text=True)
+            image = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else ""
+            if not image or subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+                present.append(engine)
+            else:
+                print(f"pyinfra/deploy.py: {host.name}: no {engine} image ({image}) on this workstation and no "
+                      "registry to pull from: leaving it out (set inference_stack_engines to choose)", file=sys.stderr)
+    return present or settings.engines
+
+
 # -- settings: resolved and validated before any change -------------------------------------------------------------
 probe = host.get_fact(gik_ops.HostProbe)
 local = host.name == "@local" or host.data.get("ansible_connection") == "local"
+has_docker = bool(probe.get("docker"))
 distro = host.get_fact(LinuxDistribution) or {}
 facts = gik_ops.ansible_facts(distro, host.get_fact(Arch))
 family = facts["os_family"]
 overrides = {k: v for k, v in host.data.dict().items() if gs.setting_name(k, gs.site_roles())}
+
+
+def load_settings(workstation: dict[str, object] | None) -> gs.Settings:
+    return gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
+                   group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
+                   workstation=workstation, facts=facts)
+
+
 try:
-    s = gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
-                group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
-                workstation=workstation_defaults(probe) if local else None, facts=facts)
+    s = load_settings(workstation_defaults(probe) if local else None)
+    engines_source = str(s.sources.get("inference_stack_engines", "group_vars"))
+    if local and has_docker and (engines_source == "group_vars" or engines_source.startswith("roles/")):
+        engines = workstation_engines(s)
+        if engines != s.engines:
+            s = load_settings({**workstation_defaults(probe), "inference_stack_engines": engines})
     tarballs = {str(t): gik_ops.tarball_images(t) for t in s.value("inference_stack_image_tarballs") or []}
 except gs.SettingsError as e:
     stop(str(e))
@@ -80,7 +112,6 @@ v = s.value
 stack = s.stack_dir
 compose_dir = f"{stack}/compose"
 compose = probe.get("compose", "none")
-has_docker = bool(probe.get("docker"))
 
 # -- GPU hosts: driver and toolkit are Ansible's --------------------------------------------------------------------
 if s.gpu:
