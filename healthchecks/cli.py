@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -73,7 +74,16 @@ def _positive(kind: type[float] | type[int], *, finite: bool = True) -> Any:
     return conv
 
 
+def safe_output() -> None:
+    """A terminal or pipe that cannot show a character (LANG=C, PYTHONIOENCODING=ascii) gets an escape for
+    it, never a UnicodeEncodeError traceback: server text and host names are not ASCII-only."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    safe_output()  # both CLIs build their parser through here
     p.add_argument("endpoints", nargs="*", metavar="ENDPOINT",
                    help=f"ENGINE=URL ({', '.join(NAMES)}) or a bare URL to probe; "
                         "default: the kit's ports on 127.0.0.1")

@@ -379,3 +379,12 @@ def test_other_clis_one_line_errors_and_codes(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     r = cli("compose-preflight", str(tmp_path), "--services", "vllm")
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_output_that_the_terminal_cannot_encode() -> None:
+    """LANG=C shells and ASCII pipes: a non-ASCII host or server message is escaped, never a traceback."""
+    for extra in ([], ["--json"]):
+        r = run("vllm=http://\u00e9.invalid:9", "--no-diagnose", "--timeout", "3", *extra,
+                env={"PYTHONIOENCODING": "ascii", "LC_ALL": "C", "LANG": "C"})
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "DNS lookup failed" in r.stdout + r.stderr
