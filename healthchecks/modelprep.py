@@ -14,6 +14,7 @@ dependency.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -77,6 +78,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # paths a terminal cannot show are escaped, not a traceback
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     parser = _Parser(
         prog="prepare-model",
         description="Convert a GGUF model into a safetensors directory that vLLM serves offline.",

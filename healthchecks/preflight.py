@@ -199,8 +199,9 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import _Parser
+    from .cli import _Parser, safe_output
 
+    safe_output()
     p = _Parser(prog="compose-preflight", description=__doc__.splitlines()[0] if __doc__ else "",
                 epilog="Exit codes: 0 the project can start, 1 problems found (one line each), "
                        "2 usage or configuration error.")
