@@ -185,6 +185,19 @@ def test_infra_suite_passes_against_the_pyinfra_deployment(lab: dict[str, Any]) 
     assert " passed" in r.stdout and "error" not in r.stdout.splitlines()[-1]
     assert lab["token"] not in r.stdout + r.stderr
 
+    # the Ansible form against the same host: the same settings as an inventory's group_vars
+    inv = lab["tmp"] / "inventory"
+    (inv / "group_vars" / "gpu_hosts").mkdir(parents=True, exist_ok=True)
+    (inv / "group_vars" / "gpu_hosts" / "main.yml").write_text(lab["settings"].read_text())
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    r = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), "-q", "-p", "no:cacheprovider",
+                        "--hosts=ansible://gpu_hosts", f"--ansible-inventory={inv / 'hosts.yml'}", "-o", "addopts="],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "8 passed" in r.stdout, r.stdout[-2000:]
+
 
 # -- the container lab (tests/lab): a Debian host over SSH as a non-root sudoer, Docker from the lab's mirror -------
 @pytest.fixture(scope="module")
