@@ -158,8 +158,9 @@ if wanted:
         dnf.packages(name=f"Install Docker and compose ({source})", packages=missing)
 
 if gs.manages_daemon_json(s):
+    files.directory(name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755")
     daemon = files.put(name="Write /etc/docker/daemon.json", src=StringIO(gs.render_daemon_json(s)),
-                       dest="/etc/docker/daemon.json", user="root", group="root", mode="644", create_remote_dir=True)
+                       dest="/etc/docker/daemon.json", user="root", group="root", mode="644", create_remote_dir=False)
     if v("docker_manage_service") and daemon.will_change:
         server.service(name="Restart docker (live-restore keeps containers running)", service="docker",
                        restarted=True, _if=daemon.did_change)
@@ -177,10 +178,12 @@ shipped = s.compose_files
 for sub in sorted({"."} | {str(Path(f).parent) for f in shipped}):
     files.directory(name=f"Create compose/{sub}", path=os.path.normpath(f"{compose_dir}/{sub}"), user="root",
                     group="root", mode="755")
+# (the folders exist by now: no remote mkdir, so --diff shows a new file's content on a fresh host too)
 inputs = [files.put(name=f"Ship compose/{f}", src=str(gs.ROOT / "compose" / f), dest=f"{compose_dir}/{f}",
-                    user="root", group="root", mode="755" if f.endswith(".sh") else "644") for f in shipped]
+                    user="root", group="root", mode="755" if f.endswith(".sh") else "644", create_remote_dir=False)
+          for f in shipped]
 inputs.append(files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env",
-                        user="root", group="root", mode="644"))
+                        user="root", group="root", mode="644", create_remote_dir=False))
 
 if tarballs:
     files.directory(name="Create the image tarball folder", path=f"{stack}/images", user="root", group="root",

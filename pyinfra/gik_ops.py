@@ -17,6 +17,7 @@ import json
 import shlex
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ _DISTRIBUTIONS = {"debian": "Debian", "ubuntu": "Ubuntu", "rhel": "RedHat", "roc
                   "almalinux": "AlmaLinux", "fedora": "Fedora"}
 
 
-def ansible_facts(distro: dict[str, Any], arch: str | None) -> dict[str, Any]:
+def ansible_facts(distro: Mapping[str, Any], arch: str | None) -> dict[str, Any]:
     """The ``ansible_facts`` the roles' vars read, from pyinfra's facts (distribution, release, family, arch)."""
     meta = distro.get("release_meta") or {}
     dist = _DISTRIBUTIONS.get(str(meta.get("ID", "")).lower(), str(distro.get("name") or ""))

@@ -286,3 +286,19 @@ def test_lab_host_over_ssh_with_sudo(ssh_lab: dict[str, Any]) -> None:
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert ssh_lab["token"] not in r.stdout + r.stderr
+
+
+def test_workstation_defaults_dry_run() -> None:
+    """The README command with no settings at all: `pyinfra @local pyinfra/deploy.py --dry` plans this workstation
+    from the lab's files plus the workstation defaults (no GPU here: CPU overlay; no Ollama image: left out)."""
+    if Path("/opt/gpu-inference-kit").exists():
+        pytest.skip("a deployment lives in the default folder on this machine")
+    r = subprocess.run([str(BIN / "pyinfra"), "@local", "pyinfra/deploy.py", "--dry", "--diff"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "GIK_BIN": str(BIN)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "COMPOSE_FILE=compose.yaml:compose.cpu.yaml" in out and "BIND_ADDRESS=127.0.0.1" in out
+    assert f"MODELS_DIR={CACHE / 'models'}" in out
+    ollama = subprocess.run(["docker", "image", "inspect", "ollama/ollama:0.12.6"], capture_output=True)
+    assert ("no ollama image" in out) == (ollama.returncode != 0)
+    assert not Path("/opt/gpu-inference-kit").exists()

@@ -206,3 +206,44 @@ def test_settings_file_and_workstation_layers(tmp_path: Path) -> None:
     assert s.value("inference_stack_models_dir") == "/cache/models"  # the lab's /srv/models is not the user's
     with pytest.raises(gs.SettingsError, match="gik_settings"):
         gs.load(settings_file=tmp_path / "missing.yml")
+
+
+def test_inventory_py_reads_the_ansible_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"vars": {"inference_stack_vllm_port": 9000}, "children": {
+        "other": {"hosts": {"db01": {}}},
+        "gpu_hosts": {"vars": {"inference_stack_gpu": False}, "children": {"rack1": {"hosts": {
+            "gpu01": {"ansible_host": "10.0.0.1", "ansible_user": "admin", "ansible_port": 2222,
+                      "ansible_ssh_private_key_file": "~/.ssh/lab", "inference_stack_engines": ["vllm"],
+                      "ansible_ssh_common_args": "-o StrictHostKeyChecking=no"},
+            "ws": {"ansible_connection": "local"}}}}}}}}))
+    (tmp_path / "group_vars" / "gpu_hosts").mkdir(parents=True)
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "gpu01.yml").write_text("inference_stack_llamacpp_port: 9080\n")
+    monkeypatch.setenv("GIK_INVENTORY", str(inv))
+    hosts = dict(runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))["gpu_hosts"])
+    assert set(hosts) == {"gpu01", "@local"}  # db01 is not in gpu_hosts
+    g = hosts["gpu01"]
+    assert (g["ssh_hostname"], g["ssh_user"], g["ssh_port"], g["ssh_key"]) == ("10.0.0.1", "admin", 2222, "~/.ssh/lab")
+    assert g["_sudo"] is True and g["ssh_strict_host_key_checking"] == "no"
+    assert g["inference_stack_engines"] == ["vllm"] and g["inference_stack_gpu"] is False
+    assert g["inference_stack_vllm_port"] == 9000 and g["inference_stack_llamacpp_port"] == 9080
+    assert g["gik_group_vars"] == str(tmp_path / "group_vars" / "gpu_hosts")
+    assert "_sudo" not in hosts["@local"]
+
+
+def test_infra_suite_reads_a_compose_env() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gik_infra_conftest", ROOT / "tests" / "infra" / "conftest.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    env = mod.parse_env("# c\nA=1\nB='x y'\nC=\"q\"\nD=v # note\nexport E=5\n\nF=\n")
+    assert env == {"A": "1", "B": "x y", "C": "q", "D": "v", "E": "5", "F": ""}
+    assert {e: s["ansible_port"] for e, s in mod.ENGINES.items()} == {
+        e: gs.DEPLOYED[e].ansible_port for e in gs.DEPLOYED}
+    assert mod.as_bool("false", "x") is False and mod.as_bool("Yes", "x") is True
+    assert mod.as_list("vllm, llamacpp") == ["vllm", "llamacpp"]
