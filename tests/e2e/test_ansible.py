@@ -10,10 +10,12 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -62,6 +64,7 @@ def test_syntax_check() -> None:
 def lab(tmp_path: Path) -> Iterator[dict]:
     """A CI inventory for this machine, its group_vars, and an encrypted vault with a fake token."""
     token = "hf_ansible" + secrets.token_hex(10)
+    vllm_key = "sk-gik-" + secrets.token_hex(12)  # a keyed lab: verify must pass vLLM its key
     inv_dir = tmp_path / "inventory"
     (inv_dir / "group_vars" / "gpu_hosts").mkdir(parents=True)
     (inv_dir / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"localhost": {
@@ -90,13 +93,13 @@ def lab(tmp_path: Path) -> Iterator[dict]:
     }
     (inv_dir / "group_vars" / "gpu_hosts" / "main.yml").write_text(yaml.safe_dump(settings))
     vault = inv_dir / "group_vars" / "gpu_hosts" / "vault.yml"
-    vault.write_text(yaml.safe_dump({"vault_hf_token": token, "vault_vllm_api_key": ""}))
+    vault.write_text(yaml.safe_dump({"vault_hf_token": token, "vault_vllm_api_key": vllm_key}))
     pw = tmp_path / "vault-pass"
     pw.write_text(secrets.token_hex(16))
     r = ansible("ansible-vault", "encrypt", str(vault), "--vault-password-file", str(pw))
     assert r.returncode == 0, r.stderr
     assert token not in vault.read_text()
-    yield {"inventory": inv_dir / "hosts.yml", "pw": pw, "token": token, "settings": settings,
+    yield {"inventory": inv_dir / "hosts.yml", "pw": pw, "token": token, "vllm_key": vllm_key, "settings": settings,
            "project": project, "tmp": tmp_path}
     if (tmp_path / "opt" / "compose").is_dir():
         subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"],
@@ -111,12 +114,19 @@ def test_site_yml_deploys_verifies_and_is_idempotent(lab: dict) -> None:
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
     assert recap(first.stdout)["failed"] == 0
     assert lab["token"] not in first.stdout + first.stderr
+    assert lab["vllm_key"] not in first.stdout + first.stderr
+    assert not list(Path(tempfile.gettempdir()).glob("gik-vllm-key-*")), "the controller's key copy was left behind"
     loaded = r"TASK \[inference_stack : Load image tarballs that are new or changed\][^\n]*\n+changed:"
     assert re.search(loaded, first.stdout), "the image tarball was not loaded"
 
     reports = lab["tmp"] / "reports" / "localhost"
     hc = yaml.safe_load((reports / "healthcheck.json").read_text())
     assert hc["healthy"] and sorted(e["engine"] for e in hc["endpoints"]) == ["llamacpp", "vllm"]
+    # one healthcheck run for all engines; the keyed vLLM really refuses requests without its key
+    assert first.stdout.count("TASK [verify : Run healthcheck once for every engine of the host]") == 1
+    port = lab["settings"]["inference_stack_vllm_port"]
+    assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code == 401
+    assert lab["vllm_key"] not in (reports / "healthcheck.json").read_text()
     assert (reports / "bench.json").is_file() and (reports / "bench.png").stat().st_size > 10_000
 
     infra = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "infra"), "-q", "-p",

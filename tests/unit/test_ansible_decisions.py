@@ -48,7 +48,8 @@ EXPECTED_NVIDIA: dict[tuple[str, str], dict[str, Any]] = {
         "nvidia_driver_apt_list": "/etc/apt/sources.list.d/cuda-ubuntu2204-x86_64.list",
         "nvidia_driver_apt_keyring": "/usr/share/keyrings/cuda-archive-keyring.gpg",
         "nvidia_driver_apt_pin": "/etc/apt/preferences.d/cuda-repository-pin-600",
-        "nvidia_driver_apt_line": f"deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {NV}/ubuntu2204/x86_64/ /",
+        "nvidia_driver_apt_line":
+            f"deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {NV}/ubuntu2204/x86_64/ /",
         "keyring_deb_url": f"{NV}/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb",
         "nvidia_driver_apt_pinning_scheme": False,
         "nvidia_driver_apt_driver_package": "nvidia-open-580",
