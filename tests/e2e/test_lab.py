@@ -161,6 +161,9 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
         gpus = (reports / "gpu" / "gpus.csv").read_text().splitlines()
         assert len(gpus) >= 2 and all(len(line.split(", ")) == 4 for line in gpus + apps), (apps, gpus)
         assert any(int(line.split(", ")[1]) in pids["llamacpp"] for line in apps), (apps, pids)
+        if (BIN / "gpu-report").exists():  # the stand-in's per-process figure: the H100 fixture's llama-server
+            bench = json.loads((reports / "bench.json").read_text())
+            assert bench["endpoints"][0]["gpu_memory"]["engine_peak_mib"] == {"0": 3142.0}, bench["endpoints"][0]
 
     # a re-run (as after an interrupted first run): nothing changes, and the pending reboot is still detected
     t0 = time.monotonic()
