@@ -41,10 +41,29 @@ def _errors(timeout_exc: type[Exception], other_exc: type[Exception]) -> Iterato
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
+    """Writes are collected and sent in one system call when the response is first read (httpcore writes a
+    request's headers and body separately), or as soon as they pass 64 KiB."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader, self._writer = reader, writer
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    async def _flush(self, timeout: float | None) -> None:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        if self._writer.is_closing():
+            raise ConnectionResetError("connection closed")
+        self._writer.write(data)
+        if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._pending:
+            with _errors(httpcore.WriteTimeout, httpcore.WriteError):
+                await self._flush(timeout)
         with _errors(httpcore.ReadTimeout, httpcore.ReadError):
             if timeout is None:
                 return await self._reader.read(max_bytes)
@@ -54,15 +73,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        with _errors(httpcore.WriteTimeout, httpcore.WriteError):
-            if self._writer.is_closing():
-                raise ConnectionResetError("connection closed")
-            self._writer.write(buffer)
-            if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
-                async with asyncio.timeout(timeout):
-                    await self._writer.drain()
+        self._pending.append(buffer)
+        self._pending_size += len(buffer)
+        if self._pending_size > _HIGH_WATER:
+            with _errors(httpcore.WriteTimeout, httpcore.WriteError):
+                await self._flush(timeout)
 
     async def aclose(self) -> None:
+        self._pending.clear()
         self._writer.close()
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,

@@ -246,37 +246,39 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
     last = st
     try:
         async with asyncio.timeout(params.request_timeout):
-            async for ts, ev in http.stream(path, body, "sse", strict=False, headers=params.headers or None):
-                if ev is None:
-                    done = True
-                    continue
-                choices = ev.get("choices")
-                if choices:
-                    if res.chunks == 0:
-                        res.ttft = ts - st
-                    else:
-                        itl.append(ts - last)
-                    last = ts
-                    res.chunks += 1
-                    # fast path for the usual shapes; anything else (reasoning fields, odd types) via chunk_text
-                    c = choices[0] if type(choices) is list else None
-                    piece = None
-                    if type(c) is dict:
-                        if field_name is not None:
-                            piece = c.get(field_name)
-                        elif type(delta := c.get("delta")) is dict and len(delta) <= 2:
-                            piece = delta.get("content")
-                    text.append(piece if type(piece) is str else (chunk_text(ev) or ""))
-                elif "error" in ev:
-                    err = ev["error"]
-                    err = err.get("message", err) if isinstance(err, dict) else err
-                    error_event = "stream error event: " + " ".join(str(err).split())[:200]
-                    if res.chunks == 0:
-                        raise ProtocolError(error_event)
-                # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
-                if "usage" in ev and (usage := usage_of(ev)):
-                    res.output_tokens = usage.get("completion_tokens")
-                    res.prompt_tokens = usage.get("prompt_tokens")
+            async for ts, events in http.stream(path, body, "sse", strict=False, headers=params.headers or None,
+                                                batch=True):
+                for ev in events:
+                    if ev is None:
+                        done = True
+                        continue
+                    choices = ev.get("choices")
+                    if choices:
+                        if res.chunks == 0:
+                            res.ttft = ts - st
+                        else:
+                            itl.append(ts - last)
+                        last = ts
+                        res.chunks += 1
+                        # fast path for the usual shapes; anything else (reasoning fields, odd types) via chunk_text
+                        c = choices[0] if type(choices) is list else None
+                        piece = None
+                        if type(c) is dict:
+                            if field_name is not None:
+                                piece = c.get(field_name)
+                            elif type(delta := c.get("delta")) is dict and len(delta) <= 2:
+                                piece = delta.get("content")
+                        text.append(piece if type(piece) is str else (chunk_text(ev) or ""))
+                    elif "error" in ev:
+                        err = ev["error"]
+                        err = err.get("message", err) if isinstance(err, dict) else err
+                        error_event = "stream error event: " + " ".join(str(err).split())[:200]
+                        if res.chunks == 0:
+                            raise ProtocolError(error_event)
+                    # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
+                    if "usage" in ev and (usage := usage_of(ev)):
+                        res.output_tokens = usage.get("completion_tokens")
+                        res.prompt_tokens = usage.get("prompt_tokens")
     except TimeoutError:
         res.error = f"no complete answer within {params.request_timeout:.0f}s"
         return res
