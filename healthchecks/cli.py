@@ -192,7 +192,8 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
 # -- healthcheck ---------------------------------------------------------------------------------------
 def healthcheck_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="healthcheck", description="Verify LLM endpoints: liveness, readiness, a real completion "
-                "(streaming and not), GPU residency, auth and metrics. Exit 0 healthy, 1 unhealthy, 2 usage.")
+                "(streaming and not), structured output or embeddings, GPU residency, TLS certificate, auth and "
+                "metrics.")
     _common(p)
     p.add_argument("--wait", type=_positive(float), metavar="SECONDS",
                    help="poll with backoff until healthy or SECONDS pass (model loads can take minutes)")
@@ -203,10 +204,12 @@ def healthcheck_parser() -> argparse.ArgumentParser:
                         "written atomically, for the textfile collector directory")
     p.add_argument("--no-capabilities", action="store_true",
                    help="skip the capability rows (structured output)")
-    p.add_argument("--max-tokens", type=_positive(int), default=8, help="tokens per test completion")
+    p.add_argument("--max-tokens", type=_positive(int), default=8, metavar="N",
+                   help="tokens per test completion (default 8)")
     gpu = p.add_mutually_exclusive_group()
     gpu.add_argument("--expect-gpu", dest="expect_gpu", action="store_true", default=None,
-                     help="fail when Ollama runs the model on the CPU (size_vram 0)")
+                     help="fail when the model runs on the CPU, wholly or in part (Ollama: size_vram 0 or a "
+                          "CPU/GPU split); without it that is a warning")
     gpu.add_argument("--no-expect-gpu", dest="expect_gpu", action="store_false",
                      help="CPU-only hosts: system-RAM residency is fine")
     p.add_argument("--no-diagnose", action="store_true", help="skip docker container diagnosis")
