@@ -210,20 +210,19 @@ bin_dir = Path(str(v("verify_bin_dir")))
 hc = str(bin_dir / "healthcheck") if (bin_dir / "healthcheck").exists() else "healthcheck"
 sb = str(bin_dir / "smoke-bench") if (bin_dir / "smoke-bench").exists() else "smoke-bench"
 urls = {e: f"http://{address}:{s.port(e)}" for e in s.engines}
+# the controller's copy of vLLM's key (the host's is root-only); the other engines take no key
+key_file = v("hf_secret_vllm_api_key_file") if gik_ops.secret_files(s)["vllm_api_key"] else None
+key_args = ["--api-key-file", str(key_file)] if key_file and "vllm" in urls else []
 checks = []
 for engine, url in urls.items():
-    argv = [hc, f"{engine}={url}", "--model", s.model(engine), "--wait", str(v("verify_wait")),
-            "--timeout", str(v("verify_request_timeout")), "--expect-gpu" if s.gpu else "--no-expect-gpu",
-            "--json", "--no-diagnose"]
-    key_file = v("hf_secret_vllm_api_key_file")
-    if engine == "vllm" and key_file and gik_ops.secret_files(s)["vllm_api_key"]:
-        argv += ["--api-key-file", str(key_file)]
-    checks.append(argv)
+    checks.append([hc, f"{engine}={url}", "--model", s.model(engine), "--wait", str(v("verify_wait")),
+                   "--timeout", str(v("verify_request_timeout")), "--expect-gpu" if s.gpu else "--no-expect-gpu",
+                   "--json", "--no-diagnose", *(key_args if engine == "vllm" else [])])
 bench = None
 reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")
 if v("verify_smoke_bench"):
     bench = [sb, *(f"{e}={u}" for e, u in urls.items()), "--num-prompts", str(v("verify_num_prompts")),
              "--concurrency", str(v("verify_concurrency")), "--output-len", str(v("verify_output_len")),
-             "--json", str(reports / "bench.json"), "--plot", str(reports / "bench.png")]
+             "--json", str(reports / "bench.json"), "--plot", str(reports / "bench.png"), *key_args]
 gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)", checks=checks,
                report_dir=str(reports), bench=bench)

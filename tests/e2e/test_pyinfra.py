@@ -59,6 +59,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     token_file = tmp / "hf_token.txt"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
+    api_key = "sk-pyinfra" + secrets.token_hex(10)  # vLLM then requires it; verify reads the same file
+    key_file = tmp / "vllm_api_key.txt"
+    key_file.write_text(api_key + "\n")
+    key_file.chmod(0o600)
     # air-gapped: the llama.cpp image reaches the host only as a `docker save` tarball, under a tag of its own
     project = "gik-pyinfra-" + secrets.token_hex(3)
     image = f"local/llama.cpp:{project}"
@@ -79,6 +83,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "inference_stack_image_tarballs": [str(tarball)],
         "inference_stack_llamacpp_image": image,
         "hf_secret_token_file": str(token_file),
+        "hf_secret_vllm_api_key_file": str(key_file),
         "docker_install_from": "distro",
         "docker_manage_service": False,  # dockerd runs without an init system here
         "verify_num_prompts": 4,
@@ -88,7 +93,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     settings_file = tmp / "settings.yml"
     settings_file.write_text(yaml.safe_dump(settings))
     yield {"settings": settings_file, "values": settings, "token": token, "project": project, "tmp": tmp,
-           "opt": tmp / "opt", "image": image}
+           "opt": tmp / "opt", "image": image, "api_key": api_key}
     if (tmp / "opt" / "compose").is_dir():
         subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"],
                        cwd=tmp / "opt" / "compose", capture_output=True, timeout=300)
@@ -132,7 +137,10 @@ def test_deploys_verifies_and_second_run_changes_nothing(lab: dict[str, Any]) ->
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
     totals = summary(first)["totals"]
     assert totals["error"] == 0 and totals["success"] > 0, totals
-    assert lab["token"] not in first.stdout + first.stderr
+    assert lab["token"] not in first.stdout + first.stderr and lab["api_key"] not in first.stdout + first.stderr
+    port = lab["values"]["inference_stack_vllm_port"]
+    assert subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/v1/models"],
+                          capture_output=True, text=True).stdout == "401"  # the key is in force
 
     reports = lab["tmp"] / "reports" / "local"
     hc = json.loads((reports / "healthcheck.json").read_text())
@@ -144,7 +152,7 @@ def test_deploys_verifies_and_second_run_changes_nothing(lab: dict[str, Any]) ->
     assert (lab["opt"] / "compose" / ".env").read_text() == gs.render_env(s)
     secret_dir = lab["opt"] / "secrets"
     assert stat.S_IMODE(secret_dir.stat().st_mode) == 0o700
-    for name, content in (("hf_token", lab["token"]), ("vllm_api_key", "")):
+    for name, content in (("hf_token", lab["token"]), ("vllm_api_key", lab["api_key"])):
         st = (secret_dir / name).stat()
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o400), name
         assert (secret_dir / name).read_text() == content, name
