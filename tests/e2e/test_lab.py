@@ -87,7 +87,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "inference_stack_engines": ["llamacpp"], "inference_stack_bind_address": "127.0.0.1",
         "inference_stack_models_dir": str(CACHE / "models"), "inference_stack_image_tarballs": [str(tarball)],
         "inference_stack_wait_timeout": 600, "preflight_disk_path": "/var/lib/docker", "preflight_min_free_disk_gb": 2,
-        "verify_gpu_memory": True, "verify_num_prompts": 4, "verify_output_len": 16,
+        "verify_gpu_memory": True, "verify_num_prompts": 2, "verify_output_len": 8,
         "verify_reports_dir": str(tmp / "reports"), "vault_hf_token": token, "vault_vllm_api_key": "",
     }
     host_vars = {h.name: {"inference_stack_dir": str(h.root / "opt"),
