@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gik_ops
 import gik_settings as gs
 from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
@@ -159,7 +160,10 @@ if wanted:
 
 if gs.manages_daemon_json(s):
     files.directory(name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755")
-    daemon = files.put(name="Write /etc/docker/daemon.json", src=StringIO(gs.render_daemon_json(s)),
+    current = host.get_fact(FileContents, path="/etc/docker/daemon.json") if v("docker_json_owner") == "nvidia_ctk" \
+        else None
+    daemon = files.put(name="Write /etc/docker/daemon.json",
+                       src=StringIO(gs.render_daemon_json(s, "\n".join(current) if current else None)),
                        dest="/etc/docker/daemon.json", user="root", group="root", mode="644", create_remote_dir=False)
     if v("docker_manage_service") and daemon.will_change:
         server.service(name="Restart docker (live-restore keeps containers running)", service="docker",

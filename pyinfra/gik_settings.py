@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import json
 import os
 import pwd
 import socket
@@ -429,10 +430,18 @@ def render_env(settings: Settings) -> str:
     return render_template(ENV_TEMPLATE, settings.raw)
 
 
-def render_daemon_json(settings: Settings) -> str:
-    return render_template(DAEMON_TEMPLATE, settings.raw)
+def render_daemon_json(settings: Settings, current: str | None = None) -> str:
+    """The docker role's daemon.json. ``current``: the host's file; where nvidia-ctk owns the runtimes
+    (container_toolkit_daemon_json_owner: nvidia_ctk) its runtime entries are kept, as the role keeps them."""
+    kept: dict[str, Any] = {}
+    if str(settings.raw.get("docker_json_owner", "docker_role")) == "nvidia_ctk" and current:
+        try:
+            doc = json.loads(current)
+        except json.JSONDecodeError:
+            doc = {}
+        kept = {k: doc[k] for k in ("runtimes", "default-runtime") if isinstance(doc, dict) and k in doc}
+    return render_template(DAEMON_TEMPLATE, {**settings.raw, "docker_kept_from_file": kept})
 
 
 def manages_daemon_json(settings: Settings) -> bool:
-    owner = settings.raw.get("container_toolkit_daemon_json_owner", "docker_role")
-    return ansible_bool(settings.value("docker_manage_daemon_json")) and owner == "docker_role"
+    return ansible_bool(settings.value("docker_manage_daemon_json"))

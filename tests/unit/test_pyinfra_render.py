@@ -5,7 +5,9 @@ settings validation is held to the roles' argument specs and asserts."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import os
 import secrets
 import shutil
@@ -69,7 +71,17 @@ CASES: dict[str, dict[str, Any]] = {
         "inference_stack_ollama_gguf": "",
         "inference_stack_vllm_tensor_parallel_size": "1",
     },
+    # nvidia-ctk owns the runtimes in daemon.json: the docker role keeps them from the host's file, merges the
+    # lab's own daemon options over its settings
+    "ctk": {
+        "inference_stack_gpu": True,
+        "container_toolkit_daemon_json_owner": "nvidia_ctk",
+        "docker_daemon_options": {"registry-mirrors": ["http://mirror.lab:5000"], "log-opts": {"max-file": "9"}},
+    },
 }
+# the host's daemon.json before the run, per case (what the role's slurp reads)
+CURRENT = {"ctk": json.dumps({"runtimes": {"nvidia": {"args": [], "path": "/usr/bin/nvidia-container-runtime"}},
+                              "default-runtime": "nvidia", "debug": True})}
 
 
 def _walk(tasks: Any) -> Any:
@@ -121,6 +133,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             hostvars["hf_secret_dir"] = str(case_dir / "keys")
         hosts[name] = {**hostvars, "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                        "vault_hf_token": token, "vault_vllm_api_key": key}
+        if name in CURRENT:
+            hosts[name]["docker_current_daemon_json"] = {"content": base64.b64encode(CURRENT[name].encode()).decode()}
         token_file, key_file = case_dir / "token.txt", case_dir / "key.txt"
         token_file.write_text(token + "\n")  # as a person writes it; the secret file holds the value only
         key_file.write_text(key)
@@ -151,7 +165,7 @@ def test_env_and_daemon_json_byte_identical(rendered: dict[str, Any], name: str)
     s = _settings(rendered, name)
     case_dir = rendered["cases"][name]["dir"]
     assert gs.render_env(s).encode() == (case_dir / "compose" / ".env").read_bytes()
-    assert gs.render_daemon_json(s).encode() == (case_dir / "daemon.json").read_bytes()
+    assert gs.render_daemon_json(s, CURRENT.get(name)).encode() == (case_dir / "daemon.json").read_bytes()
 
 
 @pytest.mark.parametrize("name", list(CASES))
