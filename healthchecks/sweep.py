@@ -162,7 +162,8 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
         prev = cur
     progress.update(overall, completed=opts.points + 2)
     await samplers.finish(result)
-    points = sorted((s for s, _ in runs), key=lambda s: (s["kind"] == "throughput", s["request_throughput"]))
+    rank = {"synchronous": 0, "rate": 1, "concurrency": 1, "throughput": 2}
+    points = sorted((s for s, _ in runs), key=lambda s: (rank[s["kind"]], s["rate"] or 0.0, s["concurrency"] or 0))
     passing = [s for s, _ in runs if s["meets"]]
     best = max(passing, key=lambda s: s["request_throughput"]) if passing else None
     head = next((p for s, p in runs if s is best), None) or runs[0][1]

@@ -263,67 +263,76 @@ class Http:
                                     f"{one_line(raw.decode(errors='replace'), 60)}")
             return event
 
-        try:
-            async with self.client.stream("POST", url, json=payload, headers=hdrs) as r:
-                if r.status_code >= 400:
-                    body = (await r.aread()).decode(errors="replace")
-                    raise ProtocolError(error_reason(r.status_code, body, r.headers.get("content-type", "")),
-                                        status=r.status_code)
-                finished = False
-                rest = b""
-                chunks = r.aiter_bytes()
-                while not finished:
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        if not rest:
-                            break
-                        chunk, rest = rest + b"\n", b""
-                    ts = perf()
-                    if rest:
-                        chunk = rest + chunk
-                    lines = chunk.split(b"\n")
-                    rest = lines.pop()
-                    events: list[dict[str, Any] | None] = []
-                    for raw in lines:
-                        if sse:
-                            if raw[:5] != b"data:":
-                                continue  # blank separators, comments, event:/id: fields
-                            data = raw[5:].strip()
-                            if data == b"[DONE]":
-                                finished = True
-                                events.append(None)
+        sent_any = False
+        for attempt in (1, 2):  # once more when a reused keep-alive connection was closed under us (see _send)
+            try:
+                async with self.client.stream("POST", url, json=payload, headers=hdrs) as r:
+                    if r.status_code >= 400:
+                        body = (await r.aread()).decode(errors="replace")
+                        raise ProtocolError(error_reason(r.status_code, body, r.headers.get("content-type", "")),
+                                            status=r.status_code)
+                    finished = False
+                    rest = b""
+                    chunks = r.aiter_bytes()
+                    while not finished:
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            if not rest:
                                 break
-                            event = decode(data, "event")
-                            if strict and "error" in event and not event.get("choices"):
-                                raise ProtocolError(error_reason(500, data.decode(errors="replace"),
-                                                                 "application/json"))
-                        else:
-                            line = raw.strip()
-                            if not line:
-                                continue
-                            event = decode(line, "line")
-                            if strict and "error" in event:
-                                raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
-                            if event.get("done") is True:
-                                finished = True
-                                events.append(event)
-                                break
-                        events.append(event)
-                    if batch:
+                            chunk, rest = rest + b"\n", b""
+                        ts = perf()
+                        if rest:
+                            chunk = rest + chunk
+                        lines = chunk.split(b"\n")
+                        rest = lines.pop()
+                        events: list[dict[str, Any] | None] = []
+                        for raw in lines:
+                            if sse:
+                                if raw[:5] != b"data:":
+                                    continue  # blank separators, comments, event:/id: fields
+                                data = raw[5:].strip()
+                                if data == b"[DONE]":
+                                    finished = True
+                                    events.append(None)
+                                    break
+                                event = decode(data, "event")
+                                if strict and "error" in event and not event.get("choices"):
+                                    raise ProtocolError(error_reason(500, data.decode(errors="replace"),
+                                                                     "application/json"))
+                            else:
+                                line = raw.strip()
+                                if not line:
+                                    continue
+                                event = decode(line, "line")
+                                if strict and "error" in event:
+                                    raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
+                                if event.get("done") is True:
+                                    finished = True
+                                    events.append(event)
+                                    break
+                            events.append(event)
                         if events:
-                            yield ts, events
-                    else:
-                        for ev in events:
-                            yield ts, ev
-                if finished:
-                    async for _ in chunks:  # drain what follows the end marker: the connection stays reusable
-                        pass
-                elif strict:
-                    end = "data: [DONE]" if sse else 'a line with "done": true'
-                    raise ProtocolError(f"stream {path} ended before {end} (cut mid-answer)")
-        except httpx.HTTPError as exc:
-            raise ProtocolError(describe(exc, url)) from None
+                            sent_any = True
+                        if batch:
+                            if events:
+                                yield ts, events
+                        else:
+                            for ev in events:
+                                yield ts, ev
+                    if finished:
+                        async for _ in chunks:  # drain what follows the end marker: the connection stays reusable
+                            pass
+                    elif strict:
+                        end = "data: [DONE]" if sse else 'a line with "done": true'
+                        raise ProtocolError(f"stream {path} ended before {end} (cut mid-answer)")
+            except httpx.RemoteProtocolError as exc:
+                if attempt == 1 and not sent_any and "without sending a response" in str(exc):
+                    continue
+                raise ProtocolError(describe(exc, url)) from None
+            except httpx.HTTPError as exc:
+                raise ProtocolError(describe(exc, url)) from None
+            return
 
 
 def read_api_key(path: str | None, env: str | None = None) -> str | None:

@@ -24,11 +24,11 @@ def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 
 def test_side_by_side_table_json_png(vllm_server, llamacpp_server, ollama_double, tmp_path: Path) -> None:
-    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    out, png, page = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "bench.html"
     r = bench(f"vllm={vllm_server.url}", f"llamacpp={llamacpp_server.url}", f"ollama={ollama_double.url}",
               "--model", "smollm2:135m", "--num-prompts", "8", "--concurrency", "4", "--output-len", "16",
               "--input-len", "24", "--request-rate", "20", "--burstiness", "1", "--seed", "7",
-              "--json", str(out), "--plot", str(png), "--goodput", "ttft:60000,e2el:120000")
+              "--json", str(out), "--plot", str(png), "--html", str(page), "--goodput", "ttft:60000,e2el:120000")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "TTFT median (ms)" in r.stdout and "output tok/s" in r.stdout and "KV cache peak" in r.stdout
     doc = json.loads(out.read_text())
@@ -48,6 +48,13 @@ def test_side_by_side_table_json_png(vllm_server, llamacpp_server, ollama_double
     assert rows["vllm"]["kv_cache_peak_pct"] is not None
     assert rows["ollama"]["api"] == "ollama" and rows["ollama"]["ollama"]["mean_eval_count"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    for e in doc["endpoints"]:  # vLLM's --save-result types: per-request lists over every request
+        assert len(e["errors"]) == len(e["ttfts"]) == len(e["start_times"]) == 8 and e["errors"] == [""] * 8
+        assert isinstance(e["max_output_tokens_per_s"], float) and e["max_concurrent_requests"] >= 1
+    assert doc["settings"]["request_rate"] == 20.0 and doc["settings"]["max_concurrency"] == 4
+    html = page.read_text()
+    assert "data:image/png;base64," in html and "GPU memory per engine" in html and "<script" not in html
+    assert all(rows[e]["label"] in html for e in ("vllm", "llamacpp", "ollama"))
 
 
 def test_ignore_eos_generates_full_length(llamacpp_server, tmp_path: Path) -> None:
@@ -102,10 +109,12 @@ def test_engine_killed_during_run(engine_logs: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--num-prompts", "0"], "must be greater than 0"),
+        (["--num-prompts", "0"], "must be at least 1"),
         (["--num-prompts", "2", "--goodput", "ttft:abc"], "'abc' is not a number"),
         (["--num-prompts", "2", "--goodput", "latency:5"], "expected ttft:MS"),
-        (["--num-prompts", "2", "--range-ratio", "1.5"], "--range-ratio must be in [0, 1)"),
+        (["--num-prompts", "2", "--range-ratio", "1.5"], "'1.5' must be in [0, 1)"),
+        (["--num-prompts", "2", "--burstiness", "nan"], "'nan' is not a number"),
+        (["--num-prompts", "2", "--api", "ollama"], "--api ollama is not served by vllm@127.0.0.1:9"),
         (["--num-prompts", "2", "--dataset", "/nonexistent.jsonl"], "No such file"),
         (["--num-prompts", "2", "--api", "grpc"], "invalid choice"),
         ([], "--num-prompts"),
@@ -124,16 +133,57 @@ def test_bad_dataset_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and "d.jsonl:2" in r.stderr
 
 
-def test_agrees_with_vllm_bench_serve(vllm_server, capsys: pytest.CaptureFixture[str]) -> None:
-    """Same server, same dataset: token totals identical; timing figures printed (not asserted)."""
+def test_token_exact_prompts(vllm_server, llamacpp_server, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Random prompts built through each engine's /tokenize: the server's own prompt_tokens equal the lengths
+    drawn for --input-len (with --range-ratio, as vLLM draws them), and ignore_eos gives the drawn outputs."""
+    from healthchecks.workload import sampling_lengths
+
+    out = tmp_path / "t.json"
+    r = bench(f"vllm={vllm_server.url}", f"llamacpp={llamacpp_server.url}", "--model", "smollm2:135m",
+              "--api", "completions", "--num-prompts", "6", "--input-len", "37", "--range-ratio", "0.3",
+              "--output-len", "8", "--seed", "5", "--json", str(out), "--no-gpu-sampling")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ins, outs = sampling_lengths(5, 6, 37, 8, 0.3)
+    for e in json.loads(out.read_text())["endpoints"]:
+        with capsys.disabled():
+            print(f"\n{e['engine']}: server prompt_tokens {e['input_lens']} for drawn lengths {ins}")
+        assert e["prompt_tokens_from"] == f"{e['engine']} /tokenize"
+        assert e["input_lens"] == ins  # usage.prompt_tokens as the server counted them
+        assert e["output_lens"] == outs
+
+
+def test_sweep_on_a_real_engine(llamacpp_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bounded sweep on real llama-server: every load measured, a verdict per engine, the JSON per load."""
+    out = tmp_path / "s.json"
+    r = bench(f"llamacpp={llamacpp_server.url}", "--sweep", "--sweep-points", "2", "--num-prompts", "6",
+              "--input-len", "32", "--output-len", "8", "--max-seconds", "60", "--json", str(out),
+              "--no-gpu-sampling")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with capsys.disabled():
+        print("\n" + r.stdout[-2500:])
+    sw = json.loads(out.read_text())["endpoints"][0]["sweep"]
+    assert {"synchronous", "throughput"} <= {p["kind"] for p in sw["points"]}
+    assert all(p["completed"] > 0 for p in sw["points"]) and sw["slo"] == {"ttft": 2000.0, "tpot": 100.0}
+    assert "serves" in r.stdout or "no load met" in r.stdout
+
+
+@pytest.mark.parametrize(("conc", "rate"), [(4, float("inf")), (None, 2.0)])
+def test_agrees_with_vllm_bench_serve(vllm_server, conc: int | None, rate: float,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Same server, dataset and seed as `vllm bench serve`: same request order, same send schedule, same token
+    totals; timing figures printed (not asserted beyond the schedule, which is the tool's own doing)."""
     sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
     from compare_vllm_bench import compare
     from conftest import HF_DIR
 
-    result = compare(vllm_server.url, str(HF_DIR), n=12, out_len=16, conc=4)
+    result = compare(vllm_server.url, str(HF_DIR), n=12, out_len=16, conc=conc, rate=rate)
     rows = result["rows"]
     assert result["completed"] == (12, 12)
+    assert result["same_order"], result["input_lens"]
     assert rows["total_input_tokens"][0] == rows["total_input_tokens"][1]
     assert rows["total_output_tokens"][0] == rows["total_output_tokens"][1] == 12 * 16
+    if result["max_schedule_gap_ms"] is not None:
+        assert result["max_schedule_gap_ms"] < 250  # the same Poisson schedule, rescaled to N/R
     with capsys.disabled():
         print("\nsmoke-bench vs vllm bench serve:", json.dumps(result, indent=1))
