@@ -148,7 +148,7 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
     if opts.mode == "rate":
         loads = ladder("rate", opts.points, sync["request_throughput"], thr["request_throughput"])
     else:
-        loads = ladder("concurrency", opts.points, 1, max(thr.get("max_concurrent_requests") or 0, top_conc))
+        loads = ladder("concurrency", opts.points, 1, top_conc)
     for load in loads:
         if end is not None and time.perf_counter() >= end:
             break
