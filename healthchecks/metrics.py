@@ -12,6 +12,11 @@ Per request (set by the streaming client):
 Aggregates: ITLs of all requests are pooled; mean/median/std are numpy's (population std); percentiles
 are ``np.percentile`` (linear); throughputs divide by the benchmark's wall duration. Goodput counts
 requests meeting every SLO given, using TPOT 0 for single-token answers, as vLLM does.
+``max_output_tokens_per_s`` and ``max_concurrent_requests``: token times and active requests bucketed per
+whole second since the first successful request's start, the highest bucket (vLLM's definitions).
+
+Completed/failed: a request succeeds as vLLM's request functions decide (at least one chunk with ``choices``
+and no transport error); the kit's stricter findings on such a success are ``RequestResult.warning``.
 """
 
 from __future__ import annotations

@@ -19,3 +19,14 @@ def test_healthcheck_fanout_50(capsys: pytest.CaptureFixture[str]) -> None:
         assert figures["endpoints"] == 50 and figures["all_at_once_s"] > 0
         with capsys.disabled():
             print("\n", figures)
+
+
+def test_client_cost_vs_vllm_bench_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    """The client's own cost on a static SSE server (nginx when installed): smoke-bench's chunk rate beside
+    `vllm bench serve`'s, printed (the goal, >= 1.0x, is a figure to read, not an assertion)."""
+    from bench_client_cost import run
+
+    figures = run(requests=1000, chunks=256, concurrency=16, vllm_startup=False)
+    assert figures["smoke_bench"]["chunks_per_s"] > 0 and figures["smoke_bench"]["startup_s"] > 0
+    with capsys.disabled():
+        print("\n", figures)
