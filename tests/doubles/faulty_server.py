@@ -8,7 +8,7 @@ text), ``truncated`` (JSON cut off), ``cutstream`` (healthy, but the connection 
 ``nonobject`` (healthy but the stream carries ``data: [1]``, a JSON value that is not an object),
 ``badshape`` (healthy; stream events and the model list carry odd shapes beside good ones: ``choices`` a string,
 a number, a ``delta`` that is not an object, ``usage`` a number), ``reasoning`` (a reasoning model: the answer
-sits in ``reasoning_content``, ``content`` empty), ``embed`` (an embedding model: chat refused with vLLM's 400,
+sits in ``reasoning_content``, ``content`` empty), ``embed`` (an embedding model: chat refused with vLLM's 501,
 ``/v1/embeddings`` answers), ``badjson`` (ignores ``response_format``: answers plain text).
 
 ``serve(ssl_context=...)`` serves the same over TLS.
@@ -62,9 +62,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"object": "list", "data": [{"id": "m", "obj')
             return
         if mode == "embed" and rest == "/v1/chat/completions":
-            err = {"error": {"message": "The model does not support Chat Completions API", "type": "BadRequestError",
-                             "param": None, "code": 400}}
-            self._send(400, json.dumps(err).encode())
+            # vLLM's answer for a pooling model (chat_completion/api_router.py raises NotImplementedError -> 501)
+            err = {"error": {"message": "The model does not support Chat Completions API",
+                             "type": "NotImplementedError", "param": None, "code": 501}}
+            self._send(501, json.dumps(err).encode())
             return
         if mode == "embed" and rest == "/v1/embeddings":
             self._send(200, json.dumps({"object": "list", "model": MODEL, "data": [

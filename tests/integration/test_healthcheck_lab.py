@@ -140,6 +140,37 @@ def test_embedding_model_is_checked_by_embeddings_not_chat(faulty_server) -> Non
     assert c["embeddings"]["status"] == "pass" and "16-dimensional" in c["embeddings"]["reason"]
 
 
+@pytest.fixture(scope="module")
+def vllm_embedding_server(engine_logs: Path) -> Iterator[str]:
+    """Real vLLM serving the test model as an embedding model (``--runner pooling --convert embed``): it has
+    no chat route at all (404) and answers /v1/embeddings. ~90 s to start on 2 cores."""
+    from conftest import HF_DIR, VLLM_PY, _need, _start, _stop, free_port
+
+    _need(VLLM_PY)
+    _need(HF_DIR / "config.json")
+    port = free_port()
+    argv = [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", str(HF_DIR),
+            "--served-model-name", "smol-embed", "--host", "127.0.0.1", "--port", str(port), "--max-model-len",
+            "512", "--enforce-eager", "--dtype", "bfloat16", "--runner", "pooling", "--convert", "embed"]
+    env = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu",
+           "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
+    engine = _start("vllm-embed", argv, f"http://127.0.0.1:{port}", "/health", engine_logs, 420, env)
+    yield engine.url
+    _stop(engine)
+
+
+def test_real_vllm_embedding_model_is_healthy(vllm_embedding_server: str) -> None:
+    """Before: only chat was tried, so an embedding deployment was reported unhealthy."""
+    r = run(f"vllm={vllm_embedding_server}", "--json", "--no-diagnose")
+    doc = doc_of(r)
+    assert r.returncode == 0, r.stdout
+    c = rows(doc)
+    assert c["completion"]["status"] == "skip" and "smol-embed is an embedding model (HTTP 404" in \
+        c["completion"]["reason"]
+    assert c["embeddings"]["status"] == "pass" and "576-dimensional vector" in c["embeddings"]["reason"]
+    assert c["metrics"]["status"] == "pass"
+
+
 def test_ollama_embedding_model() -> None:
     from doubles.ollama_double import serve
 
@@ -163,8 +194,10 @@ def test_structured_output_and_versions_on_real_engines(vllm_server, llamacpp_se
     assert r.returncode == 0, r.stdout
     by = {e["engine"]: e for e in doc["endpoints"]}
     for engine in ("vllm", "llamacpp", "ollama"):
-        row = {c["name"]: c for c in by[engine]["checks"]}["structured_output"]
+        checks = {c["name"]: c for c in by[engine]["checks"]}
+        row = checks["structured_output"]
         assert row["status"] == "pass", (engine, row)
+        assert "embeddings" not in checks and checks["completion"]["status"] == "pass"  # chat models stay chat
         assert json.loads(row["reason"].split(": ", 1)[1]) == {"answer": 4} or engine != "ollama"
     assert by["vllm"]["version"].startswith("vLLM 0.")
     assert by["llamacpp"]["version"].startswith("llama.cpp b")
