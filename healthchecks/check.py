@@ -22,7 +22,8 @@ from .engines.base import FAIL, PASS, SKIP, STRUCTURED_SCHEMA, WARN
 from .errors import ConfigError, ProtocolError
 from .protocols import Http, cert_expiry, one_line, read_api_key, tls_context
 
-__all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Options", "Report", "check_all", "check_endpoint", "wait_all"]
+__all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Options", "Report", "check_all", "check_endpoint",
+           "detect_endpoint", "wait_all"]
 
 
 @dataclass
@@ -298,7 +299,7 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
         found: list[Engine] = []
 
         async def det() -> tuple[str, str]:
-            found.append(await _detect(ep, http, opts, client))
+            found.append(await detect_endpoint(ep, http, opts.timeout, client))
             return PASS, f"detected {found[0].name}"
         if not await run.step("detect", det):
             return report
@@ -326,7 +327,7 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
     return report
 
 
-async def _detect(ep: Endpoint, http: Http, opts: Options, client: httpx.AsyncClient) -> Engine:
+async def detect_endpoint(ep: Endpoint, http: Http, timeout: float, client: httpx.AsyncClient) -> Engine:
     """Recognise a bare URL. A keyed server may refuse every probe without its key (llama-server answers 401
     on all but /health): when only a generic server was recognised, or nothing, each per-engine key
     (``--api-key-file ENGINE=FILE``) gets a try, and counts when its own engine is then recognised."""
@@ -339,7 +340,7 @@ async def _detect(ep: Endpoint, http: Http, opts: Options, client: httpx.AsyncCl
     for name, own in ep.per_engine.items():
         if "api_key_file" not in own:
             continue
-        keyed = Http(ep.url, opts.timeout, read_api_key(own["api_key_file"]), client)
+        keyed = Http(ep.url, timeout, read_api_key(own["api_key_file"]), client)
         with contextlib.suppress(ProtocolError):
             if (found := await engines.detect(keyed)).name == name:
                 return found
