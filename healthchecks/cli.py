@@ -186,6 +186,9 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if args.insecure:
         err.print("warning: --insecure: TLS certificates are not verified; anyone on the path can impersonate "
                   "an https endpoint", markup=False, highlight=False)
+    for eng in ENGINES.values():
+        for note in eng.notes():
+            err.print(f"warning: {note}", markup=False, highlight=False)
     return eps
 
 

@@ -87,7 +87,11 @@ def normalise_url(raw: str) -> str:
 
 
 def parse_endpoint(spec: str, model: str | None = None) -> Endpoint:
-    """``ENGINE=URL`` or a bare URL (engine detected later by probing)."""
+    """``ENGINE=URL``, a bare URL (engine detected later by probing), or ``ENGINE`` alone for an engine with a
+    public address of its own (``hf``: the Hugging Face router)."""
+    named = CATALOGUE.get(spec.strip().lower())
+    if named is not None and named.default_url:
+        return Endpoint(engine=named.name, url=normalise_url(named.default_url), model=model)
     engine: str | None = None
     url = spec
     head, sep, tail = spec.partition("=")

@@ -51,6 +51,7 @@ class Spec:
     env_api_key_file: str | None = None  # compose/.env: the engine's API key file (a compose secret)
     ansible_port: str | None = None  # inventory / roles/inference_stack/defaults
     ansible_model: str | None = None
+    default_url: str | None = None  # the engine's one public address: ``NAME`` alone as an endpoint means it
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,14 @@ class Engine:
         """Apply this engine's flags to the resolved endpoints (validate them; raise ConfigError naming the
         flag). May expand one endpoint into several (e.g. one per provider choice)."""
         return endpoints
+
+    def notes(self) -> list[str]:
+        """One-line warnings about this run's settings for this engine (printed once by the CLIs)."""
+        return []
+
+    def views(self, results: list[Any]) -> list[Any]:
+        """Extra rich renderables smoke-bench prints after its table (e.g. a provider report)."""
+        return []
 
     # -- recognise -------------------------------------------------------------------------------------
     def recognise(self, status: int, text: str) -> bool:

@@ -459,7 +459,7 @@ async def call(http: Http, base: str, chain: tuple[str, ...], body: dict[str, An
 class HuggingFace(Engine):
     """Hugging Face's Inference Providers router (``hf=URL``; the URL is the router's ``/v1`` base)."""
 
-    spec = Spec("hf", "Hugging Face Inference Providers")
+    spec = Spec("hf", "Hugging Face Inference Providers", default_url=ROUTER_URL)
     apis = ("chat",)  # the router's OpenAI-compatible API is chat completions only
     default_api = "chat"
     auth_probe = ("POST", "/v1/chat/completions")  # GET /v1/models is public on the router

@@ -139,3 +139,15 @@ def test_no_engine_name_branch_outside_the_engine_modules() -> None:
             if ENGINE_LITERAL.search(line) or re.search(r"""engine\s*(==|!=)\s*["']""", line):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_an_engine_with_a_public_address_is_named_alone() -> None:
+    from healthchecks.endpoints import parse_endpoint
+    from healthchecks.errors import ConfigError
+
+    ep = parse_endpoint("hf")
+    assert ep.engine == "hf" and ep.url == "https://router.huggingface.co"  # the router's /v1 base
+    assert parse_endpoint(" HF ").url == ep.url
+    for name in DEPLOYED:  # engines without one still need a URL
+        with pytest.raises(ConfigError, match="no scheme"):
+            parse_endpoint(name)
