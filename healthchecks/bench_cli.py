@@ -329,12 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r.tokens_from.startswith("words"):
             _say(err, f"warning: {r.label}: prompt lengths counted in words, not tokens: {r.tokens_from[7:-1]}; "
                  "pass --tokenizer tokenizer.json or the model's .gguf for token-exact prompts")
+    width = None if out.is_terminal else 220  # a log or a pipe: wide enough for the tables, never squeezed
     if sweep_opts is not None:
-        out.print(report.sweep_table(results))
+        out.print(report.sweep_table(results), width=width)
         for line in report.sweep_summary(results, cfg.goodput, sweep_opts.attainment):
             _say(out, line)
     else:
-        out.print(report.comparison_table(results, cfg))
+        out.print(report.comparison_table(results, cfg), width=width)
     for r in results:
         for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
             _say(err, f"{r.label}: {n} failed: {reason}")

@@ -298,10 +298,14 @@ def sweep_summary(results: list[EndpointResult], slos: dict[str, float], attainm
             lines.append(f"{r.label} ({r.engine}): no load met {targets} for {attainment:.0%} of requests "
                          "(not even one request at a time)")
         else:
+            top = best.get("kind") == "throughput"
             lines.append(
-                f"{r.label} ({r.engine}): serves {best['request_throughput']:.2f} req/s, about "
+                f"{r.label} ({r.engine}): serves {'at least ' if top else ''}{best['request_throughput']:.2f} req/s, "
+                f"about "
                 f"{best['users']:.1f} concurrent users, {best['output_throughput']:.1f} output tok/s within "
                 f"{targets} ({best['attainment']:.0%} of requests; TTFT p90 {best.get('p90_ttft_ms', 0):.0f} ms, "
                 f"TPOT p90 {best.get('p90_tpot_ms', 0):.0f} ms) at load {best['offered']}"
-                + (f"; saturated at {sw['saturated_at']}" if sw.get("saturated_at") else ""))
+                + (f"; saturated at {sw['saturated_at']}" if sw.get("saturated_at") else "")
+                + ("; the highest load tried met them: raise --num-prompts (or --max-concurrency) to find the limit"
+                   if top else ""))
     return lines
