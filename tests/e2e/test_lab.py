@@ -61,6 +61,15 @@ def official_setup(host: Host, lab: Lab) -> None:
     assert r.returncode == 0 and "Conflicting" not in r.stdout, r.stdout
 
 
+def previous_kit_setup(host: Host, lab: Lab) -> None:
+    """What the kit's earlier role left on a host: its own list and key path for NVIDIA's repository (with the
+    official cuda-keyring setup beside it, apt refuses every source: two Signed-By values for one URI)."""
+    sh("docker", "cp", str(lab.tmp / "mirror" / "libnvidia-container" / "gpgkey"),
+       f"{host.container}:/etc/apt/keyrings/nvidia-cuda.asc")
+    host.exec(f"echo 'deb [signed-by=/etc/apt/keyrings/nvidia-cuda.asc] {lab.mirror_url}/cuda/debian12/x86_64/ /' "
+              "> /etc/apt/sources.list.d/nvidia-cuda.list")
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     if shutil.which("gpg") is None or shutil.which("ssh-keygen") is None:
@@ -95,6 +104,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                           "inference_stack_llamacpp_port": free_port()} for h in env.hosts}
     inventory = env.inventory(group_vars, host_vars)
     official_setup(env.hosts[1], env)
+    previous_kit_setup(env.hosts[0], env)
     yield {"lab": env, "inventory": inventory, "token": token, "host_vars": host_vars, "tmp": tmp}
     for h in env.hosts:
         sh("docker", "compose", "-p", host_vars[h.name]["inference_stack_project_name"], "down", "-v",
@@ -108,7 +118,7 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
     fresh = playbook(lab["inventory"], "--check")
     assert fresh.returncode == 0, fresh.stdout[-6000:]
     assert all(r["failed"] == 0 for r in recaps(fresh.stdout).values())
-    assert env.hosts[0].exec("ls /etc/apt/sources.list.d").stdout.split() == ["lab-distro.list"]
+    assert env.hosts[0].exec("ls /etc/apt/sources.list.d").stdout.split() == ["lab-distro.list", "nvidia-cuda.list"]
     assert env.hosts[0].exec("command -v docker nvidia-smi || echo none").stdout.strip() == "none"
 
     t0 = time.monotonic()
@@ -130,7 +140,7 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
         # apt works with the documented keyring/list names, also where they were set up by hand beforehand
         upd = host.exec("apt-get update 2>&1", check=False)
         assert upd.returncode == 0 and "Conflicting" not in upd.stdout and "Err:" not in upd.stdout, upd.stdout
-        lists = sorted(host.exec("ls /etc/apt/sources.list.d").stdout.split())
+        lists = sorted(host.exec("ls /etc/apt/sources.list.d").stdout.split())  # the previous kit's list is gone
         assert lists == ["cuda-debian12-x86_64.list", "docker.list", "lab-distro.list", "nvidia-container-toolkit.list"]
         assert host.exec("test -f /etc/apt/preferences.d/cuda-repository-pin-600 && test -f "
                          "/etc/apt/preferences.d/nvidia-driver-pinning-580 && echo ok").stdout.strip() == "ok"
