@@ -298,7 +298,7 @@ def sweep_summary(results: list[EndpointResult], slos: dict[str, float], attainm
             lines.append(f"{r.label} ({r.engine}): no load met {targets} for {attainment:.0%} of requests "
                          "(not even one request at a time)")
         else:
-            top = best.get("kind") == "throughput"
+            top = bool(sw.get("highest_load_met"))
             lines.append(
                 f"{r.label} ({r.engine}): serves {'at least ' if top else ''}{best['request_throughput']:.2f} req/s, "
                 f"about "
@@ -307,5 +307,6 @@ def sweep_summary(results: list[EndpointResult], slos: dict[str, float], attainm
                 f"TPOT p90 {best.get('p90_tpot_ms', 0):.0f} ms) at load {best['offered']}"
                 + (f"; saturated at {sw['saturated_at']}" if sw.get("saturated_at") else "")
                 + ("; the highest load tried met them: raise --num-prompts (or --max-concurrency) to find the limit"
-                   if top else ""))
+                   if top else "")
+                + ("; a burst of all requests at once met them too" if sw.get("burst_met") else ""))
     return lines
