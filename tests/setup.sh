@@ -36,10 +36,11 @@ step_python() {
 
 step_docker() {
   log "Docker engine, compose, debootstrap"
-  if ! have dockerd || ! have docker-compose || ! have debootstrap || ! have ip; then
+  # gpg and ssh-keygen: the container lab's signed apt mirror and its SSH keys (tests/lab)
+  if ! have dockerd || ! have docker-compose || ! have debootstrap || ! have ip || ! have gpg || ! have ssh-keygen; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq docker.io docker-compose debootstrap iproute2 >/dev/null
+    apt-get install -y -qq docker.io docker-compose debootstrap iproute2 gnupg openssh-client >/dev/null
   fi
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (log: $GIK_CACHE/dockerd.log)"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,17 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from conftest import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ansible(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -76,8 +71,8 @@ def lab(tmp_path: Path) -> Iterator[dict]:
         "inference_stack_gpu": False,
         "inference_stack_engines": ["vllm", "llamacpp"],
         "inference_stack_bind_address": "127.0.0.1",
-        "inference_stack_vllm_port": _free_port(),
-        "inference_stack_llamacpp_port": _free_port(),
+        "inference_stack_vllm_port": free_port(),
+        "inference_stack_llamacpp_port": free_port(),
         "inference_stack_dir": str(tmp_path / "opt"),
         "inference_stack_project_name": project,
         "inference_stack_models_dir": str(CACHE / "models"),
