@@ -170,7 +170,7 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
     best = max(passing, key=lambda s: s["request_throughput"]) if passing else None
     head = next((p for s, p in runs if s is best), None) or runs[0][1]
     bench.fill(result, head, cfg, t)
-    top_rung = max((s for s, _ in runs if s["kind"] != "throughput"), key=lambda s: s["request_throughput"])
+    top_rung = [s for s, _ in runs if s["kind"] != "throughput"][-1]  # the highest load offered (runs go up)
     result.sweep = {"mode": opts.mode, "slo": cfg.goodput, "attainment_required": opts.attainment,
                     "points": points, "best": best, "saturated_at": saturated_at,
                     "highest_load_met": best is not None and best is top_rung, "burst_met": thr["meets"],
