@@ -215,7 +215,7 @@ def sweep_figure(results: list[EndpointResult]) -> Any:
         pts = [p for p in pts if p.get("completed")]
         if not pts:
             continue
-        pts = sorted(pts, key=lambda p: p["request_throughput"])
+        # points stay in load order (one user, the ladder upwards, everything at once): the curve follows the load
         best = (r.sweep or {}).get("best")
         for ax, (key, title) in zip(axes, panels, strict=True):
             xs = [p["request_throughput"] for p in pts]
