@@ -89,6 +89,8 @@ class Engine:
     # Ollama overrides with its "format"); None: the engine has no such feature (the row is skipped)
     structured_output: ClassVar[str | None] = "response_format"
     known_features: ClassVar[bool] = False  # True: the engine documents its features; a refusal is a failure
+    health_path: ClassVar[str | None] = None  # GET that answers 200 once the engine serves
+    loading_status: ClassVar[int | None] = None  # what health_path answers while the model loads
     metrics_prefix: ClassVar[str | None] = None  # Prometheus series prefix on /metrics; None: no metrics
     metrics_optional: ClassVar[bool] = False  # a 404 on /metrics means "not enabled", not a failure
     kv_cache_series: ClassVar[tuple[str, ...]] = ()  # /metrics gauges of KV-cache usage (0..1)
@@ -122,8 +124,18 @@ class Engine:
 
     # -- liveness and readiness --------------------------------------------------------------------------
     async def liveness(self, http: Http) -> Verdict:
-        await oa.models(http)  # a generic server's only standard probe
-        return PASS, "GET /v1/models answered"
+        """``GET health_path`` when the engine has one (``loading_status``: the answer while the model
+        loads), else the models list, a generic server's only standard probe."""
+        if self.health_path is None:
+            await oa.models(http)
+            return PASS, "GET /v1/models answered"
+        try:
+            await http.request("GET", self.health_path, expect="text")
+        except ProtocolError as exc:
+            if self.loading_status is not None and exc.status == self.loading_status:
+                return FAIL, f"GET {self.health_path} {exc.status}: {self.spec.title} is still loading the model"
+            raise
+        return PASS, f"GET {self.health_path} 200"
 
     async def models(self, http: Http) -> list[str]:
         return await oa.models(http)

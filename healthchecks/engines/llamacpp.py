@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from ..errors import ProtocolError
 from ..protocols import Http
-from .base import FAIL, PASS, Engine, Signature, Spec, Verdict
+from .base import Engine, Signature, Spec
 
 
 class LlamaCpp(Engine):
@@ -17,6 +16,8 @@ class LlamaCpp(Engine):
                 env_model_path="LLAMACPP_MODEL", ansible_port="inference_stack_llamacpp_port",
                 ansible_model="inference_stack_llamacpp_model_alias")
     probe_path = "/props"
+    health_path = "/health"
+    loading_status = 503
     metrics_prefix = "llamacpp:"
     metrics_optional = True  # only with --metrics
     known_features = True
@@ -30,15 +31,6 @@ class LlamaCpp(Engine):
 
     def recognise(self, status: int, text: str) -> bool:
         return status == 200 and ("default_generation_settings" in text or "build_info" in text)
-
-    async def liveness(self, http: Http) -> Verdict:
-        try:
-            await http.request("GET", "/health", expect="text")
-        except ProtocolError as exc:
-            if exc.status == 503:
-                return FAIL, "GET /health 503: llama-server is still loading the model"
-            raise
-        return PASS, "GET /health 200"
 
     async def version(self, http: Http) -> str | None:
         _, body, _ = await http.request("GET", "/props")

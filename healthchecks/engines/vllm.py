@@ -6,7 +6,7 @@ import re
 from typing import ClassVar
 
 from ..protocols import Http
-from .base import PASS, Engine, Signature, Spec, Verdict
+from .base import Engine, Signature, Spec
 
 
 class Vllm(Engine):
@@ -15,6 +15,7 @@ class Vllm(Engine):
                 env_api_key_file="VLLM_API_KEY_FILE",
                 ansible_port="inference_stack_vllm_port", ansible_model="inference_stack_vllm_served_model_name")
     probe_path = "/version"
+    health_path = "/health"
     metrics_prefix = "vllm:"
     kv_cache_series = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
     known_features = True
@@ -28,10 +29,6 @@ class Vllm(Engine):
 
     def recognise(self, status: int, text: str) -> bool:
         return status == 200 and '"version"' in text
-
-    async def liveness(self, http: Http) -> Verdict:
-        await http.request("GET", "/health", expect="text")
-        return PASS, "GET /health 200"
 
     async def version(self, http: Http) -> str | None:
         _, body, _ = await http.request("GET", "/version")
