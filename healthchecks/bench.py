@@ -299,7 +299,7 @@ async def prepare(t: Target, cfg: BenchConfig, local: LocalTokenizer | None) -> 
     t.tokens_from = "server usage"
     if cfg.spec.needs_tokenizer:
         tok, t.tokens_from = await tokenizer_for(t, local)
-    t.workload = await cfg.spec.build(tok)
+    t.workload = await cfg.spec.build(tok, concurrency=4)  # few connections: some servers have few HTTP threads
 
 
 @dataclass
@@ -466,7 +466,10 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
     endpoint that fails keeps its own one-line reason; the others' results are always kept."""
     local = LocalTokenizer(cfg.tokenizer) if cfg.tokenizer else None
     conc = max(cfg.max_concurrency or cfg.num_prompts, cfg.num_warmups, 1)
-    limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8)
+    # idle keep-alive connections are dropped after 1 s: llama-server serves each open connection with one of its
+    # few HTTP threads (--threads-http, default parallel + 2), so idle ones left from the tokenizer or warm-up
+    # phase would hold those threads while the next requests wait in its accept queue
+    limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8, keepalive_expiry=1.0)
     progress = progress_bar(console)
     results: list[EndpointResult] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits,

@@ -164,7 +164,9 @@ def test_sweep_on_a_real_engine(llamacpp_server, tmp_path: Path, capsys: pytest.
         print("\n" + r.stdout[-2500:])
     sw = json.loads(out.read_text())["endpoints"][0]["sweep"]
     assert {"synchronous", "throughput"} <= {p["kind"] for p in sw["points"]}
-    assert all(p["completed"] > 0 for p in sw["points"]) and sw["slo"] == {"ttft": 2000.0, "tpot": 100.0}
+    assert all(p["completed"] > 0 or p["cut_short"] for p in sw["points"])  # measured, or cut by the budget
+    assert sw["points"][0]["kind"] == "synchronous" and sw["points"][0]["completed"] > 0
+    assert sw["slo"] == {"ttft": 2000.0, "tpot": 100.0}
     assert "serves" in r.stdout or "no load met" in r.stdout
 
 
