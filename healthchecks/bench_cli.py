@@ -336,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(out, line)
     else:
         out.print(report.comparison_table(results, cfg), width=width)
+        for engine in ENGINES.values():  # engine-specific views, e.g. HF's provider report
+            for view in engine.views(results):
+                out.print(view, width=width)
     for r in results:
         for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
             _say(err, f"{r.label}: {n} failed: {reason}")

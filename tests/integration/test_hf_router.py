@@ -118,6 +118,7 @@ def test_providers_side_by_side_auto_vs_explicit(lab: Lab) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for label in ("hf/auto", "hf/together", "hf/novita", "hf/cheapest"):
         assert label in r.stdout
+    assert "Hugging Face providers: auto vs explicit" in r.stdout  # the provider report beside the table
     rows = bench_json(r, out)
     assert set(rows) == {"hf/auto", "hf/together", "hf/novita", "hf/cheapest"}
     expect = {"hf/auto": "together", "hf/together": "together", "hf/novita": "novita", "hf/cheapest": "novita"}
