@@ -14,5 +14,7 @@ test: setup
 	.venv/bin/pytest -m "unit or integration or e2e" $(PYTEST_ARGS)
 
 lint:
-	.venv/bin/ruff check healthchecks tests
+	.venv/bin/ruff check healthchecks tests pyinfra
 	.venv/bin/mypy
+	cd pyinfra && ../.venv/bin/mypy --ignore-missing-imports deploy.py gik_ops.py gik_settings.py inventory.py
+	.venv/bin/ansible-lint --profile production --offline
