@@ -32,6 +32,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_http(url: str, timeout: float) -> bool:
+    """True once ``url`` answers HTTP at all (any status), False when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return True
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return False
+
+
 @dataclass
 class Engine:
     name: str

@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_http
 
 from healthchecks import residency
 from healthchecks.engines import ENGINES
@@ -27,13 +25,7 @@ def container() -> Iterator[tuple[str, int, int]]:
     subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "local/debian:bookworm",
                     "python3", "-m", "http.server", "8000"], check=True, capture_output=True, timeout=120)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        assert wait_http(f"http://127.0.0.1:{port}/", 60), f"container {name} did not answer on port {port}"
         pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True,
                                  text=True, check=True).stdout)
         yield name, port, pid

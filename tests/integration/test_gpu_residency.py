@@ -8,13 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import Engine, free_port
+from conftest import Engine, free_port, wait_http
 
 from healthchecks import residency
 from healthchecks.engines import ENGINES
@@ -105,13 +103,7 @@ def fallback_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[byte
     code = (f"import sys,http.server; sys.stdout.write(open({str(FALLBACK_LOG)!r}).read()); sys.stdout.flush(); "
             f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.BaseHTTPRequestHandler).serve_forever()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    assert wait_http(f"http://127.0.0.1:{port}/", 20), "the stand-in server did not start"
     yield port, proc
     proc.kill()
     proc.wait()
