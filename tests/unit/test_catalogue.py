@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ def test_env_example_follows_catalogue(spec: Any) -> None:
 
 
 def test_compose_discovery_finds_every_deployed_engine_at_its_port(tmp_path: Path) -> None:
-    eps = {e.engine: e for e in from_compose(COMPOSE / "compose.yaml", environ={})}
+    shutil.copy(COMPOSE / "compose.yaml", tmp_path)  # without a user's compose/.env beside it
+    eps = {e.engine: e for e in from_compose(tmp_path / "compose.yaml", environ={})}
     for name in DEPLOYED:
         assert eps[name].port == CATALOGUE[name].default_port
 

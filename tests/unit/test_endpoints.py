@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,14 +52,19 @@ def test_dotenv(tmp_path: Path) -> None:
 
 
 def test_from_compose_uses_labels_ports_env_and_profiles(tmp_path: Path) -> None:
+    # the repository's compose files without the .env a user (or `make demo`) may have written beside them
+    project = tmp_path / "compose"
+    project.mkdir()
+    for f in (ROOT / "compose").glob("compose*.yaml"):
+        shutil.copy(f, project)
     env = {"COMPOSE_FILE": "compose.yaml:compose.gpu.yaml", "VLLM_PORT": "18000", "BIND_ADDRESS": "0.0.0.0",
            "VLLM_SERVED_MODEL_NAME": "llama-8b"}
-    eps = {e.name: e for e in from_compose(ROOT / "compose", env)}
+    eps = {e.name: e for e in from_compose(project, env)}
     assert set(eps) == {"vllm", "llamacpp", "ollama"}  # sglang: inactive profile
     assert eps["vllm"].url == "http://127.0.0.1:18000" and eps["vllm"].model == "llama-8b"
     assert eps["vllm"].expect_gpu is True and eps["ollama"].port == 11434
     assert eps["vllm"].meta["compose_project"] == "compose"
-    cpu = {e.name: e for e in from_compose(ROOT / "compose", {"COMPOSE_FILE": "compose.yaml:compose.cpu.yaml",
+    cpu = {e.name: e for e in from_compose(project, {"COMPOSE_FILE": "compose.yaml:compose.cpu.yaml",
                                                               "COMPOSE_PROFILES": "sglang"})}
     assert cpu["llamacpp"].expect_gpu is False and "sglang" in cpu
 
