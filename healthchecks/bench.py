@@ -257,13 +257,17 @@ async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> 
     return Target(ep, http, engine, model, cfg.api or engine.default_api)
 
 
-def failed_result(ep: Endpoint, cfg: BenchConfig, reason: str, target: Target | None = None) -> EndpointResult:
-    """An endpoint that could not be benchmarked: every request counted failed with the reason."""
+def failed_result(ep: Endpoint, cfg: BenchConfig, reason: str, target: Target | None = None,
+                  first: RequestResult | None = None) -> EndpointResult:
+    """An endpoint that could not be benchmarked: every request counted failed with the reason. ``first``: the
+    initial test request that failed, whose server request id and failed attempts the first entry keeps."""
     n = cfg.num_prompts
     r = EndpointResult(ep.label, target.engine.name if target else ep.engine or "?", ep.url,
                        target.model if target else ep.model or "?",
                        target.api if target else cfg.api or "?", n, setup_error=reason, meta=dict(ep.meta))
     r.requests = [RequestResult(error=reason) for _ in range(n)]
+    if first is not None and r.requests:
+        r.requests[0].request_id, r.requests[0].failed_attempts = first.request_id, list(first.failed_attempts)
     r.errors[reason] = n
     r.metrics = metrics.calculate(r.requests, 0.0, cfg.goodput, cfg.metric_percentiles, cfg.percentile_metrics)
     return r
@@ -394,13 +398,13 @@ class Samplers:
         result.kv_cache_peak_pct = 100 * self.kv_peak[0] if self.t.engine.kv_cache_series else None
 
 
-async def warm_up(t: Target, cfg: BenchConfig, params: RequestParams) -> str:
+async def warm_up(t: Target, cfg: BenchConfig, params: RequestParams) -> RequestResult | None:
     """vLLM's initial test request, then --num-warmups copies of it (bounded by --max-concurrency); returns
-    the initial request's error ("" when it succeeded)."""
+    the initial request when it failed (None when it succeeded)."""
     first = t.workload[0]
     res = await t.send(first, params)
     if not res.success:
-        return f"initial test request failed: {res.error}"
+        return res
     sem = asyncio.Semaphore(cfg.max_concurrency or max(cfg.num_warmups, 1))
 
     async def one() -> None:
@@ -408,7 +412,7 @@ async def warm_up(t: Target, cfg: BenchConfig, params: RequestParams) -> str:
             await t.send(first, params)
 
     await asyncio.gather(*(one() for _ in range(cfg.num_warmups)))
-    return ""
+    return None
 
 
 def fill(result: EndpointResult, point: Point, cfg: BenchConfig, t: Target) -> None:
@@ -428,9 +432,9 @@ async def run_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | None
     result = EndpointResult(t.ep.label, t.engine.name, t.ep.url, t.model, t.api, cfg.num_prompts,
                             meta=dict(t.ep.meta), tokens_from=t.tokens_from, workload=t.workload)
     params = request_params(cfg)
-    problem = await warm_up(t, cfg, params)
-    if problem:
-        failed = failed_result(t.ep, cfg, problem, t)
+    first = await warm_up(t, cfg, params)
+    if first is not None:
+        failed = failed_result(t.ep, cfg, f"initial test request failed: {first.error}", t, first)
         failed.tokens_from, failed.workload = t.tokens_from, t.workload
         return failed
     task: TaskID | None = progress.add_task(t.ep.label, total=len(t.workload)) if progress else None

@@ -49,6 +49,8 @@ class RequestResult:
     failovers: int = 0  # moves to a next provider/upstream within this request
     start_time: float = 0.0  # perf_counter when the request was sent (after any concurrency wait)
     warning: str = ""  # a success by vLLM's rules that the kit's stricter rules flag (no [DONE], error event)
+    request_id: str | None = None  # the server's x-request-id for the answer (or failure) this result records
+    failed_attempts: list[str] = field(default_factory=list)  # earlier attempts of this request that failed
 
 
 def _pct_name(p: float) -> str:

@@ -132,6 +132,10 @@ def to_dict(r: EndpointResult, cfg: BenchConfig | None = None) -> dict[str, Any]
     if cfg is not None and cfg.save_detailed:
         d["generated_texts"] = [q.generated_text for q in reqs]
     d["errors"] = [q.error for q in reqs]
+    if any(q.request_id for q in reqs):  # the server's x-request-id per request (hf: ask support with these)
+        d["request_ids"] = [q.request_id for q in reqs]
+    if any(q.failed_attempts for q in reqs):
+        d["failed_attempts"] = [q.failed_attempts for q in reqs]
     d["max_output_tokens_per_s"] = m.get("max_output_tokens_per_s", 0.0)
     d["max_concurrent_requests"] = m.get("max_concurrent_requests", 0)
     d["rtfx"] = 0.0

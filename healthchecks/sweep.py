@@ -116,9 +116,9 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
     result = EndpointResult(t.ep.label, t.engine.name, t.ep.url, t.model, t.api, cfg.num_prompts,
                             meta=dict(t.ep.meta), tokens_from=t.tokens_from, workload=t.workload)
     params = bench.request_params(cfg)
-    problem = await bench.warm_up(t, cfg, params)
-    if problem:
-        failed = bench.failed_result(t.ep, cfg, problem, t)
+    first = await bench.warm_up(t, cfg, params)
+    if first is not None:
+        failed = bench.failed_result(t.ep, cfg, f"initial test request failed: {first.error}", t, first)
         failed.tokens_from, failed.workload, failed.sweep = t.tokens_from, t.workload, {"points": [], "best": None}
         return failed
     overall = progress.add_task(f"{t.ep.label}: sweep", total=opts.points + 2)

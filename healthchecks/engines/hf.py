@@ -692,14 +692,17 @@ class HuggingFace(Engine):
         out = await call(http, base, chain, body, self.settings.retries, params.request_timeout,
                          headers=params.headers)
         res.failovers = out.failovers
-        res.engine_stats = {"retries": out.retries,
-                            "failed_attempts": [f"{f.choice}: {f.kind} {f.status or ''} x-request-id "
-                                                f"{f.request_id or 'none'}".replace("  ", " ") for f in out.failed]}
+        res.engine_stats = {"retries": out.retries}
+        # every failed attempt with its x-request-id (what HF support asks for), the final failure included
+        res.failed_attempts = [f"{f.choice}: {f.kind} {f.status or ''} x-request-id "
+                               f"{f.request_id or 'none'}".replace("  ", " ") for f in out.failed]
         if out.answer is None:
             assert out.failure is not None
+            res.request_id = out.failure.request_id
             res.error = self._scrub(http, out.failure.key(with_choice(base, chain[-1])))
             return res
         a = out.answer
+        res.request_id = a.request_id
         res.served_by = a.served_by
         if a.first is None or a.chunks == 0:
             res.error = "never received a chunk with tokens (cannot compute TTFT)"

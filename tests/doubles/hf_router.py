@@ -101,6 +101,7 @@ class Seen:
     status: int
     token_valid: bool
     at: float
+    request_id: str = ""  # the x-request-id this answer carried
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
     def _headers(self, status: int, ctype: str, provider: str | None, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
-        self.send_header("x-request-id", uuid.uuid4().hex)
+        self.send_header("x-request-id", self._rid)
         if provider:
             self.send_header("x-inference-provider", provider)
         for k, v in (extra or {}).items():
@@ -197,6 +198,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routes --------------------------------------------------------------------------------------------
     def do_GET(self) -> None:
+        self._rid = uuid.uuid4().hex
         path = urlsplit(self.path).path
         if self._reject_bad_token():
             return
@@ -212,6 +214,7 @@ class Handler(BaseHTTPRequestHandler):
             self._error(404, "Not Found", "invalid_request_error", None)
 
     def do_POST(self) -> None:
+        self._rid = uuid.uuid4().hex  # one id per request: in its x-request-id header and in Router.seen
         path = urlsplit(self.path).path
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n) if n else b""
@@ -236,7 +239,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _record(self, model: str, provider: str | None, status: int, valid: bool) -> None:
         with self.router.lock:
-            self.router.seen.append(Seen(model, provider, status, valid, time.time()))
+            self.router.seen.append(Seen(model, provider, status, valid, time.time(), self._rid))
 
     def _chat(self, body: dict[str, Any], wanted: str, tok: Token) -> None:
         r = self.router

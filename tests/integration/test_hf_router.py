@@ -164,6 +164,14 @@ def test_failover_completes_every_request_while_providers_fail(lab: Lab) -> None
     assert e["failovers"] == 12  # two moves per request, counted over all requests
     assert e["median_ttft_ms"] >= 500  # the timeout spent on slowpoke is part of what the user waited
     assert time.monotonic() - t0 < 20
+    # every request's x-request-id, and every failed attempt's, as the router sent them
+    seen = {s.request_id: s for s in lab.routers[0].attempts("acme/flaky-8b")}
+    assert len(e["request_ids"]) == 6
+    assert all(seen[rid].provider == "nebius" and seen[rid].status == 200 for rid in e["request_ids"])
+    for attempts in e["failed_attempts"]:
+        assert len(attempts) == 2 and attempts[0].startswith("sambanova: ") and attempts[1].startswith("slowpoke: ")
+        rid = attempts[0].rsplit(" ", 1)[1]
+        assert seen[rid].provider == "sambanova" and seen[rid].status == 503
     assert_clean_files(lab, out)
 
 
@@ -207,6 +215,13 @@ def test_a_failing_provider_without_failover_is_reported_by_class(lab: Lab) -> N
     assert list(errors.values()) == [4]  # one class, however many request ids
     (reason,) = errors
     assert "provider failed upstream (503) [fireworks-ai]: " in reason and "--failover" in reason
+    # one class in the counts, yet each failure keeps its own x-request-id (what HF support asks for)
+    seen = {s.request_id: s for s in lab.routers[0].attempts("acme/chat-7b")}
+    # vLLM's rule: the initial test request failed, so no other request was sent; its id is the first entry
+    rid, *unsent = bad["request_ids"]
+    assert seen[rid].provider == "fireworks-ai" and seen[rid].status == 503 and unsent == [None] * 3
+    assert bad["failed_attempts"][0] == [f"fireworks-ai: upstream 503 x-request-id {rid}"]
+    assert all(seen[rid].provider == "together" and seen[rid].status == 200 for rid in good["request_ids"])
     assert re.search(r"hf/fireworks-ai: 4 failed: .*provider failed upstream \(503\)", r.stderr)
 
 
