@@ -17,43 +17,12 @@ WAIT=${GIK_WAIT_TIMEOUT:-1800}
 up=("${services[@]}")
 for s in "${services[@]}"; do [ "$s" = ollama ] && up+=(ollama-models); done
 
-# Compose v1 has no --wait: do what v2's does, so "up.sh returned" means the same on both. Every container of
-# the services is running and, where it has a healthcheck, Docker itself reports it healthy (the endpoint can
-# answer before Docker's next probe: without this, `docker ps` still says "starting" after up.sh returns).
-wait_v1() {
-  local deadline=$(( $(date +%s) + $1 )) ids states pending bad next_note=0
-  shift
-  while :; do
-    ids=$(docker-compose ps -q "$@")
-    [ -n "$ids" ] || { echo "up.sh: docker-compose started no container for: $*" >&2; exit 1; }
-    # name, state, health ("none" without a healthcheck)
-    # shellcheck disable=SC2086
-    states=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' $ids)
-    bad=$(awk '$3 == "unhealthy" || $2 == "exited" || $2 == "dead" {sub("^/", "", $1); print $1 " (" $2 ", " $3 ")"}' <<<"$states")
-    if [ -n "$bad" ]; then
-      echo "up.sh: container(s) failed: $(tr '\n' ' ' <<<"$bad")-- see: docker-compose logs" >&2
-      exit 1
-    fi
-    pending=$(awk '$2 != "running" || ($3 != "healthy" && $3 != "none") {sub("^/", "", $1); print $1}' <<<"$states")
-    [ -n "$pending" ] || return 0
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "up.sh: still not healthy after $WAIT s: $(tr '\n' ' ' <<<"$pending")(GIK_WAIT_TIMEOUT raises the limit)" >&2
-      exit 1
-    fi
-    if [ "$(date +%s)" -ge "$next_note" ]; then
-      echo "up.sh: waiting for Docker to report healthy: $(tr '\n' ' ' <<<"$pending")" >&2
-      next_note=$(( $(date +%s) + 60 ))
-    fi
-    sleep 2
-  done
-}
-
 mode=${GIK_COMPOSE:-auto}  # auto, v2 or v1
 if [ "$mode" != v1 ] && docker compose version >/dev/null 2>&1; then
   docker compose up -d --wait --wait-timeout "$WAIT" "${up[@]}"
 elif [ "$mode" != v2 ] && command -v docker-compose >/dev/null 2>&1; then
   docker-compose up -d "${up[@]}"
-  wait_v1 "$WAIT" "${up[@]}"
+  bash "$HERE/wait-healthy.sh" "$WAIT" "${up[@]}"  # v1 has no --wait: the same wait, by hand
 else
   echo "up.sh: neither 'docker compose' (v2) nor docker-compose (v1) is installed" >&2
   exit 2

@@ -213,7 +213,10 @@ def compose_up(directory: str, project: str, services: list[str], wait_timeout: 
             return
     svc = " ".join(shlex.quote(s) for s in services)
     if compose == "v1":
-        yield StringCommand(f"cd {shlex.quote(directory)} && docker-compose -p {shlex.quote(project)} up -d {svc}")
+        # v1 has no --wait: compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
+        yield StringCommand(f"cd {shlex.quote(directory)} && docker-compose -p {shlex.quote(project)} up -d {svc} && "
+                            f"COMPOSE_PROJECT_NAME={shlex.quote(project)} bash wait-healthy.sh {int(wait_timeout)} "
+                            f"{svc}")
     else:
         yield StringCommand(f"cd {shlex.quote(directory)} && docker compose -p {shlex.quote(project)} up -d "
                             f"--pull never --wait --wait-timeout {int(wait_timeout)} {svc}")

@@ -37,9 +37,23 @@ def docker_ready() -> None:
         pytest.fail("Docker engine not running: run `bash tests/setup.sh docker`", pytrace=False)
 
 
+def documented_settings() -> dict[str, str]:
+    """Every variable .env.example documents, at its documented value; "" for the commented-out ones (all read
+    as ``${X:-default}``, so empty is unset). The process environment wins over .env in compose v1 and v2 and in
+    the kit's CLIs, so a compose/.env in this checkout (`make demo` writes one, a user may point images at GPU
+    builds) changes nothing these tests start."""
+    import re
+
+    text = (COMPOSE / ".env.example").read_text()
+    out = {k: "" for k in re.findall(r"^#([A-Z_]+)=", text, re.M)}
+    out.update(dict(re.findall(r"^([A-Z_]+)=(.*)$", text, re.M)))
+    return out
+
+
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
-    """Process environment for an isolated project: own name, free ports, a fake token in a secret file."""
+    """Process environment for an isolated project: own name, free ports, a fake token in a secret file, the
+    documented value of every other setting (see documented_settings)."""
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     token = "hf_e2e" + secrets.token_hex(12)
@@ -49,6 +63,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         f.chmod(0o600)
     return {
         **os.environ,
+        **documented_settings(),
         "COMPOSE_PROJECT_NAME": "gik-e2e-" + secrets.token_hex(3),
         "COMPOSE_FILE": "compose.yaml:compose.cpu.yaml",
         "MODELS_DIR": str(CACHE / "models"),
