@@ -195,6 +195,30 @@ def test_gpu_roles_check_mode_on_a_host_without_network(tmp_path: Path) -> None:
     assert "would install nvidia-container-toolkit 1.18.0-1" in r.stdout
 
 
+def test_site_yml_on_a_compose_v1_host(lab: dict) -> None:
+    """A host with only docker-compose v1 (no --wait): the role waits for Docker's own health status
+    (compose/wait-healthy.sh), so every container is healthy when the play moves on; a re-run changes nothing."""
+    args = ("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), "--vault-password-file", str(lab["pw"]),
+            "-e", "docker_compose_version=v1")
+    first = ansible(*args)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    assert "TASK [inference_stack : Bring the engines up (compose v1)]" in first.stdout
+    assert "TASK [inference_stack : Wait until Docker reports the engines healthy (compose v1 has no --wait)]" \
+        in first.stdout
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={lab['project']}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert len(ids) == 2
+    health = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", *ids], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert health == ["healthy", "healthy"]
+    hc = yaml.safe_load((lab["tmp"] / "reports" / "localhost" / "healthcheck.json").read_text())
+    assert hc["healthy"]
+    assert lab["token"] not in first.stdout + first.stderr and lab["vllm_key"] not in first.stdout + first.stderr
+    second = ansible(*args)
+    assert second.returncode == 0, second.stdout[-6000:]
+    assert recap(second.stdout)["changed"] == 0, second.stdout[-6000:]
+
+
 def test_command_line_strings_work_as_booleans(lab: dict) -> None:
     """`-e name=false` reaches the roles as the string "false": every conditional casts it (ansible-core 2.19
     refuses a string conditional)."""
