@@ -1,0 +1,78 @@
+"""Static checks of the roles' YAML where a real run cannot show the defect on this machine (no systemd, no GPU):
+which handlers reload systemd, which package states can move an installed driver."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+SYSTEMD = ("ansible.builtin.systemd_service", "ansible.builtin.systemd", "systemd_service", "systemd")
+
+
+def _tasks(tasks: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for t in tasks or []:
+        if isinstance(t, dict):
+            out.append(t)
+            for key in ("block", "rescue", "always"):
+                out += _tasks(t.get(key))
+    return out
+
+
+def _all(kind: str) -> list[tuple[Path, dict[str, Any]]]:
+    return [(f, t) for f in sorted(ROLES.glob(f"*/{kind}/*.yml")) for t in _tasks(yaml.safe_load(f.read_text()))]
+
+
+def _reloads(t: dict[str, Any]) -> bool:
+    if any(isinstance(t.get(m), dict) and str(t[m].get("daemon_reload", "")).lower() in ("true", "yes")
+           for m in SYSTEMD):
+        return True
+    cmd = t.get("ansible.builtin.command") or t.get("ansible.builtin.shell") or ""
+    return "daemon-reload" in str(cmd)
+
+
+def _listens(t: dict[str, Any]) -> set[str]:
+    lst = t.get("listen") or []
+    return {t["name"], *([lst] if isinstance(lst, str) else lst)}
+
+
+def _notifies(t: dict[str, Any]) -> set[str]:
+    n = t.get("notify") or []
+    return set([n] if isinstance(n, str) else n)
+
+
+def test_a_daemon_json_change_never_reloads_systemd() -> None:
+    """`systemctl daemon-reload` while GPU containers run cuts them off their GPUs (NVML loss): the handlers a
+    daemon.json change (the template or nvidia-ctk) notifies restart Docker; a reload runs only for a changed
+    systemd unit file, guarded by that task's registered result."""
+    tasks = _all("tasks")
+    registered: dict[str, list[dict[str, Any]]] = {}
+    for _, t in tasks:
+        if t.get("register"):
+            registered.setdefault(t["register"], []).append(t)
+    daemon_json = [t for _, t in tasks if "daemon.json" in str(t.get("ansible.builtin.template", {}).get("dest", ""))
+                   or "nvidia-ctk runtime configure" in str(t.get("ansible.builtin.command", ""))]
+    assert len(daemon_json) == 2 and all(_notifies(t) for t in daemon_json)
+    reload_handlers = [h for _, h in _all("handlers") if _reloads(h)]
+    for t in daemon_json:
+        for h in reload_handlers:
+            if not _notifies(t) & _listens(h):
+                continue
+            when = h.get("when") or []
+            guards = set(re.findall(r"(\w+)\s*(?:\|\s*default\([^)]*\)\s*)?is changed", " ".join(
+                [when] if isinstance(when, str) else when)))
+            assert guards, f"handler {h['name']!r} reloads systemd on every {t['name']!r} change"
+            assert t.get("register") not in guards
+            for g in guards:
+                writers = registered.get(g, [])
+                assert writers and all(str((w.get("ansible.builtin.template") or w.get("ansible.builtin.copy")
+                                            or {}).get("dest", "")).startswith("/etc/systemd/") for w in writers), (
+                    f"handler {h['name']!r} reloads systemd when {g} changed, which is not a systemd unit file")
+    for f, t in tasks:
+        assert not _reloads(t), f"{f}: {t.get('name')} reloads systemd outside a guarded handler"
