@@ -48,7 +48,14 @@ def _hosts(group: dict[str, Any] | None, inherited: dict[str, Any], inside: bool
 def _load() -> list[tuple[str, dict[str, Any]]]:
     if not INVENTORY.is_file():
         raise SystemExit(f"pyinfra/inventory.py: no Ansible inventory at {INVENTORY} (set GIK_INVENTORY)")
-    doc = yaml.load(INVENTORY.read_text(), Loader=_Loader) or {}
+    not_yaml = (f"pyinfra/inventory.py: {INVENTORY} is not a YAML inventory (the pyinfra deployer reads YAML "
+                f"only; convert an INI one with: ansible-inventory -i {INVENTORY} --list --yaml --export > hosts.yml)")
+    try:
+        doc = yaml.load(INVENTORY.read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError:
+        raise SystemExit(not_yaml) from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict | None) for v in doc.values()):
+        raise SystemExit(not_yaml)
     group_vars = INVENTORY.parent / "group_vars" / GROUP
     hosts = []
     for name, hostvars in _hosts(doc.get("all", doc), {}, GROUP == "all").items():

@@ -248,6 +248,31 @@ def test_inventory_py_reads_the_ansible_inventory(tmp_path: Path, monkeypatch: p
     assert "_sudo" not in hosts["@local"]
 
 
+def test_inventory_py_says_in_one_line_that_an_ini_inventory_is_not_read(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An INI inventory (Ansible reads both) gets one line naming the file and the conversion, not a YAML
+    parser traceback; the conversion it names gives an inventory the deployer reads."""
+    import runpy
+
+    ini = tmp_path / "hosts.ini"
+    grouped = "[gpu_hosts]\ngpu01 ansible_host=10.0.0.1\n\n[gpu_hosts:vars]\ninference_stack_engines=vllm,ollama\n"
+    for text in (grouped, "gpu01 ansible_host=10.0.0.1\n"):
+        ini.write_text(text)
+        monkeypatch.setenv("GIK_INVENTORY", str(ini))
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))
+        msg = str(e.value.code)
+        assert "\n" not in msg and str(ini) in msg and "not a YAML inventory" in msg and "ansible-inventory" in msg
+    ini.write_text(grouped)
+    converted = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(ini), "--list", "--yaml", "--export"],
+                               capture_output=True, text=True, check=True).stdout
+    (tmp_path / "hosts.yml").write_text(converted)
+    monkeypatch.setenv("GIK_INVENTORY", str(tmp_path / "hosts.yml"))
+    hosts = dict(runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))["gpu_hosts"])
+    assert hosts["gpu01"]["ssh_hostname"] == "10.0.0.1"
+    assert gs.load(hosts["gpu01"]).value("inference_stack_engines") == ["vllm", "ollama"]
+
+
 def test_infra_suite_reads_a_compose_env() -> None:
     import importlib.util
 
