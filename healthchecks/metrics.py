@@ -53,6 +53,23 @@ class RequestResult:
     failed_attempts: list[str] = field(default_factory=list)  # earlier attempts of this request that failed
 
 
+MAX_TOKENS_PER_REQUEST = 2**31  # a count beyond this is no engine's answer (e.g. 10**30): treated as missing
+
+
+def token_count(value: Any) -> int | None:
+    """A server-reported token count as an int, or None when it is not one: a JSON string ("3"), a bool, a
+    fraction (2.5), a negative, an inf/NaN or an absurd number all count as *missing* (the caller then
+    counts chunks, as for a server that reports nothing, and says so in a warning); an integral float (3.0)
+    is accepted."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_TOKENS_PER_REQUEST:
+        return value
+    return None
+
+
 def _pct_name(p: float) -> str:
     return f"p{int(p) if float(p).is_integer() else p}"
 
@@ -96,7 +113,7 @@ def meets_slos(r: RequestResult, goodput: dict[str, float]) -> bool:
     """One successful request against every SLO given (vLLM: TPOT 0 for a single-token answer)."""
     if not r.success:
         return False
-    out_len = r.output_tokens if r.output_tokens else r.chunks
+    out_len = token_count(r.output_tokens) or r.chunks
     tpot = (r.latency - r.ttft) / (out_len - 1) if out_len > 1 else 0.0
     values = {"ttft": r.ttft, "tpot": tpot, "e2el": r.latency}
     return all(goodput[k] / 1000.0 >= values[k] for k in goodput)
@@ -148,12 +165,12 @@ def calculate(results: Sequence[RequestResult], duration: float, goodput: dict[s
         if not r.success:
             output_lens.append(0)
             continue
-        out_len = r.output_tokens
+        out_len = token_count(r.output_tokens)  # clients already validate; a stray type never fails the run
         if not out_len:  # no usage from the server: one chunk is one token for these engines
             out_len = r.chunks
             estimated += 1
         output_lens.append(out_len)
-        total_input += r.prompt_tokens or 0
+        total_input += token_count(r.prompt_tokens) or 0
         tpot = 0.0
         if out_len > 1:
             tpot = (r.latency - r.ttft) / (out_len - 1)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from ..errors import ProtocolError
-from ..metrics import RequestResult
+from ..metrics import RequestResult, token_count
 from ..protocols import Http
 from ..protocols import openai as oa
 
@@ -261,7 +261,7 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
     itl = res.itl
     chunk_text, usage_of = oa.chunk_text, oa.usage_of
     field_name = "text" if api != "chat" else None
-    done, error_event = False, ""
+    done, error_event, count_warning = False, "", ""
     st = time.perf_counter()
     res.start_time = st
     last = st
@@ -298,8 +298,10 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
                             raise ProtocolError(error_event)
                     # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
                     if "usage" in ev and (usage := usage_of(ev)):
-                        res.output_tokens = usage.get("completion_tokens")
-                        res.prompt_tokens = usage.get("prompt_tokens")
+                        res.output_tokens, bad_out = checked_count(usage.get("completion_tokens"),
+                                                                   "usage.completion_tokens")
+                        res.prompt_tokens, bad_in = checked_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+                        count_warning = "; ".join(w for w in (bad_out, bad_in) if w)
     except TimeoutError:
         res.error = f"no complete answer within {params.request_timeout:.0f}s"
         return res
@@ -310,7 +312,32 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
         res.warning = f"{error_event} (after {res.chunks} chunks)"
     elif not done and res.chunks:
         res.warning = "stream ended without data: [DONE]"
+    add_warning(res, count_warning)
     return finish(res, st, last, text)
+
+
+def checked_count(value: Any, name: str) -> tuple[int | None, str]:
+    """A token count the server reported, validated (metrics.token_count): (count, "") or, for a value that
+    is not a whole number >= 0 ("3", 2.5, -5, true, 1e308, 10**30), (None, a warning naming the field): the
+    request still counts as completed, its tokens as not reported (chunks counted instead, as vLLM does when
+    a server sends no usage). A missing/null field is no warning."""
+    n = token_count(value)
+    if n is None and value is not None:
+        shown = one_value(value)
+        return None, f"{name} {shown} is not a token count (counted as not reported)"
+    return n, ""
+
+
+def one_value(value: Any) -> str:
+    """A server's value, short and on one line, for a warning."""
+    text = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def add_warning(res: RequestResult, warning: str) -> None:
+    if warning:
+        res.warning = f"{res.warning}; {warning}" if res.warning else warning
 
 
 def finish(res: RequestResult, st: float, last: float, text: list[str]) -> RequestResult:

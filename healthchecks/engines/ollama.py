@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ProtocolError
-from ..metrics import RequestResult
+from ..metrics import RequestResult, token_count
 from ..protocols import Http
 from ..protocols import ollama as ol
 from .base import (
@@ -26,14 +26,19 @@ from .base import (
     Spec,
     Step,
     Verdict,
+    add_warning,
     answer_verdict,
+    checked_count,
     finish,
+    one_value,
     openai_request,
     openai_stream_check,
 )
 
-STATS = ("eval_count", "eval_duration", "prompt_eval_count", "prompt_eval_duration", "load_duration",
-         "total_duration")
+COUNTS = ("eval_count", "prompt_eval_count")
+DURATIONS = ("eval_duration", "prompt_eval_duration", "load_duration", "total_duration")  # nanoseconds
+STATS = COUNTS + DURATIONS
+MAX_DURATION_NS = 10**15  # 11.6 days: a longer "duration" (1e308) is no engine's measurement
 
 
 class Ollama(Engine):
@@ -157,22 +162,46 @@ class Ollama(Engine):
         return await generate_request(http, model, prompt, params)
 
     def summarise(self, ok: list[RequestResult]) -> dict[str, float]:
-        """Ollama's own timings beside the client's: means over successful requests (ms and tokens/s)."""
+        """Ollama's own timings beside the client's: means over the successful requests that reported each
+        figure (ms and tokens/s); a figure no request reported is left out, never taken as 0."""
         stats = [r.engine_stats for r in ok if r.engine_stats]
         if not stats:
             return {}
 
-        def mean(key: str) -> float:
-            return float(np.mean([s.get(key, 0) for s in stats]))
+        def mean(key: str, scale: float = 1.0) -> float | None:
+            values = [s[key] for s in stats if isinstance(s.get(key), int | float)]
+            return float(np.mean(values)) / scale if values else None
 
-        eval_rates = [s["eval_count"] / (s["eval_duration"] / 1e9) for s in stats if s.get("eval_duration")]
-        return {
+        eval_rates = [s["eval_count"] / (s["eval_duration"] / 1e9) for s in stats
+                      if isinstance(s.get("eval_count"), int | float) and s.get("eval_duration")]
+        out = {
             "mean_eval_count": mean("eval_count"),
-            "mean_eval_duration_ms": mean("eval_duration") / 1e6,
-            "mean_prompt_eval_duration_ms": mean("prompt_eval_duration") / 1e6,
-            "mean_load_duration_ms": mean("load_duration") / 1e6,
-            "mean_eval_rate_tok_s": float(np.mean(eval_rates)) if eval_rates else 0.0,
+            "mean_eval_duration_ms": mean("eval_duration", 1e6),
+            "mean_prompt_eval_duration_ms": mean("prompt_eval_duration", 1e6),
+            "mean_load_duration_ms": mean("load_duration", 1e6),
+            "mean_eval_rate_tok_s": float(np.mean(eval_rates)) if eval_rates else None,
         }
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def final_stats(ev: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """The figures of a final ``done`` line that are what Ollama documents (counts: whole numbers >= 0;
+    durations: numbers of ns >= 0 and below 11.6 days); anything else is left out with a warning naming it."""
+    stats: dict[str, float] = {}
+    bad: list[str] = []
+    for key in COUNTS:
+        n, why = checked_count(ev.get(key), key)
+        if n is not None:
+            stats[key] = n
+        elif why:
+            bad.append(why)
+    for key in DURATIONS:
+        v = ev.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= MAX_DURATION_NS:
+            stats[key] = v
+        elif v is not None:
+            bad.append(f"{key} {one_value(v)} is not a duration in ns (left out)")
+    return stats, "; ".join(bad)
 
 
 def _int(value: Any) -> int:
@@ -193,8 +222,11 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
         options["temperature"] = params.temperature
     if params.top_p is not None:
         options["top_p"] = params.top_p
-    body.update(params.extra)
-    done, error_line = False, ""
+    extra = dict(params.extra)
+    if isinstance(extra.get("options"), dict):  # merged, so that num_predict (--output-len) stays
+        options.update(extra.pop("options"))
+    body.update(extra)
+    done, error_line, count_warning = False, "", ""
     st = time.perf_counter()
     res.start_time = st
     last = st
@@ -209,9 +241,9 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
                     continue
                 if ev.get("done"):
                     done = True
-                    res.output_tokens = ev.get("eval_count")
-                    res.prompt_tokens = ev.get("prompt_eval_count")
-                    res.engine_stats = {k: ev[k] for k in STATS if k in ev}
+                    res.engine_stats, count_warning = final_stats(ev)
+                    res.output_tokens = token_count(res.engine_stats.get("eval_count"))
+                    res.prompt_tokens = token_count(res.engine_stats.get("prompt_eval_count"))
                     continue
                 if res.chunks == 0:
                     res.ttft = ts - st
@@ -230,6 +262,7 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
         res.warning = f"{error_line} (after {res.chunks} lines)"
     elif not done and res.chunks:
         res.warning = 'stream ended without a line with "done": true'
+    add_warning(res, count_warning)
     return finish(res, st, last, text)
 
 

@@ -236,7 +236,8 @@ class Http:
         network read instead of once per event (the benchmark's hot loop: one generator step per read).
 
         The body is read as raw byte chunks and split on newlines here (no text decoding, no per-line
-        iterator layers); events are decoded from bytes (orjson when installed). After the end marker the
+        iterator layers; SSE lines may also end with CRLF or a bare CR, as its spec allows); events are decoded
+        from bytes (orjson when installed). After the end marker the
         rest of the body is read, so the connection goes back to the pool instead of being closed (a new
         TCP connection per request would add to every TTFT)."""
         url = self.base + path
@@ -284,6 +285,10 @@ class Http:
                         ts = perf()
                         if rest:
                             chunk = rest + chunk
+                        if sse and b"\r" in chunk:  # the SSE spec ends lines with CRLF, LF or a bare CR (NDJSON
+                            # only with LF or CRLF, which strip() handles); a CRLF cut between two reads leaves
+                            # an empty line, which SSE skips
+                            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                         lines = chunk.split(b"\n")
                         rest = lines.pop()
                         events: list[dict[str, Any] | None] = []

@@ -1,0 +1,115 @@
+"""A server that answers like an engine but with odd, still well-formed, values: the first path segment picks the
+oddity, so one server plays many (``openai=http://127.0.0.1:PORT/strusage``, ``ollama=http://.../hugedur``).
+
+OpenAI-style (``/MODE/v1/models``, ``/MODE/v1/chat/completions`` streamed over SSE):
+  ok, strusage ("3"), negusage (-5), floatusage (2.5, 1e308), bigusage (10**30), nullusage, boolusage (true),
+  cr (bare-CR line ends, allowed by the SSE spec), crlf, nospace (``data:{...}``).
+Ollama-style (``/MODE/`` "Ollama is running", ``/MODE/api/tags``, ``/MODE/api/generate`` as NDJSON):
+  ok, strcount (eval_count "2"), nulldur (null durations), missingcount (no eval_count), hugedur (1e308 ns),
+  negcount (-2), fraccount (2.5).
+Every POST's headers are recorded; ``GET /MODE/_seen`` returns the last ones.
+
+Run: ``python tests/doubles/odd_server.py PORT`` (or :func:`serve` in a thread)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+USAGE: dict[str, dict[str, Any]] = {
+    "strusage": {"completion_tokens": "3", "prompt_tokens": "4"},
+    "negusage": {"completion_tokens": -5, "prompt_tokens": -1},
+    "floatusage": {"completion_tokens": 2.5, "prompt_tokens": 1e308},
+    "bigusage": {"completion_tokens": 10**30, "prompt_tokens": 4},
+    "nullusage": {"completion_tokens": None, "prompt_tokens": None},
+    "boolusage": {"completion_tokens": True, "prompt_tokens": 4},
+}
+FINAL: dict[str, dict[str, Any]] = {
+    "strcount": {"eval_count": "2", "eval_duration": "1000"},
+    "nulldur": {"eval_duration": None, "load_duration": None},
+    "hugedur": {"eval_duration": 1e308, "load_duration": 1e308, "prompt_eval_duration": 1e308},
+    "negcount": {"eval_count": -2, "prompt_eval_count": -3},
+    "fraccount": {"eval_count": 2.5},
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[dict[str, dict[str, str]]] = {}
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def send(self, status: int, body: str | bytes, ctype: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def split(self) -> tuple[str, str]:
+        parts = self.path.split("/", 2)
+        mode = parts[1] if len(parts) > 1 else ""
+        return mode, "/" + (parts[2] if len(parts) > 2 else "")
+
+    def do_GET(self) -> None:
+        mode, rest = self.split()
+        if rest == "/":
+            return self.send(200, "Ollama is running", "text/plain")
+        if rest == "/_seen":
+            return self.send(200, json.dumps(Handler.seen.get(mode, {})))
+        if rest.startswith("/v1/models"):
+            return self.send(200, json.dumps({"object": "list", "data": [{"id": "m"}]}))
+        if rest == "/api/tags":
+            return self.send(200, json.dumps({"models": [{"name": "m:latest"}]}))
+        if rest == "/api/version":
+            return self.send(200, json.dumps({"version": "0.0.0"}))
+        return self.send(404, '{"error": "not found"}')
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n)
+        mode, rest = self.split()
+        Handler.seen[mode] = dict(self.headers.items())
+        req = json.loads(raw or b"{}")
+        if rest == "/v1/chat/completions":
+            chunks: list[Any] = [{"choices": [{"index": 0, "delta": {"content": t}}]} for t in ("a", "b", "c")]
+            chunks.append({"choices": [], "usage": USAGE.get(mode, {"completion_tokens": 3, "prompt_tokens": 4})})
+            body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+            if mode == "crlf":
+                body = body.replace(b"\n", b"\r\n")
+            elif mode == "cr":
+                body = body.replace(b"\n", b"\r")
+            elif mode == "nospace":
+                body = body.replace(b"data: ", b"data:")
+            return self.send(200, body, "text/event-stream")
+        if rest == "/api/generate":
+            final: dict[str, Any] = {"done": True, "eval_count": 2, "prompt_eval_count": 3, "eval_duration": 1000,
+                                     "prompt_eval_duration": 5, "load_duration": 1, "total_duration": 10}
+            final.update(FINAL.get(mode, {}))
+            if mode == "missingcount":
+                final.pop("eval_count")
+            lines = [{"response": "a", "done": False}, {"response": "b", "done": False}, final]
+            if not req.get("stream", True):
+                return self.send(200, json.dumps({"response": "ab", **final}))
+            text = "".join(json.dumps(line) + "\n" for line in lines)
+            return self.send(200, text, "application/x-ndjson")
+        return self.send(404, '{"error": "not found"}')
+
+
+def serve(port: int = 0) -> ThreadingHTTPServer:
+    """Start in a daemon thread; the caller reads ``server.server_address`` and calls ``shutdown()``."""
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
