@@ -254,7 +254,19 @@ async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> 
             model = served[0]
     except ProtocolError as exc:
         return failed_result(ep, cfg, exc.reason)
+    except ConfigError:
+        raise  # a bad setting (an API key file, --ca-bundle): exit 2 for the whole run
+    except Exception as exc:  # whatever else breaks is this endpoint's failure, never the run's
+        return failed_result(ep, cfg, unexpected(exc))
     return Target(ep, http, engine, model, cfg.api or engine.default_api)
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an exception nobody expected (a bug or a library's surprise): its type and first line,
+    e.g. ``OverflowError: getsockaddrarg: port must be 0-65535.``"""
+    text = str(exc).strip()
+    first = " ".join(text.splitlines()[0].split())[:160] if text else ""
+    return f"{type(exc).__name__}{': ' + first if first else ''}"
 
 
 def failed_result(ep: Endpoint, cfg: BenchConfig, reason: str, target: Target | None = None,
@@ -488,9 +500,8 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
                     continue
                 try:
                     results.append(await (runner or run_endpoint)(t, cfg, local, progress))
-                except (KitError, httpx.HTTPError, OSError, ValueError, RuntimeError, KeyError, TypeError,
-                        AttributeError, IndexError) as exc:
-                    reason = exc.reason if isinstance(exc, KitError) else \
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-                    results.append(failed_result(ep, cfg, reason, t))
+                except KitError as exc:
+                    results.append(failed_result(ep, cfg, exc.reason, t))
+                except Exception as exc:  # one endpoint's surprise never loses the others' results
+                    results.append(failed_result(ep, cfg, unexpected(exc), t))
     return results

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from .cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, _common, _Parser, err, out, resolve_endpoints
 from .engines import ENGINES
 from .errors import ConfigError
@@ -102,6 +104,91 @@ def integer(text: str) -> int:
     return int(value)
 
 
+SEED_MAX = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """vLLM seeds numpy's legacy generator with it (``np.random.seed``), which takes 0 to 2**32 - 1 only."""
+    value = integer(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number from 0 to {SEED_MAX} (numpy's seed "
+                                         "range, as vllm bench serve seeds it)")
+    return value
+
+
+# --extra-body keys the kit itself sets. vLLM's bench serve merges --extra-body over its payload, so such a key
+# silently overrides it there; the kit refuses them instead (exit 2 naming the key and the flag to use): a
+# non-streamed answer ("stream": false) cannot be timed, another "model" would mislabel every figure, and
+# max_tokens/num_predict bypass --output-len, which the workload's expected lengths and ignore_eos rely on.
+# Sampling keys (temperature, top_p, ignore_eos, min_tokens...) pass through and take precedence over the flags.
+RESERVED_BODY_KEYS = {
+    "model": "name the model with --model",
+    "stream": "every benchmark request is streamed",
+    "stream_options": "usage is always asked for",
+    "messages": "prompts come from --dataset-name/--dataset-path",
+    "prompt": "prompts come from --dataset-name/--dataset-path",
+    "max_tokens": "use --output-len",
+    "max_completion_tokens": "use --output-len",
+}
+# Headers the HTTP client writes itself (framing, connection handling, the JSON body's type): a second value
+# breaks the request (h11 refuses a second Content-Length) or the server's reading of it.
+RESERVED_HEADERS = {"content-length", "transfer-encoding", "host", "connection", "keep-alive", "upgrade", "te",
+                    "trailer", "expect", "content-type", "content-encoding"}
+_TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (a request body cannot carry it)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
+def parse_extra_body(text: str) -> dict[str, Any]:
+    """``--extra-body``: a JSON object without NaN/Infinity and without the keys the kit sets."""
+    try:
+        extra = json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise ConfigError("--extra-body is nested too deeply") from None
+    except ValueError as exc:
+        raise ConfigError(f"--extra-body is not JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise ConfigError("--extra-body must be a JSON object")
+    for key, why in RESERVED_BODY_KEYS.items():
+        if key in extra:
+            raise ConfigError(f"--extra-body key {key!r} is set by smoke-bench ({why})")
+    options = extra.get("options")
+    if isinstance(options, dict) and "num_predict" in options:  # Ollama's max_tokens
+        raise ConfigError("--extra-body key 'options.num_predict' is set by smoke-bench (use --output-len)")
+    return extra
+
+
+def parse_headers(items: list[str]) -> dict[str, str]:
+    """``--header KEY=VALUE``: a name HTTP allows (RFC 9110 token) that the client does not set itself, and a
+    printable ASCII value; messages never show the value (it may be a secret)."""
+    headers: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        shown = key if key.isascii() and key.isprintable() and len(key) <= 40 else ascii(key[:40])
+        if not sep or not key:
+            raise ConfigError(f"--header {shown!r}...: expected KEY=VALUE")
+        if not set(key) <= _TCHAR:
+            raise ConfigError(f"--header {shown!r}: not a valid header name (letters, digits and !#$%&'*+-.^_`|~ "
+                              "only; no spaces)")
+        if key.lower() in RESERVED_HEADERS:
+            raise ConfigError(f"--header {key}: set by the HTTP client itself, cannot be given")
+        if not value.isascii() or any(not (c.isprintable() or c == "\t") for c in value):
+            raise ConfigError(f"--header {key}: the value must be printable ASCII (no line breaks, no "
+                              "non-ASCII characters)")
+        headers[key] = value
+    return headers
+
+
 def bench_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="smoke-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Serving benchmark for every endpoint, side by side, run and measured request for "
@@ -125,7 +212,7 @@ def bench_parser() -> argparse.ArgumentParser:
     load.add_argument("--ramp-up-end-rps", type=nonneg, metavar="RPS")
     load.add_argument("--num-warmups", "--warmups", dest="num_warmups", type=count0, default=0, metavar="N",
                       help="unmeasured requests after vLLM's initial test request (default 0)")
-    load.add_argument("--seed", type=integer, default=0)
+    load.add_argument("--seed", type=seed, default=0, help=f"0 to {SEED_MAX} (default 0)")
     load.add_argument("--api", choices=sorted({a for e in ENGINES.values() for a in e.apis}),
                       help="default: each engine's own (ollama for Ollama, chat for the others)")
     load.add_argument("--request-timeout", type=seconds, default=300.0, metavar="SECONDS",
@@ -240,20 +327,8 @@ def config_from_args(a: argparse.Namespace) -> Any:
         raise ConfigError(f"--goodput: {exc}") from None
     if a.sweep and not goodput:
         goodput = dict(DEFAULT_SLO)
-    extra: dict[str, Any] = {}
-    if a.extra_body:
-        try:
-            extra = json.loads(a.extra_body)
-        except ValueError as exc:
-            raise ConfigError(f"--extra-body is not JSON: {exc}") from None
-        if not isinstance(extra, dict):
-            raise ConfigError("--extra-body must be a JSON object")
-    headers: dict[str, str] = {}
-    for item in a.header:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--header {item.split('=')[0]!r}...: expected KEY=VALUE")
-        headers[key.strip()] = value.strip()
+    extra = parse_extra_body(a.extra_body) if a.extra_body else {}
+    headers = parse_headers(a.header)
     bench.check_ramp(a.ramp_up_strategy, a.ramp_up_start_rps, a.ramp_up_end_rps, a.request_rate)
     if a.max_seconds and not a.sweep:
         raise ConfigError("--max-seconds bounds a --sweep; a single run is bounded by --num-prompts")
@@ -289,6 +364,19 @@ def check_known_apis(eps: list[Any], api: str | None) -> None:
         if engine is not None and api is not None and api not in engine.apis:
             raise ConfigError(f"--api {api} is not served by {ep.label} ({engine.name} serves "
                               f"{', '.join(engine.apis)})")
+
+
+UNSQUEEZED = 10_000  # columns for tables sent to a pipe or a log: each table takes only the width it needs
+
+
+def table_console() -> Console:
+    """Where the tables go: the terminal's console (rich fits them to the window), or, when stdout is a pipe
+    or a file, a console on the same stream as wide as any table needs, so that no label or figure is cut to
+    ``vllm@127.0.0…`` by the 80 columns rich assumes without a terminal (``print(width=...)`` cannot go past
+    the console's own width). COLUMNS, when set, still wins, as rich's own setting."""
+    if out.is_terminal or os.environ.get("COLUMNS"):
+        return out
+    return Console(file=out.file, width=UNSQUEEZED, soft_wrap=True, no_color=out.no_color)
 
 
 def _say(console: Any, text: str) -> None:
@@ -329,16 +417,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r.tokens_from.startswith("words"):
             _say(err, f"warning: {r.label}: prompt lengths counted in words, not tokens: {r.tokens_from[7:-1]}; "
                  "pass --tokenizer tokenizer.json or the model's .gguf for token-exact prompts")
-    width = None if out.is_terminal else 220  # a log or a pipe: wide enough for the tables, never squeezed
+    tables = table_console()
     if sweep_opts is not None:
-        out.print(report.sweep_table(results), width=width)
+        tables.print(report.sweep_table(results))
         for line in report.sweep_summary(results, cfg.goodput, sweep_opts.attainment):
             _say(out, line)
     else:
-        out.print(report.comparison_table(results, cfg), width=width)
+        tables.print(report.comparison_table(results, cfg))
         for engine in ENGINES.values():  # engine-specific views, e.g. HF's provider report
             for view in engine.views(results):
-                out.print(view, width=width)
+                tables.print(view)
     for r in results:
         for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
             _say(err, f"{r.label}: {n} failed: {reason}")

@@ -38,6 +38,10 @@ def _errors(timeout_exc: type[Exception], other_exc: type[Exception]) -> Iterato
         raise timeout_exc(str(exc) or "timed out") from exc
     except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
         raise other_exc(str(exc) or type(exc).__name__) from exc
+    except UnicodeError as exc:  # a host name the IDNA codec refuses (a label empty or over 63 characters)
+        raise other_exc(f"invalid host name ({exc})") from exc
+    except OverflowError as exc:  # a port outside 0-65535 reaching the socket layer
+        raise other_exc(f"invalid port ({exc})") from exc
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):

@@ -169,9 +169,22 @@ def document(results: list[EndpointResult], cfg: BenchConfig | None = None) -> d
             "endpoints": [to_dict(r, cfg) for r in results]}
 
 
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float, however deep (an engine's own figures included: Ollama durations of
+    1e308 ns average to inf), written as vLLM's JSON writes them: "inf"/"-inf", NaN as null."""
+    if isinstance(v, float):
+        return _clean(v)
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [json_safe(x) for x in v]
+    return v
+
+
 def write_json(results: list[EndpointResult], path: str, cfg: BenchConfig | None = None) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(document(results, cfg), indent=2, allow_nan=False, default=str) + "\n")
+    text = json.dumps(json_safe(document(results, cfg)), indent=2, allow_nan=False, default=str)
+    Path(path).write_text(text + "\n")
 
 
 def _plt() -> Any:
@@ -289,6 +302,20 @@ def sweep_table(results: list[EndpointResult]) -> Table:
     return table
 
 
+def budget_starved(sw: dict[str, Any]) -> str:
+    """Why a sweep without a passing load says nothing about the SLOs: its first load, one request at a time,
+    the one every verdict rests on, was cut at its share of --max-seconds (requests not sent or cancelled), or
+    no load ran at all. "" when the loads ran in full."""
+    pts = sw.get("points") or []
+    first = next((p for p in pts if p.get("kind") == "synchronous"), None)
+    if first is None:
+        return "no load ran"
+    if not first.get("cut_short"):
+        return ""
+    done, total = first.get("completed") or 0, (first.get("sent") or 0) + first["cut_short"]
+    return f"one request at a time completed {done} of {total} requests before its share of the budget ran out"
+
+
 def sweep_summary(results: list[EndpointResult], slos: dict[str, float], attainment: float) -> list[str]:
     """One line per endpoint: the highest load that met the SLOs, with its figures."""
     targets = " ".join(f"{k}<={v:g}ms" for k, v in slos.items())
@@ -298,6 +325,9 @@ def sweep_summary(results: list[EndpointResult], slos: dict[str, float], attainm
         best = sw.get("best")
         if r.setup_error:
             lines.append(f"{r.label}: not measured: {r.setup_error}")
+        elif not best and (starved := budget_starved(sw)):
+            lines.append(f"{r.label} ({r.engine}): no verdict: the time budget (--max-seconds) was too small: "
+                         f"{starved}; raise --max-seconds (or lower --sweep-points / --num-prompts)")
         elif not best:
             lines.append(f"{r.label} ({r.engine}): no load met {targets} for {attainment:.0%} of requests "
                          "(not even one request at a time)")
