@@ -78,18 +78,28 @@ STRUCTURED_MIN_TOKENS = 48  # room for {"answer": 4} and the whitespace a gramma
 EMBEDDING_HINT_STATUS = (400, 404, 405, 422, 501)  # how engines refuse chat for an embedding-only model
 
 
+ROW_TIMEOUTS = 3  # a row may make a few requests: it ends within this many --timeout (see _Run.step)
+
+
 class _Run:
     """One check pass over one endpoint."""
 
-    def __init__(self, ep: Endpoint, http: Http, report: Report) -> None:
+    def __init__(self, ep: Endpoint, http: Http, report: Report, timeout: float) -> None:
         self.ep = ep
         self.http = http
         self.report = report
+        # --timeout bounds each read (httpx), so a server that keeps sending a byte now and then would hold a row,
+        # and the whole run, forever: each row also ends within ROW_TIMEOUTS x --timeout, on its own
+        self.row_budget = timeout * ROW_TIMEOUTS
 
     async def step(self, name: str, fn: Callable[[], Awaitable[tuple[str, str]]]) -> bool:
         t0 = time.perf_counter()
         try:
-            status, reason = await fn()
+            async with asyncio.timeout(self.row_budget):
+                status, reason = await fn()
+        except TimeoutError:
+            status, reason = FAIL, (f"no complete answer within {self.row_budget:g}s ({ROW_TIMEOUTS} x --timeout): "
+                                    "the server kept the connection open without finishing")
         except ProtocolError as exc:
             status, reason = FAIL, exc.reason
         except Exception as exc:  # an answer no reader expected must fail this row, never the run
@@ -262,7 +272,8 @@ async def _function(run: _Run, engine: Engine, opts: Options) -> None:
             and refused[0].status in EMBEDDING_HINT_STATUS:
         t1 = time.perf_counter()
         with contextlib.suppress(Exception):  # not an embedding model either: the completion failure stands
-            dim = await engine.embed(run.http, model)
+            async with asyncio.timeout(run.row_budget):
+                dim = await engine.embed(run.http, model)
     if dim is None:
         for name, fn in rest:
             await run.step(name, fn)
@@ -294,7 +305,7 @@ async def check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient)
 async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient, report: Report) -> Report:
     key = read_api_key(ep.api_key_file, env=ep.api_key_env)
     http = Http(ep.url, opts.timeout, key, client)
-    run = _Run(ep, http, report)
+    run = _Run(ep, http, report, opts.timeout)
     if ep.engine is None:
         found: list[Engine] = []
 
@@ -318,7 +329,8 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
             run.skip(n, "not live")
         return report
     with contextlib.suppress(Exception):  # a version is a nicety; its absence is no failure
-        report.version = await engine.version(http)
+        async with asyncio.timeout(run.row_budget):
+            report.version = await engine.version(http)
     if await _ready(run, engine):
         await _function(run, engine, opts)
         await _residency(run, engine)
@@ -414,6 +426,15 @@ async def _diagnose(eps: list[Endpoint], reports: list[Report]) -> None:
 
 
 # -- machine-readable outputs ------------------------------------------------------------------------
+def printable(text: str) -> str:
+    """Server text made safe to show: control and other non-printable characters (a terminal escape, a NUL, what
+    XML 1.0 cannot hold) written as Python escapes, so a model id like ``m\\x1b[31m`` neither recolours a
+    terminal nor breaks a JUnit file. JSON output keeps the text as it came (json escapes it itself)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def junit_xml(reports: list[Report]) -> str:
     """JUnit XML: one testcase per endpoint x check (a warning passes, with the reason in system-out)."""
     import xml.etree.ElementTree as ET
@@ -425,24 +446,26 @@ def junit_xml(reports: list[Report]) -> str:
                           skipped=str(sum(c.status == SKIP for _, c in cases)), errors="0",
                           time=f"{sum((c.latency_ms or 0) for _, c in cases) / 1000:.3f}")
     for r, c in cases:
-        case = ET.SubElement(suite, "testcase", classname=r.name, name=c.name,
+        case = ET.SubElement(suite, "testcase", classname=printable(r.name), name=c.name,
                              time=f"{(c.latency_ms or 0) / 1000:.3f}")
+        reason = printable(c.reason)
         if c.status == FAIL:
-            ET.SubElement(case, "failure", message=c.reason, type="unhealthy").text = c.reason
+            ET.SubElement(case, "failure", message=reason, type="unhealthy").text = reason
         elif c.status == SKIP:
-            ET.SubElement(case, "skipped", message=c.reason)
+            ET.SubElement(case, "skipped", message=reason)
         else:
-            ET.SubElement(case, "system-out").text = f"{c.status}: {c.reason}"
+            ET.SubElement(case, "system-out").text = f"{c.status}: {reason}"
         props = ET.SubElement(case, "properties")
         for k, v in (("url", r.url), ("engine", r.engine or "?"), ("model", r.model or ""),
                      ("version", r.version or "")):
-            ET.SubElement(props, "property", name=k, value=v)
+            ET.SubElement(props, "property", name=k, value=printable(v))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # control characters first written as escapes, then the exposition format's own escaping of "\\" and '"'
+    return printable(value.replace("\n", " ")).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def prometheus_text(reports: list[Report], now: float | None = None) -> str:

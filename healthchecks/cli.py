@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
@@ -153,6 +155,35 @@ def per_engine(flag: str, values: Sequence[str] | None) -> dict[str | None, str]
     return found
 
 
+def distinct(eps: list[Endpoint]) -> list[Endpoint]:
+    """One endpoint listed twice (argv, --compose and --inventory may name the same one) is checked once, with a
+    warning; endpoints that differ only in their URL's path get the path in their label, so reports, JUnit cases
+    and Prometheus series stay one per endpoint."""
+    out: list[Endpoint] = []
+    seen: set[tuple[Any, ...]] = set()
+    for e in eps:
+        key = (e.engine, e.url, e.model, e.label)
+        if key in seen:
+            err.print(f"warning: {e.label} ({e.url}) is listed twice: checked once", markup=False, highlight=False)
+            continue
+        seen.add(key)
+        out.append(e)
+    counts = collections.Counter(e.label for e in out)
+    renamed = []
+    for e in out:
+        path = urlsplit(e.url).path
+        renamed.append(replace(e, name=f"{e.label}{path}") if counts[e.label] > 1 and path else e)
+    counts = collections.Counter(e.label for e in renamed)
+    numbered: collections.Counter[str] = collections.Counter()
+    final = []
+    for e in renamed:
+        if counts[e.label] > 1:
+            numbered[e.label] += 1
+            e = replace(e, name=f"{e.label}#{numbered[e.label]}")
+        final.append(e)
+    return final
+
+
 def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     """Endpoints from argv, --compose and --inventory with every per-endpoint setting applied; all of the
     settings validated (ConfigError naming the flag) before any request."""
@@ -181,6 +212,7 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     eps = with_defaults(eps, models, key_files)
     for eng in ENGINES.values():
         eps = eng.configure(args, eps)
+    eps = distinct(eps)
     for e in eps:  # every key source (files, environment variables named by engines) readable now
         read_api_key(e.api_key_file, env=e.api_key_env)
     if args.insecure:
@@ -223,16 +255,18 @@ STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "
 
 
 def _render(reports: list[Any]) -> None:
+    from .check import printable
+
     table = Table(title="healthcheck", show_lines=False)
     for col in ("endpoint", "engine", "check", "status", "ms", "reason"):
         table.add_column(col, overflow="fold")
     for r in reports:
-        engine = (r.engine or "?") + (f" ({r.version})" if r.version else "")
+        engine = printable((r.engine or "?") + (f" ({r.version})" if r.version else ""))
         for i, c in enumerate(r.checks):
-            # server text is never rich markup
-            table.add_row(Text(r.name) if i == 0 else "", Text(engine) if i == 0 else "", Text(c.name),
+            # server text is never rich markup, nor terminal control sequences
+            table.add_row(Text(printable(r.name)) if i == 0 else "", Text(engine) if i == 0 else "", Text(c.name),
                           Text(c.status, style=STATUS_STYLE.get(c.status, "")),
-                          "" if c.latency_ms is None else f"{c.latency_ms:.0f}", Text(c.reason))
+                          "" if c.latency_ms is None else f"{c.latency_ms:.0f}", Text(printable(c.reason)))
     out.print(table)
     for r in reports:
         if r.diagnosis:
@@ -246,7 +280,7 @@ def _render(reports: list[Any]) -> None:
     if bad:
         for r in bad:
             fail = r.first_failure
-            err.print(f"UNHEALTHY {r.name}: {fail.name if fail else '?'}: {fail.reason if fail else '?'}",
+            err.print(printable(f"UNHEALTHY {r.name}: {fail.name if fail else '?'}: {fail.reason if fail else '?'}"),
                       markup=False, highlight=False)
     else:
         out.print(f"[green]all {len(reports)} endpoint(s) healthy[/]")
@@ -314,7 +348,14 @@ def writable(flag: str, path: str) -> None:
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Write beside the target and rename (a collector never reads half a file)."""
+    """Write beside the target and rename (a collector never reads half a file). A symlink's target is what is
+    replaced, not the link; what is not a regular file (/dev/stdout, a FIFO, a device) is written through, as a
+    shell redirect would: renaming over it would replace the device node itself."""
+    path = os.path.realpath(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:

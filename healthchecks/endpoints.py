@@ -6,6 +6,8 @@ No network I/O here. Every problem raises :class:`ConfigError` with a one-line m
 from __future__ import annotations
 
 import collections
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -64,6 +66,25 @@ class Endpoint:
         return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be connected to (DNS's limits, IDNA), or None."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return None
+    if len(host.rstrip(".")) > 253:
+        return "host name longer than 253 characters"
+    for label in host.rstrip(".").split("."):
+        if not label:
+            return f"host name {host!r} has an empty label"
+        if len(label) > 63:
+            return f"host name label {label[:20]}... is longer than 63 characters"
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        return f"host name {host!r} is not a valid (IDNA) name: {exc}"
+    return None
+
+
 def normalise_url(raw: str) -> str:
     """Validate an http(s) URL and drop a trailing slash and a trailing /v1 (we add API paths ourselves)."""
     url = raw.strip()
@@ -76,10 +97,22 @@ def normalise_url(raw: str) -> str:
         raise ConfigError(f"endpoint URL {raw!r} is malformed: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"endpoint URL {raw!r}: scheme must be http or https, not {parts.scheme!r}")
+    if parts.username is not None or parts.password is not None:
+        # shown with the secret replaced: the URL is what every report, row and error line prints
+        shown = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+        raise ConfigError(f"endpoint URL {shown!r} carries user:password, which every report would print: "
+                          "use --api-key-file (a Bearer key) instead")
     if not parts.hostname:
         raise ConfigError(f"endpoint URL {raw!r} has no host")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ConfigError(f"endpoint URL {raw!r}: no ?query or #fragment (the kit appends API paths to the URL)")
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"endpoint URL {raw!r} contains whitespace")
     if port == 0:
         raise ConfigError(f"endpoint URL {raw!r}: port 0 is not a port")
+    host_problem = _host_problem(parts.hostname)
+    if host_problem:
+        raise ConfigError(f"endpoint URL {raw!r}: {host_problem}")
     url = url.rstrip("/")
     if url.endswith("/v1"):
         url = url[: -len("/v1")]
@@ -570,26 +603,38 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
         if host and host != name:
             continue
         engines = hv.get(INV_ENGINES, list(DEPLOYED))
+        if isinstance(engines, str):  # an INI [vars] section hands the value over as a string: "vllm,ollama"
+            engines = [e for e in (x.strip().strip("'\"") for x in engines.strip().strip("[]").split(",")) if e]
         if not isinstance(engines, list):
             raise ConfigError(f"{name}: {INV_ENGINES} must be a list, not {engines!r}")
-        address = hv.get("healthcheck_address") or hv.get("ansible_host") or name
+        address = str(hv.get("healthcheck_address") or hv.get("ansible_host") or name).strip()
         if hv.get("ansible_connection") == "local" and "ansible_host" not in hv:
             address = "127.0.0.1"
+        if not address or any(c in address for c in "/?#@ \t") or address.count("]") > 1:
+            raise ConfigError(f"{name}: address {address!r} (healthcheck_address / ansible_host) is not a host name "
+                              "or IP address")
+        if ":" in address and not address.startswith("["):  # an IPv6 address in a URL goes in brackets
+            address = f"[{address}]"
         for engine in engines:
             spec = CATALOGUE.get(engine)
             if spec is None or not spec.deployed or spec.ansible_port is None:
                 raise ConfigError(f"{name}: unknown engine {engine!r} in {INV_ENGINES}")
-            port: Any = hv.get(spec.ansible_port, spec.default_port)
-            try:
-                port = int(port)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{name}: {spec.ansible_port} must be a port number, not {port!r}") from None
+            raw_port: Any = hv.get(spec.ansible_port, spec.default_port)
+            text = str(raw_port).strip() if isinstance(raw_port, int | str) and not isinstance(raw_port, bool) else ""
+            if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+                raise ConfigError(f"{name}: {spec.ansible_port} must be a port number (1-65535), not {raw_port!r}")
+            port = int(text)
+            model: Any = hv.get(spec.ansible_model) if spec.ansible_model else None
+            if isinstance(model, int | float) and not isinstance(model, bool):
+                model = str(model)  # YAML reads a model named 7 as a number
+            if model is not None and not (isinstance(model, str) and model.strip()):
+                raise ConfigError(f"{name}: {spec.ansible_model} must be a model name, not {model!r}")
             gpu = hv.get("inference_stack_gpu")
             expect_gpu = None if gpu is None else ansible_bool(gpu, f"{name}: inference_stack_gpu")
             found.append(Endpoint(
                 engine=engine,
-                url=f"http://{address}:{port}",
-                model=hv.get(spec.ansible_model) if spec.ansible_model else None,
+                url=_inventory_url(name, address, port),
+                model=model,
                 name=f"{name}/{engine}",
                 expect_gpu=expect_gpu,
                 meta={"host": name},
@@ -598,6 +643,13 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
         where = (f" group {group}" if group else "") + (f" host {host}" if host else "")
         raise ConfigError(f"no hosts with engines in inventory {p}{where}")
     return found
+
+
+def _inventory_url(name: str, address: str, port: int) -> str:
+    try:
+        return normalise_url(f"http://{address}:{port}")
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc.reason}") from None
 
 
 def with_defaults(eps: list[Endpoint], models: Mapping[str | None, str],

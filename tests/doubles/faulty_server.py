@@ -9,7 +9,10 @@ text), ``truncated`` (JSON cut off), ``cutstream`` (healthy, but the connection 
 ``badshape`` (healthy; stream events and the model list carry odd shapes beside good ones: ``choices`` a string,
 a number, a ``delta`` that is not an object, ``usage`` a number), ``reasoning`` (a reasoning model: the answer
 sits in ``reasoning_content``, ``content`` empty), ``embed`` (an embedding model: chat refused with vLLM's 501,
-``/v1/embeddings`` answers), ``badjson`` (ignores ``response_format``: answers plain text).
+``/v1/embeddings`` answers), ``badjson`` (ignores ``response_format``: answers plain text), ``trickle`` (healthy until a completion: then
+headers and a byte every 0.5 s for a minute, never an answer: an SSE comment ``: ping`` when streamed, JSON
+whitespace otherwise; every read is quick, the answer never comes), ``ctrlid`` (healthy, but its model id carries a terminal escape,
+a bell and a NUL: ``m\x1b[31mRED\x07\x00``).
 
 ``serve(ssl_context=...)`` serves the same over TLS.
 """
@@ -24,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODEL = "m"
+CTRL_MODEL = "m\x1b[31mRED\x07\x00"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -51,6 +55,17 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "hang":
             time.sleep(30)
             return
+        if mode == "trickle" and rest == "/v1/chat/completions":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream" if body.get("stream") else "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            piece = b": ping\n\n" if body.get("stream") else b" "
+            for _ in range(120):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                time.sleep(0.5)
+            return
         if mode == "html502":
             page = b"<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
             self._send(502, page, "text/html")
@@ -70,6 +85,9 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "embed" and rest == "/v1/embeddings":
             self._send(200, json.dumps({"object": "list", "model": MODEL, "data": [
                 {"object": "embedding", "index": 0, "embedding": [0.125] * 16}]}).encode())
+            return
+        if rest == "/v1/models" and mode == "ctrlid":
+            self._send(200, json.dumps({"object": "list", "data": [{"id": CTRL_MODEL, "object": "model"}]}).encode())
             return
         if rest == "/v1/models" and mode == "badshape":
             self._send(200, json.dumps({"object": "list", "data": [1, "x", {"id": None}, {"id": MODEL}]}).encode())
