@@ -132,6 +132,13 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
     assert first.stdout.count("PLAY [Provision, deploy and verify GPU inference hosts]") == 2
     verified = [m.start() for m in re.finditer(r"TASK \[verify : Run healthcheck once", first.stdout)]
     assert len(verified) == 2 and first.stdout.index("TASK [nvidia_driver", verified[0]) > verified[0]
+    # lab1 is fresh for NVIDIA's repository: cuda-keyring wrote the very list the role writes (that copy reports
+    # no change), so the cache refresh is decided from the keyring install and apt's missing index
+    assert re.search(r"TASK \[nvidia_driver : Refresh apt's cache[^\n]*\n+changed: \[lab1\]", first.stdout)
+    assert env.hosts[0].exec("cat /etc/apt/sources.list.d/cuda-debian12-x86_64.list").stdout == (
+        f"deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {env.mirror_url}/cuda/debian12/x86_64/ /\n")
+    assert not re.search(r"TASK \[nvidia_driver : Point the documented source list[^\n]*\n+changed: \[lab1\]",
+                         first.stdout)
     # staged driver install: a reboot is pending and said so; the play goes on
     for h in ("lab1", "lab2"):
         assert f"{h}: reboot pending - NVIDIA driver 580.95.05 is installed, no module is loaded" in first.stdout

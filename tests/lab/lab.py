@@ -79,7 +79,8 @@ class Lab:
     def start(cls, tmp: Path, n_hosts: int, mounts: list[Path]) -> Lab:
         tag = "gik-lab-" + secrets.token_hex(3)
         ref = image()
-        mirror.build(tmp / "mirror")
+        # cuda-keyring's list names the mirror, as the real package's names the real repository
+        mirror.build(tmp / "mirror", cuda_url=f"http://{tag}-mirror/cuda/debian12/x86_64")
         key = tmp / "id_ed25519"
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         sh("docker", "network", "create", tag)

@@ -161,8 +161,11 @@ def _driver_pkgs(branch: str, version: str) -> list[Pkg]:
     ]
 
 
-def build(root: Path) -> dict[str, str]:
-    """Build the whole mirror under root; returns facts the lab needs (kernel, versions, key)."""
+def build(root: Path, cuda_url: str = NVIDIA_CUDA_URL) -> dict[str, str]:
+    """Build the whole mirror under root; returns facts the lab needs (kernel, versions, key).
+
+    cuda_url: the URL the cuda-keyring stand-in's list names. The lab gives the mirror's own URL, so the package
+    writes exactly the line the role writes (as NVIDIA's real package does for NVIDIA's real repository)."""
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gik-mirror-"))
     try:
@@ -173,7 +176,7 @@ def build(root: Path) -> dict[str, str]:
         cuda.mkdir(parents=True)
         pkgs = [Pkg("cuda-keyring", "1.1-1", "all", files={
             "/usr/share/keyrings/cuda-archive-keyring.gpg": signer.binary,
-            "/etc/apt/sources.list.d/cuda-debian12-x86_64.list": CUDA_LIST.format(url=NVIDIA_CUDA_URL).encode()}),
+            "/etc/apt/sources.list.d/cuda-debian12-x86_64.list": CUDA_LIST.format(url=cuda_url).encode()}),
             Pkg("cuda-toolkit-12-8", CUDA_TOOLKIT)]
         for branch, version in DRIVERS.items():
             pkgs += _driver_pkgs(branch, version)
