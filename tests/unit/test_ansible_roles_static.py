@@ -76,3 +76,29 @@ def test_a_daemon_json_change_never_reloads_systemd() -> None:
                     f"handler {h['name']!r} reloads systemd when {g} changed, which is not a systemd unit file")
     for f, t in tasks:
         assert not _reloads(t), f"{f}: {t.get('name')} reloads systemd outside a guarded handler"
+
+
+def test_no_package_task_upgrades_on_a_re_run_unless_opted_in() -> None:
+    """A re-run must not move a serving host to a newer driver (or toolkit, Docker) release that was published
+    since the last run: a newer NVIDIA driver means a reboot. Package tasks install `present`; `latest` only
+    behind a role's *_allow_upgrade setting, which defaults to false."""
+    pkg_modules = ("ansible.builtin.apt", "ansible.builtin.dnf", "ansible.builtin.package", "ansible.builtin.yum")
+    seen = 0
+    for f, t in _all("tasks"):
+        for m in pkg_modules:
+            args = t.get(m)
+            if not isinstance(args, dict) or "state" not in args:
+                continue
+            seen += 1
+            state = str(args["state"])
+            assert state != "latest", f"{f}: {t['name']} upgrades on every run"
+            if "{{" in state:
+                flags = re.findall(r"(\w+_allow_upgrade)\b", state)
+                assert flags and "'present'" in state, f"{f}: {t['name']}: state {state!r}"
+                role = f.parents[1]
+                defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+                specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
+                for flag in flags:
+                    assert defaults[flag] is False, flag
+                    assert specs["argument_specs"]["main"]["options"][flag]["type"] == "bool", flag
+    assert seen > 10
