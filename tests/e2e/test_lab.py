@@ -248,3 +248,23 @@ def test_lab_toolkit_version_change_needs_the_upgrade_flag(lab: dict) -> None:
     versions = set(host.exec("dpkg-query -W -f '${Version}\\n' nvidia-container-toolkit nvidia-container-toolkit-base "
                              "libnvidia-container-tools libnvidia-container1").stdout.split())
     assert versions == {"1.17.8-1"}  # all four pinned packages, downgraded to the pin
+
+
+def test_lab_the_controller_reached_over_ssh_is_not_rebooted(lab: dict) -> None:
+    """A GPU host that is also the controller, listed with an SSH address: its /etc/machine-id is the
+    controller's, so the play refuses to reboot it mid-play and says to reboot it by hand."""
+    mid = Path("/etc/machine-id")
+    if not mid.is_file() or not mid.read_text().strip():
+        pytest.skip("this controller has no /etc/machine-id")
+    host = lab["lab"].hosts[1]  # left by the branch bump: 590 installed, 580 loaded (a reboot is pending)
+    host.exec(f"echo {mid.read_text().strip()} > /etc/machine-id")
+    try:
+        r = playbook(lab["inventory"], "--limit", host.name, "--tags", "nvidia_driver",
+                     "-e", "nvidia_driver_branch=590", "-e", "nvidia_driver_skip_reboot=false")
+    finally:
+        host.exec("rm -f /etc/machine-id")
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert "is the machine running this play (same /etc/machine-id): it is not rebooted" in r.stdout
+    assert "Reboot it by hand" in r.stdout
+    assert re.search(r"TASK \[nvidia_driver : Reboot to load the installed driver[^\n]*\n+skipping: \[lab2\]", r.stdout)
+    assert recaps(r.stdout)[host.name]["changed"] == 0
