@@ -102,3 +102,48 @@ def test_no_package_task_upgrades_on_a_re_run_unless_opted_in() -> None:
                     assert defaults[flag] is False, flag
                     assert specs["argument_specs"]["main"]["options"][flag]["type"] == "bool", flag
     assert seen > 10
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "playbooks/verify.yml", "playbooks/teardown.yml"])
+def test_controller_paths_are_the_kits_whichever_playbook_runs(playbook: str) -> None:
+    """Paths on the controller (the CLIs, reports, the compose files shipped) come from the kit's checkout, not
+    playbook_dir: `ansible-playbook playbooks/verify.yml` must not look in playbooks/.venv or playbooks/reports."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    kit = ROLES.parent
+    for role, names in {"verify": ("verify_bin_dir", "verify_reports_dir"),
+                        "inference_stack": ("inference_stack_kit_root",)}.items():
+        variables: dict[str, Any] = {}
+        for part in ("defaults", "vars"):
+            f = ROLES / role / part / "main.yml"
+            variables |= {k: trust_as_template(v) if isinstance(v, str) else v
+                          for k, v in yaml.safe_load(f.read_text()).items()}
+        variables |= {"role_path": str(ROLES / role), "playbook_dir": str((kit / playbook).parent)}
+        if role == "verify":  # GIK_BIN unset (the env lookup needs a play's context)
+            variables["verify_bin_dir"] = trust_as_template(str(variables["verify_bin_dir"]).replace(
+                "lookup('ansible.builtin.env', 'GIK_BIN')", "''"))
+        t = Templar(loader=DataLoader(), variables=variables)
+        got = {n: t.template(variables[n]).strip() for n in names}
+        want = {"verify_bin_dir": f"{kit}/.venv/bin", "verify_reports_dir": f"{kit}/reports",
+                "inference_stack_kit_root": str(kit)}
+        assert got == {n: want[n] for n in names}
+    for f in [*ROLES.glob("*/*/*.yml"), *(kit / "playbooks").glob("*.yml"), kit / "site.yml"]:
+        assert "playbook_dir" not in f.read_text(), f"{f} builds a path from playbook_dir"
+
+
+@pytest.mark.parametrize(("kernel", "major", "want"), [
+    ("5.14.0-427.13.1.el9_4.x86_64", "9", ["kernel-devel-matched", "kernel-headers"]),
+    ("5.14.0-427.13.1.el9_4.aarch64+64k", "9", ["kernel-64k-devel-matched", "kernel-headers"]),
+    ("4.18.0-553.el8_10.x86_64", "8", ["kernel-devel-4.18.0-553.el8_10.x86_64", "kernel-headers"]),
+])
+def test_rhel_kernel_packages_follow_nvidias_guide(kernel: str, major: str, want: list[str]) -> None:
+    """NVIDIA's driver installation guide (EL9): `dnf install kernel-devel-matched kernel-headers`, the 64k
+    kernel variant kernel-64k-devel-matched; kernel-headers has no per-kernel name (EL8: kernel-devel-$(uname -r))."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    raw = yaml.safe_load((ROLES / "nvidia_driver" / "vars" / "main.yml").read_text())["nvidia_driver_dnf_headers"]
+    facts = {"kernel": kernel, "distribution_major_version": major}
+    t = Templar(loader=DataLoader(), variables={"ansible_facts": facts})
+    assert t.template(trust_as_template(raw)) == want
