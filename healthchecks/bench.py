@@ -43,7 +43,7 @@ from rich.progress import (
 from . import engines, fastnet, gpu, metrics
 from .endpoints import Endpoint
 from .engines import Engine, RequestParams
-from .errors import ConfigError, KitError, ProtocolError
+from .errors import ConfigError, KitError, ProtocolError, redact
 from .metrics import RequestResult
 from .protocols import Http, read_api_key, tls_context
 from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenizer, WorkloadSpec
@@ -237,6 +237,8 @@ class Target:
             res.start_time = t0
         if res.prompt_tokens is None and req.prompt_len is not None:
             res.prompt_tokens = req.prompt_len  # vLLM: the dataset's prompt_len unless the server reports one
+        if res.error or res.warning:  # server text: a key it echoes back is never printed or saved
+            res.error, res.warning = redact(res.error), redact(res.warning)
         return res
 
 

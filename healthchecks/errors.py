@@ -6,15 +6,36 @@
 
 Neither derives from ``ValueError``: a stray ``ValueError`` is a bug, not a user error, and must not be
 mistaken for one.
+
+Secrets: every key the kit reads (:func:`register_secret`, called by the key readers) is replaced by ``***`` in
+every KitError's reason (:func:`redact`): a server that echoes the Authorization header in its error page
+("Incorrect API key provided: Bearer sk-...") cannot make the kit print or save the key.
 """
 
 from __future__ import annotations
+
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret the kit holds (an API key, a token) so that :func:`redact` hides it everywhere."""
+    if value and len(value) >= 4:  # a 1-3 character "key" would redact ordinary words
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***`` (longest first: no half-hidden key)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 class KitError(Exception):
     """Base of every error the kit reports in one line."""
 
     def __init__(self, reason: str) -> None:
+        reason = redact(reason)
         super().__init__(reason)
         self.reason = reason
 

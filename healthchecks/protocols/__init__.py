@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import ConfigError, ProtocolError
+from ..errors import ConfigError, ProtocolError, register_secret
 
 __all__ = ["Http", "ProtocolError", "cert_expiry", "describe", "error_reason", "one_line", "parse_json",
            "read_api_key", "tls_context"]
@@ -349,17 +349,28 @@ def read_api_key(path: str | None, env: str | None = None) -> str | None:
         value = os.environ.get(env, "").strip()
         if not value:
             raise ConfigError(f"environment variable {env} is empty or not set")
+        register_secret(value)
         return _one_token(value, f"environment variable {env}")
+    if path in _READ_ONCE:  # a pipe (`--api-key-file <(pass show lab/vllm)`) can be read only once
+        return _READ_ONCE[path]
     try:
         with open(path, encoding="utf-8") as fh:
             key = fh.read().strip()
+            regular = os.path.isfile(path)
     except OSError as exc:
         raise ConfigError(f"API key file {path} cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"API key file {path} is not UTF-8 text") from None
     if not key:
         raise ConfigError(f"API key file {path} is empty")
-    return _one_token(key, f"API key file {path}")
+    key = _one_token(key, f"API key file {path}")
+    register_secret(key)
+    if not regular:
+        _READ_ONCE[path] = key
+    return key
+
+
+_READ_ONCE: dict[str, str] = {}  # keys read from pipes and devices, by path
 
 
 def _one_token(key: str, where: str) -> str:

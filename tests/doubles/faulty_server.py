@@ -1,18 +1,19 @@
 """A misbehaving OpenAI-compatible server for bad-input tests. The first path segment picks the fault, so one
 server serves every case: ``vllm=http://127.0.0.1:PORT/<mode>``.
 
-Modes: ``hang`` (accepts, never answers), ``html502`` (a proxy's HTML error page), ``notjson`` (200 with
-text), ``truncated`` (JSON cut off), ``cutstream`` (healthy, but the connection drops mid-stream),
-``nodone`` (the stream ends cleanly without ``[DONE]``), ``empty`` (healthy, answers with empty content),
-``ok`` (healthy, model ``m``; honours ``response_format`` json_schema),
-``nonobject`` (healthy but the stream carries ``data: [1]``, a JSON value that is not an object),
-``badshape`` (healthy; stream events and the model list carry odd shapes beside good ones: ``choices`` a string,
-a number, a ``delta`` that is not an object, ``usage`` a number), ``reasoning`` (a reasoning model: the answer
-sits in ``reasoning_content``, ``content`` empty), ``embed`` (an embedding model: chat refused with vLLM's 501,
-``/v1/embeddings`` answers), ``badjson`` (ignores ``response_format``: answers plain text), ``trickle`` (healthy until a completion: then
-headers and a byte every 0.5 s for a minute, never an answer: an SSE comment ``: ping`` when streamed, JSON
-whitespace otherwise; every read is quick, the answer never comes), ``ctrlid`` (healthy, but its model id carries a terminal escape,
-a bell and a NUL: ``m\x1b[31mRED\x07\x00``).
+Modes: ``hang`` (accepts, never answers), ``html502`` (a proxy's HTML error page), ``notjson`` (200 with text),
+``truncated`` (JSON cut off), ``cutstream`` (healthy, but the connection drops mid-stream), ``nodone`` (the stream
+ends cleanly without ``[DONE]``), ``empty`` (healthy, answers with empty content), ``ok`` (healthy, model ``m``;
+honours ``response_format`` json_schema), ``nonobject`` (healthy but the stream carries ``data: [1]``, a JSON value
+that is not an object), ``badshape`` (healthy; stream events and the model list carry odd shapes beside good ones:
+``choices`` a string, a number, a ``delta`` that is not an object, ``usage`` a number), ``reasoning`` (a reasoning
+model: the answer sits in ``reasoning_content``, ``content`` empty), ``embed`` (an embedding model: chat refused
+with vLLM's 501, ``/v1/embeddings`` answers), ``badjson`` (ignores ``response_format``: answers plain text),
+``trickle`` (healthy until a completion: then headers and a byte every 0.5 s for a minute, never an answer: an SSE
+comment ``: ping`` when streamed, JSON whitespace otherwise; every read is quick, the answer never comes),
+``ctrlid`` (healthy, but its model id carries a terminal escape, a bell and a NUL: ``m\x1b[31mRED\x07\x00``),
+``echo401`` (healthy to GETs, but refuses every POST with 401, echoing the Authorization header it got, as some
+proxies and OpenAI's own error text do).
 
 ``serve(ssl_context=...)`` serves the same over TLS.
 """
@@ -54,6 +55,11 @@ class Handler(BaseHTTPRequestHandler):
             body = {}
         if mode == "hang":
             time.sleep(30)
+            return
+        if mode == "echo401" and self.command == "POST":
+            got = self.headers.get("Authorization", "none")
+            self._send(401, json.dumps({"error": {"message": f"Incorrect API key provided: {got}",
+                                                  "type": "invalid_request_error"}}).encode())
             return
         if mode == "trickle" and rest == "/v1/chat/completions":
             self.send_response(200)

@@ -140,3 +140,31 @@ def test_inventory_ipv6_host_ini_engine_list_and_numeric_model(tmp_path: Path, f
     eps = json.loads(r.stdout)["endpoints"]
     assert [(e["engine"], e["url"]) for e in eps] == [("vllm", "http://[::1]:9"), ("llamacpp", "http://[::1]:19")]
     assert eps[0]["model"] == "7"
+
+
+def test_a_key_the_server_echoes_is_never_printed_or_saved(faulty_server: str, tmp_path: Path) -> None:
+    key = "sk-echo-" + os.urandom(8).hex()
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    ep = f"vllm={faulty_server}/echo401"
+    hc = run(ep, "--api-key-file", str(key_file), "--json", "--no-diagnose", "--timeout", "5",
+             "--junit", str(tmp_path / "hc.xml"))
+    completion = rows(json.loads(hc.stdout))["completion"]
+    assert completion["status"] == "fail" and "Incorrect API key provided: Bearer ***" in completion["reason"]
+    out = tmp_path / "bench.json"
+    sb = subprocess.run([str(BIN / "smoke-bench"), ep, "--api-key-file", str(key_file), "--num-prompts", "2",
+                         "--no-gpu-sampling", "--json", str(out), "--html", str(tmp_path / "b.html")],
+                        capture_output=True, text=True, timeout=120)
+    assert sb.returncode == 1 and "Bearer ***" in sb.stdout + sb.stderr
+    for text in (hc.stdout, hc.stderr, sb.stdout, sb.stderr, *(p.read_text() for p in tmp_path.glob("*.*"))):
+        assert key not in text or text == key + "\n"
+
+
+def test_a_key_from_a_pipe_is_read_once(faulty_server: str) -> None:
+    """`--api-key-file <(pass show ...)`: a pipe gives its content once; validation and the request share it."""
+    key = "sk-pipe-" + os.urandom(8).hex()
+    r = subprocess.run([str(BIN / "healthcheck"), f"vllm={faulty_server}/echo401", "--api-key-file", "/dev/stdin",
+                        "--json", "--no-diagnose", "--timeout", "5"], input=key + "\n", capture_output=True,
+                       text=True, timeout=120)
+    assert "is empty" not in r.stderr and key not in r.stdout + r.stderr, r.stderr
+    assert "Incorrect API key provided: Bearer ***" in rows(json.loads(r.stdout))["completion"]["reason"]
