@@ -17,7 +17,11 @@ Exit codes: 0 done, 1 ``--expect-gpu`` and an engine held no GPU memory, 2 usage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
+import stat
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,30 +39,60 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class InputError(Exception):
+    """One unusable input file, in one line naming it (exit 2)."""
+
+
+MAX_INPUT_BYTES = 512 * 1024 * 1024  # a day of 500 ms samples of 8 GPUs is far below this
+
+
+def _pid(value: object) -> int | None:
+    """A PID from pids.json or apps.csv: a positive whole number (an int, or ASCII digits); else None.
+    ``str.isdigit`` is not used: it accepts "²" and other digits ``int`` refuses."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, int) and 0 < value < 2**31:
+        return value
+    return None
+
+
+def _mib(cell: str) -> float | None:
+    """A memory figure from nvidia-smi (``500``, ``500 MiB``); None for ``[N/A]``, blanks, negatives, inf/nan."""
+    parts = cell.split()
+    if not parts or not parts[0].isascii():
+        return None
+    try:
+        v = float(parts[0])
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
 def _timestamped(text: str, width: int) -> list[list[str]]:
     return [c for line in text.splitlines() if len(c := csv_cells(line)) == width and c[1]]
 
 
 def summarise(apps_csv: str, gpus_csv: str, pids: dict[str, list[int]]) -> dict[str, GpuMemory]:
-    """Per engine: peak MiB held by its PIDs per GPU index, and the devices' peak totals."""
+    """Per engine: peak MiB held by its PIDs per GPU index, and the devices' peak totals. Sample lines that
+    do not parse (a header, ``[N/A]``, a cut-off last line) are skipped."""
     device: dict[str, float] = {}
     uuid_index: dict[str, str] = {}
     for _ts, idx, uuid, used in _timestamped(gpus_csv, 4):
         uuid_index[uuid] = idx
-        try:
-            device[idx] = max(device.get(idx, 0.0), float(used.split()[0]))
-        except ValueError:
-            continue
+        mib = _mib(used)
+        if mib is not None:
+            device[idx] = max(device.get(idx, 0.0), mib)
     owner = {pid: engine for engine, ps in pids.items() for pid in ps}
     at: dict[tuple[str, str, str], float] = defaultdict(float)  # (timestamp, engine, gpu) -> MiB
-    for ts, pid, used, uuid in _timestamped(apps_csv, 4):
-        engine = owner.get(int(pid)) if pid.isdigit() else None
-        if engine is None:
+    for ts, pid_cell, used, uuid in _timestamped(apps_csv, 4):
+        pid = _pid(pid_cell)
+        engine = owner.get(pid) if pid is not None else None
+        mib = _mib(used)
+        if engine is None or mib is None:
             continue
-        try:
-            at[(ts, engine, uuid_index.get(uuid, uuid))] += float(used.split()[0])
-        except ValueError:
-            continue
+        at[(ts, engine, uuid_index.get(uuid, uuid))] += mib
     peaks: dict[str, dict[str, float]] = {e: {} for e in pids}
     for (_ts, engine, idx), mib in at.items():
         peaks[engine][idx] = max(peaks[engine].get(idx, 0.0), mib)
@@ -78,7 +112,108 @@ def merge_into_bench(bench: dict[str, Any], result: dict[str, GpuMemory]) -> int
     return n
 
 
+def read_text(path: Path, what: str) -> str:
+    """A regular file's UTF-8 text, or :class:`InputError` naming ``what`` (its role) and the problem."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise InputError(f"{what} {path} is {kind}")
+    if st.st_size > MAX_INPUT_BYTES:
+        raise InputError(f"{what} {path} is {st.st_size} bytes, over the {MAX_INPUT_BYTES >> 20} MiB limit")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    text = read_text(path, what)
+    if not text.strip():
+        raise InputError(f"{what} {path} is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # huge integers, nesting deeper than Python's stack
+        raise InputError(f"{what} {path} is not usable JSON ({type(exc).__name__})") from None
+
+
+def _json_type(v: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(v), "a number")
+
+
+def read_pids(path: Path) -> dict[str, list[int]]:
+    """pids.json: ``{"engine": [host PID, ...]}``; anything else is an :class:`InputError`."""
+    raw = read_json(path, "pids.json")
+    shape = 'pids.json must map each engine to a list of PIDs ({"vllm": [123, 124]})'
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: {shape}, not {_json_type(raw)}")
+    pids: dict[str, list[int]] = {}
+    for engine, v in raw.items():
+        if not engine.strip() or not engine.isprintable():
+            raise InputError(f"{path}: engine name {engine!r} is empty or holds control characters")
+        if not isinstance(v, list):
+            raise InputError(f"{path}: {engine!r} maps to {_json_type(v)}; {shape}")
+        out = []
+        for x in v:
+            pid = _pid(x)
+            if pid is None:
+                shown = json.dumps(x, ensure_ascii=False)[:40]
+                raise InputError(f"{path}: {engine!r} lists {shown}, which is not a PID (a positive whole number)")
+            out.append(pid)
+        pids[engine] = out
+    return pids
+
+
+def read_bench(path: Path) -> dict[str, Any]:
+    """A smoke-bench JSON report: an object whose ``endpoints`` is a list of objects."""
+    bench = read_json(path, "--bench-json")
+    shape = "expected a smoke-bench JSON report (an object whose endpoints is a list of objects)"
+    if not isinstance(bench, dict):
+        raise InputError(f"--bench-json {path} holds {_json_type(bench)}: {shape}")
+    eps = bench.get("endpoints")
+    if eps is not None and not isinstance(eps, list):
+        raise InputError(f"--bench-json {path}: endpoints is {_json_type(eps)}: {shape}")
+    for i, entry in enumerate(eps or []):
+        if not isinstance(entry, dict):
+            raise InputError(f"--bench-json {path}: endpoints[{i}] is {_json_type(entry)}: {shape}")
+    return bench
+
+
+def write_bench(path: Path, bench: dict[str, Any]) -> None:
+    """Replace the report's content, all or nothing where its folder is writable (a full disk never leaves
+    half a file), else in place."""
+    text = json.dumps(bench, indent=2) + "\n"
+    tmp = path.with_name(f".{path.name}.gpu-report.tmp")
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        return
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--bench-json {path} cannot be written: {exc.strerror or exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # names a terminal cannot show are escaped, not a traceback
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     p = _Parser(prog="gpu-report", description="Per-engine GPU memory from samples recorded on a host "
                 "(apps.csv, gpus.csv, pids.json). Exit 0 done, 1 an engine held no GPU memory with "
                 "--expect-gpu, 2 usage or unreadable input.")
@@ -90,20 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     d = Path(a.samples)
     try:
-        apps, gpus = (d / "apps.csv").read_text(errors="replace"), (d / "gpus.csv").read_text(errors="replace")
-        raw = json.loads((d / "pids.json").read_text())
-        bench = json.loads(Path(a.bench_json).read_text()) if a.bench_json else None
-    except (OSError, ValueError) as exc:
-        print(f"gpu-report: cannot read the samples: {exc}", file=sys.stderr)
+        if not d.is_dir():
+            raise InputError(f"samples folder {d} {'is not a directory' if d.exists() else 'does not exist'}")
+        apps, gpus = read_text(d / "apps.csv", "apps.csv"), read_text(d / "gpus.csv", "gpus.csv")
+        pids = read_pids(d / "pids.json")
+        bench = read_bench(Path(a.bench_json)) if a.bench_json else None
+        result = summarise(apps, gpus, pids)
+        if bench is not None:
+            merge_into_bench(bench, result)
+            write_bench(Path(a.bench_json), bench)
+    except InputError as exc:
+        print(f"gpu-report: {exc}", file=sys.stderr)
         return 2
-    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
-        print('gpu-report: pids.json must map each engine to a list of PIDs ({"vllm": [123, 124]})', file=sys.stderr)
-        return 2
-    pids = {str(e): [int(x) for x in v if str(x).isdigit()] for e, v in raw.items()}
-    result = summarise(apps, gpus, pids)
-    if bench is not None:
-        merge_into_bench(bench, result)
-        Path(a.bench_json).write_text(json.dumps(bench, indent=2) + "\n")
     if a.json:
         print(json.dumps({e: m.to_dict() for e, m in result.items()}, indent=2))
     else:

@@ -26,6 +26,38 @@ from . import __version__
 DTYPES = ("bfloat16", "float16", "float32")
 
 
+class BadGGUF(ValueError):
+    """The input is not a complete, well-formed GGUF file (exit 2, one line naming it)."""
+
+
+def check_gguf(gguf: Path) -> None:
+    """Parse ``gguf``'s header, metadata and tensor table with the ``gguf`` library before transformers does:
+    a truncated or corrupt file fails here as :class:`BadGGUF` naming it, not deep inside a loader with
+    ``struct.error`` or ``IndexError``. Raises ImportError when ``gguf`` is missing."""
+    try:
+        size = gguf.stat().st_size
+        with gguf.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise BadGGUF(f"GGUF file {gguf} cannot be read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise BadGGUF(f"{gguf} is empty, not a GGUF file")
+    if head != b"GGUF":
+        raise BadGGUF(f"{gguf} is not a GGUF file (it does not start with the bytes GGUF)")
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(gguf))
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    except Exception as exc:  # the gguf library raises struct.error, ValueError, IndexError, numpy errors...
+        raise BadGGUF(f"{gguf} is truncated or corrupt: its header and tensor table do not parse "
+                      f"({type(exc).__name__})") from None
+    if not reader.tensors:
+        raise BadGGUF(f"{gguf} holds no tensors: not a model")
+    if end > size:
+        raise BadGGUF(f"{gguf} is truncated: its tensors end at byte {end}, the file has {size}")
+
+
 def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     """Dequantize ``gguf`` into ``out`` (created); returns ``out``. Raises ValueError on bad input."""
     if not gguf.is_file():
@@ -103,20 +135,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prepare-model: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        check_gguf(args.gguf)
         out = convert(args.gguf, args.out, args.dtype)
     except ImportError as exc:
         print(f"prepare-model: missing dependency ({exc.name}); install the 'model' extra", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, OSError) as exc:
+    except BadGGUF as exc:
         print(f"prepare-model: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:
+        print(f"prepare-model: {args.gguf}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # torch/transformers failures end as one line, never a traceback
+        print(f"prepare-model: converting {args.gguf} failed: {type(exc).__name__}: {one_line(exc)}",
+              file=sys.stderr)
         return EXIT_FAILED
     print(f"prepared {out}")
     return EXIT_OK
 
 
-def one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ Never prints a secret's content.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import re
 import socket
 import stat
 import sys
@@ -53,6 +55,30 @@ def _get(env: Mapping[str, str], key: str) -> str:
     return env.get(key) or DEFAULTS.get(key, "")
 
 
+def _show(value: str) -> str:
+    """A setting's value for a message: quoted, cut to a readable length."""
+    return repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
+
+
+def ascii_int(value: str, max_digits: int = 12) -> int | None:
+    """``value`` as a whole number written in ASCII digits (an optional leading ``-``), else None.
+    ``str.isdigit`` and ``int`` accept "²" or full-width digits, which compose, Docker and the engines refuse;
+    a value of thousands of digits would make ``int`` raise."""
+    m = re.fullmatch(rf"-?[0-9]{{1,{max_digits}}}", value)
+    return int(value) if m else None
+
+
+def port_number(value: str) -> int | None:
+    """A TCP port 1-65535 in ASCII digits, else None."""
+    n = ascii_int(value, 5)
+    return n if n is not None and 1 <= n <= 65535 else None
+
+
+_DECIMAL = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|ms|s|m|h))+")  # compose (Go) durations: 90s, 1m30s
+_SIZE = re.compile(r"[0-9]+(?:\.[0-9]+)?[bkmgBKMG]?[bB]?")  # compose byte sizes: 2g, 512m, 20m
+
+
 def _check_values(env: Mapping[str, str]) -> list[str]:
     errors = []
     for key in NON_EMPTY:
@@ -61,31 +87,42 @@ def _check_values(env: Mapping[str, str]) -> list[str]:
     for key, _default in ENGINE_PORTS.values():
         if env.get(key):
             v = env[key]
-            if not v.isdigit() or not 1 <= int(v) <= 65535:
-                errors.append(f"{key}={v!r} is not a port number (1-65535)")
+            if port_number(v) is None:
+                errors.append(f"{key}={_show(v)} is not a port number (1-65535)")
     if env.get("VLLM_GPU_MEMORY_UTILIZATION"):
         v = env["VLLM_GPU_MEMORY_UTILIZATION"]
-        try:
-            ok = 0 < float(v) <= 1
-        except ValueError:
-            ok = False
-        if not ok:
-            errors.append(f"VLLM_GPU_MEMORY_UTILIZATION={v!r} must be a fraction in (0, 1]")
-    for key in ("VLLM_TENSOR_PARALLEL_SIZE", "VLLM_MAX_MODEL_LEN", "LLAMACPP_CTX_SIZE", "LLAMACPP_PARALLEL"):
+        if not (_DECIMAL.fullmatch(v) and 0 < float(v) <= 1):
+            errors.append(f"VLLM_GPU_MEMORY_UTILIZATION={_show(v)} must be a fraction in (0, 1]")
+    for key in ("VLLM_TENSOR_PARALLEL_SIZE", "VLLM_MAX_MODEL_LEN", "LLAMACPP_CTX_SIZE", "LLAMACPP_PARALLEL",
+                "LOG_MAX_FILE"):
         v = env.get(key, "")
-        if v and (not v.isdigit() or int(v) < 1):
-            errors.append(f"{key}={v!r} must be a positive integer")
+        n = ascii_int(v)
+        if v and (n is None or n < 1):
+            errors.append(f"{key}={_show(v)} must be a positive integer")
+    for key, low in (("VLLM_CPU_KVCACHE_SPACE", 0), ("LLAMACPP_GPU_LAYERS", -1)):
+        v = env.get(key, "")
+        n = ascii_int(v)
+        if v and (n is None or n < low):
+            errors.append(f"{key}={_show(v)} must be a whole number of at least {low}")
+    for key in ("VLLM_START_PERIOD", "LLAMACPP_START_PERIOD", "OLLAMA_PULL_START_PERIOD"):
+        v = env.get(key, "")
+        if v and not _DURATION.fullmatch(v):
+            errors.append(f"{key}={_show(v)} must be a duration like 600s, 20m or 1h30m")
+    for key in ("VLLM_SHM_SIZE", "LOG_MAX_SIZE"):
+        v = env.get(key, "")
+        if v and not _SIZE.fullmatch(v):
+            errors.append(f"{key}={_show(v)} must be a size like 2g, 512m or 20m")
     if env.get("HF_HUB_OFFLINE", "1") not in ("0", "1", ""):
-        errors.append(f"HF_HUB_OFFLINE={env['HF_HUB_OFFLINE']!r} must be 0 or 1")
+        errors.append(f"HF_HUB_OFFLINE={_show(env['HF_HUB_OFFLINE'])} must be 0 or 1")
     bind = _get(env, "BIND_ADDRESS")
     try:
         ipaddress.ip_address(bind)
     except ValueError:
-        errors.append(f"BIND_ADDRESS={bind!r} is not an IP address (127.0.0.1 or 0.0.0.0)")
+        errors.append(f"BIND_ADDRESS={_show(bind)} is not an IP address (127.0.0.1 or 0.0.0.0)")
     for key in ("VLLM_GPUS", "LLAMACPP_GPUS", "OLLAMA_GPUS", "SGLANG_GPUS"):
         v = env.get(key, "")
-        if v and v != "all" and not all(p.strip().isdigit() for p in v.split(",")):
-            errors.append(f"{key}={v!r} must be 'all' or comma-separated GPU ids like 0,1")
+        if v and v != "all" and not re.fullmatch(r"[0-9]{1,4}(?:,[0-9]{1,4})*", v.replace(" ", "")):
+            errors.append(f"{key}={_show(v)} must be 'all' or comma-separated GPU ids like 0,1")
     return errors
 
 
@@ -122,15 +159,19 @@ def _check_models(project: Path, env: Mapping[str, str], services: list[str]) ->
     return errors
 
 
-def _port_free(bind: str, port: int) -> bool:
+def _bind_problem(bind: str, port: int) -> int | None:
+    """None when ``bind:port`` can be bound now, else the errno (EADDRINUSE: another process holds it,
+    EADDRNOTAVAIL: the address is not on this host). A privileged port is Docker's to bind (as root): free."""
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:  # no IPv6 on this host: EAFNOSUPPORT
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((bind, port))
-        except OSError:
-            return False
-    return True
+    except PermissionError:
+        return None
+    except OSError as exc:
+        return exc.errno or errno.EADDRINUSE
+    return None
 
 
 def _ports_held_by_project(project_name: str) -> set[int]:
@@ -143,8 +184,9 @@ def _ports_held_by_project(project_name: str) -> set[int]:
         for c in client.containers.list(filters={"label": f"com.docker.compose.project={project_name}"}):
             for bindings in ((c.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values():
                 for b in bindings or []:
-                    if str(b.get("HostPort", "")).isdigit():
-                        held.add(int(b["HostPort"]))
+                    hp = port_number(str(b.get("HostPort", "")))
+                    if hp is not None:
+                        held.add(hp)
         return held
     except (ImportError, DockerException):
         return set()
@@ -157,19 +199,29 @@ def _check_ports(env: Mapping[str, str], services: list[str], project_name: str)
         if svc not in ENGINE_PORTS:
             continue
         key, default = ENGINE_PORTS[svc]
-        v = env.get(key) or str(default)
-        if not v.isdigit() or not 1 <= int(v) <= 65535:
+        port = port_number(env.get(key) or str(default))
+        if port is None:
             continue  # reported by _check_values
-        port = int(v)
         if port in chosen:
             errors.append(f"{key}={port} clashes with {chosen[port]}: every engine needs its own port")
         chosen[port] = f"{key} ({svc})"
     ours = _ports_held_by_project(project_name) if chosen else set()
     bind = _get(env, "BIND_ADDRESS")
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        return errors  # reported by _check_values
     for port, who in chosen.items():
-        if port not in ours and not _port_free(bind, port):
+        problem = None if port in ours else _bind_problem(bind, port)
+        if problem == errno.EADDRNOTAVAIL:
+            errors.append(f"BIND_ADDRESS={bind} is not an address of this host: use 127.0.0.1, 0.0.0.0 or "
+                          "one of this host's addresses (ip -brief address)")
+            break
+        if problem == errno.EADDRINUSE:
             errors.append(f"port {port} on {bind} ({who}) is already in use by another process: "
                           f"stop it or change {who.split(' ')[0]} in .env")
+        elif problem is not None:
+            errors.append(f"port {port} on {bind} ({who}) cannot be bound: {os.strerror(problem)}")
     return errors
 
 

@@ -102,17 +102,35 @@ def _hf_home(environ: Mapping[str, str]) -> Path:
     return Path(os.path.expanduser(os.path.expandvars(raw)))
 
 
+TOKEN_FILE_MAX = 64 * 1024  # a token is ~40 bytes; a bigger file is the wrong file (never read whole)
+
+
 def _file_source(path: str, origin: str) -> TokenSource:
+    """Check a token file as huggingface_hub reads it (text, surrounding whitespace stripped, empty = no
+    token) before anything sends it; every message names the file, never its content."""
     p = Path(path)
     try:
         st = p.stat()
-        text = p.read_text(encoding="utf-8").strip()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would block or never end
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(f"{origin}: token file {path} is {kind}")
+        with p.open("rb") as fh:
+            data = fh.read(TOKEN_FILE_MAX + 1)
     except OSError as exc:
         raise ConfigError(f"{origin}: token file {path} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > TOKEN_FILE_MAX:
+        raise ConfigError(f"{origin}: token file {path} is over {TOKEN_FILE_MAX // 1024} KiB: not a token file")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{origin}: token file {path} is not UTF-8 text (expected one hf_... token)") from None
     if not text:
         raise ConfigError(f"{origin}: token file {path} is empty")
     if any(ch.isspace() for ch in text):
         raise ConfigError(f"{origin}: token file {path} holds more than one word (expected one hf_... token)")
+    if not text.isascii() or not text.isprintable():
+        raise ConfigError(f"{origin}: token file {path} holds non-ASCII or control characters (a byte-order "
+                          "mark?): a token is ASCII, expected one hf_... token")
     mode = stat.S_IMODE(st.st_mode)
     warning = ""
     if mode & 0o077:
