@@ -148,6 +148,8 @@ def _check_models(project: Path, env: Mapping[str, str], services: list[str]) ->
     models_raw = _get(env, "MODELS_DIR")
     models = (project / models_raw) if not os.path.isabs(models_raw) else Path(models_raw)
     if not models.is_dir():
+        if models.exists():
+            return [f"MODELS_DIR ({models_raw}) is not a directory: point MODELS_DIR at your model folder"]
         return [f"MODELS_DIR ({models_raw}) does not exist: create it or point MODELS_DIR at your model folder"]
     errors = []
     for svc, key in MODEL_PATHS.items():
@@ -169,6 +171,8 @@ def _bind_problem(bind: str, port: int) -> int | None:
             s.bind((bind, port))
     except PermissionError:
         return None
+    except socket.gaierror:  # e.g. an IPv6 scope (fe80::1%eth9) naming no interface of this host
+        return errno.EADDRNOTAVAIL
     except OSError as exc:
         return exc.errno or errno.EADDRINUSE
     return None

@@ -247,13 +247,23 @@ def test_preflight_good_numbers_pass(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.usefixtures("clean_env")
-def test_preflight_bind_address_not_on_this_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """192.0.2.1 (TEST-NET-1) is on no host: EADDRNOTAVAIL is said as such, once, not as ports in use."""
-    d = _project(tmp_path, f"BIND_ADDRESS=192.0.2.1\nVLLM_PORT={free_port()}\nLLAMACPP_PORT={free_port()}")
+@pytest.mark.parametrize("bind", ["192.0.2.1", "fe80::1%nosuchnic9"])
+def test_preflight_bind_address_not_on_this_host(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 bind: str) -> None:
+    """192.0.2.1 (TEST-NET-1) is on no host, nor an interface that does not exist: EADDRNOTAVAIL is said as
+    such, once, not as ports in use."""
+    d = _project(tmp_path, f"BIND_ADDRESS={bind}\nVLLM_PORT={free_port()}\nLLAMACPP_PORT={free_port()}")
     assert preflight.main([str(d), "--services", "vllm,llamacpp"]) == 1
     err = capsys.readouterr().err
-    assert "already in use" not in err, err
-    assert err.count("BIND_ADDRESS=192.0.2.1 is not an address of this host") == 1, err
+    assert "already in use" not in err and "cannot be bound" not in err, err
+    assert err.count(f"BIND_ADDRESS={bind} is not an address of this host") == 1, err
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_preflight_models_dir_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _project(tmp_path, "MODELS_DIR=/dev/null")
+    assert preflight.main([str(d), "--services", "vllm"]) == 1
+    assert "MODELS_DIR (/dev/null) is not a directory" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("clean_env")
