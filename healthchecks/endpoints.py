@@ -366,7 +366,7 @@ def _labels(svc: Mapping[str, Any]) -> dict[str, str]:
 def _port_number(text: Any, what: str) -> int:
     """A port from compose text (``8000`` or the first of a range ``8000-8010``), else ConfigError naming it."""
     first = str(text).strip().split("-")[0]
-    if not first.isdigit() or not 1 <= int(first) <= 65535:
+    if not (first.isascii() and first.isdigit()) or not 1 <= int(first) <= 65535:
         raise ConfigError(f"{what}: {str(text)!r} is not a port number (1-65535)")
     return int(first)
 
@@ -380,8 +380,8 @@ def _published(ports: Any, target: int, raw_ports: Any, service: str) -> tuple[s
     for p, raw in zip(ports, raws, strict=True):
         what = f"service {service}: port {raw!r}" if raw != p else f"service {service}: port"
         if isinstance(p, dict):
-            tgt = p.get("target")
-            if str(tgt).isdigit() and int(str(tgt)) == target and p.get("published") not in (None, ""):
+            tgt = str(p.get("target"))
+            if tgt.isascii() and tgt.isdigit() and int(tgt) == target and p.get("published") not in (None, ""):
                 return str(p.get("host_ip") or "0.0.0.0"), _port_number(p["published"], what)
             continue
         text = str(p).split("/")[0]
@@ -392,7 +392,7 @@ def _published(ports: Any, target: int, raw_ports: Any, service: str) -> tuple[s
             ip, (pub, tgt) = "0.0.0.0", parts
         else:
             continue
-        if tgt.strip().isdigit() and int(tgt) == target and pub:
+        if tgt.strip().isascii() and tgt.strip().isdigit() and int(tgt) == target and pub:
             return ip.strip("[]") or "0.0.0.0", _port_number(pub, what)
     return None
 

@@ -55,7 +55,7 @@ def parse_memory_used(text: str) -> dict[str, float]:
     out = {}
     for ln in text.strip().splitlines():
         parts = [p.strip() for p in ln.split(",")]
-        if len(parts) >= 2 and parts[0].isdigit():
+        if len(parts) >= 2 and parts[0].isascii() and parts[0].isdigit():
             out[parts[0]] = _num(parts[1])
     return out
 
@@ -69,8 +69,9 @@ def parse_xml(text: str) -> dict[str, Any]:
     gpus = []
     for i, g in enumerate(root.findall("gpu")):
         total = g.findtext("fb_memory_usage/total") or "0"
+        minor = (g.findtext("minor_number") or "").strip()
         gpus.append(GpuInfo(
-            index=int(g.findtext("minor_number") or i) if (g.findtext("minor_number") or "").isdigit() else i,
+            index=int(minor) if minor.isascii() and minor.isdigit() else i,
             name=(g.findtext("product_name") or "").strip(),
             uuid=(g.findtext("uuid") or "").strip(),
             memory_total_mib=_num(total),

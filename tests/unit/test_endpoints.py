@@ -79,3 +79,13 @@ def test_from_compose_errors(tmp_path: Path) -> None:
     bad.write_text("services:\n  web:\n    image: nginx\n")
     with pytest.raises(ConfigError, match="no published services labelled"):
         from_compose(bad, {})
+
+
+@pytest.mark.parametrize("published", ["²", "１８０００", "8０00"])
+def test_compose_ports_in_digits_int_refuses(tmp_path: Path, published: str) -> None:
+    """str.isdigit accepts "²" and full-width digits, which Compose and int() refuse: a ConfigError, not a crash."""
+    f = tmp_path / "compose.yaml"
+    f.write_text("services:\n  vllm:\n    image: x\n    labels:\n      io.gpu-inference-kit.engine: vllm\n"
+                 f"    ports:\n      - \"127.0.0.1:{published}:8000\"\n", encoding="utf-8")
+    with pytest.raises(ConfigError):
+        from_compose(f, {})
