@@ -129,7 +129,8 @@ def _env(native: bool, **options: Any) -> jinja2.Environment:
     env = cls(undefined=jinja2.StrictUndefined, **options)
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
-    env.globals.update(lookup=_lookup, playbook_dir=str(ROOT))
+    # role_path/../.. is the kit's checkout for every role (the roles anchor controller paths there)
+    env.globals.update(lookup=_lookup, playbook_dir=str(ROOT), role_path=str(ROOT / "roles" / "verify"))
     return env
 
 

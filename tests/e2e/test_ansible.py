@@ -145,6 +145,12 @@ def test_site_yml_deploys_verifies_and_is_idempotent(lab: dict) -> None:
     assert check.returncode == 0, check.stdout[-4000:]
     assert recap(check.stdout)["changed"] == 0
 
+    # playbooks/verify.yml finds the kit's CLIs from the roles' place, not the playbook's (no GIK_BIN here)
+    verify = ansible("ansible-playbook", "playbooks/verify.yml", "-i", str(lab["inventory"]), "--vault-password-file",
+                     str(lab["pw"]), env={"GIK_BIN": ""})
+    assert verify.returncode == 0, verify.stdout[-4000:]
+    assert "playbooks/.venv" not in verify.stdout and recap(verify.stdout)["failed"] == 0
+
 
 @pytest.mark.parametrize(("override", "needle"), [
     ({"inference_stack_engines": ["vllm", "tgi"]}, "inference_stack_engines"),
