@@ -151,6 +151,8 @@ def test_site_yml_deploys_verifies_and_is_idempotent(lab: dict) -> None:
     assert verify.returncode == 0, verify.stdout[-4000:]
     assert "playbooks/.venv" not in verify.stdout and recap(verify.stdout)["failed"] == 0
 
+    teardown(lab, args[2:], "Bring the compose project down")
+
 
 @pytest.mark.parametrize(("override", "needle"), [
     ({"inference_stack_engines": ["vllm", "tgi"]}, "inference_stack_engines"),
@@ -223,6 +225,20 @@ def test_site_yml_on_a_compose_v1_host(lab: dict) -> None:
     second = ansible(*args)
     assert second.returncode == 0, second.stdout[-6000:]
     assert recap(second.stdout)["changed"] == 0, second.stdout[-6000:]
+    teardown(lab, args[2:], "Bring the compose project down (compose v1)")
+
+
+def teardown(lab: dict, args: tuple[str, ...], task: str) -> None:
+    """playbooks/teardown.yml with the compose the deploy used: every container of the project is gone, the
+    volumes are kept, and a second teardown changes nothing."""
+    down = ansible("ansible-playbook", "playbooks/teardown.yml", *args, timeout=600)
+    assert down.returncode == 0, down.stdout[-4000:]
+    assert f"TASK [{task}]" in down.stdout and recap(down.stdout)["changed"] == 1, down.stdout[-4000:]
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={lab['project']}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert left == []
+    again = ansible("ansible-playbook", "playbooks/teardown.yml", *args, timeout=600)
+    assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-4000:]
 
 
 def test_command_line_strings_work_as_booleans(lab: dict) -> None:
