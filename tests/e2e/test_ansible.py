@@ -251,3 +251,26 @@ def test_command_line_strings_work_as_booleans(lab: dict) -> None:
     assert r.returncode == 0, r.stdout[-4000:]
     assert recap(r.stdout)["failed"] == 0 and recap(r.stdout)["changed"] == 0
     assert "would install nvidia-open" not in r.stdout  # "false" really is false
+
+
+def test_ini_inventory_values_reach_the_roles_converted(lab: dict) -> None:
+    """An INI inventory gives every value as text ("vllm,llamacpp", "0,1" becomes a list, a port is text): the
+    settings check converts them for the roles, so preflight and the rendered .env see what YAML would give."""
+    s = lab["settings"]
+    main = lab["inventory"].parent / "group_vars" / "gpu_hosts" / "main.yml"
+    main.write_text(yaml.safe_dump({k: v for k, v in s.items() if k not in (
+        "inference_stack_engines", "inference_stack_vllm_port", "inference_stack_gpu")}))
+    ini = lab["inventory"].parent / "hosts.ini"
+    ini.write_text(f"[gpu_hosts]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable} "
+                   f"inference_stack_engines=vllm,llamacpp inference_stack_gpu_ids=0,1 inference_stack_gpu=false "
+                   f"inference_stack_vllm_port={s['inference_stack_vllm_port']}\n")
+    r = ansible("ansible-playbook", "site.yml", "-i", str(ini), "--vault-password-file", str(lab["pw"]),
+                "--check", "--diff", "--tags", "preflight,inference_stack", timeout=600)
+    assert r.returncode == 0, r.stdout[-5000:]
+    assert recap(r.stdout)["failed"] == 0
+    assert "+VLLM_GPUS=0,1\n" in r.stdout and "+LLAMACPP_GPUS=0,1\n" in r.stdout, r.stdout[-5000:]
+    # -e name=a,b outranks the conversion: one line naming the setting and the form to use
+    bad = ansible("ansible-playbook", "site.yml", "-i", str(ini), "--vault-password-file", str(lab["pw"]),
+                  "--check", "--tags", "preflight", "-e", "inference_stack_engines=vllm,llamacpp", timeout=300)
+    assert bad.returncode != 0
+    assert "inference_stack_engines must be a list" in bad.stdout, bad.stdout[-3000:]
