@@ -147,3 +147,11 @@ def test_rhel_kernel_packages_follow_nvidias_guide(kernel: str, major: str, want
     facts = {"kernel": kernel, "distribution_major_version": major}
     t = Templar(loader=DataLoader(), variables={"ansible_facts": facts})
     assert t.template(trust_as_template(raw)) == want
+
+
+def test_no_role_tests_a_host_path_on_the_controller() -> None:
+    """Jinja's `is file` / `is directory` / `is exists` / `is link` look at the controller's disk, not the host's:
+    a host path is checked with ansible.builtin.stat on the host."""
+    for f in ROLES.glob("*/tasks/*.yml"):
+        found = re.findall(r"\bis\s+(?:not\s+)?(file|directory|exists|link|mount|same_file)\b", f.read_text())
+        assert not found, f"{f}: `is {found[0]}` tests the controller's disk"
