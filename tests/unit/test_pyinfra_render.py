@@ -71,6 +71,12 @@ CASES: dict[str, dict[str, Any]] = {
         "inference_stack_ollama_gguf": "",
         "inference_stack_vllm_tensor_parallel_size": "1",
     },
+    # GPUs split between engines: vLLM alone on 0,1; llama.cpp and Ollama share 2 (the rest follow gpu_ids)
+    "split_gpus": {
+        "inference_stack_gpu": True,
+        "inference_stack_gpu_ids": "2",
+        "inference_stack_vllm_gpu_ids": "0,1",
+    },
     # nvidia-ctk owns the runtimes in daemon.json: the docker role keeps them from the host's file, merges the
     # lab's own daemon options over its settings
     "ctk": {
@@ -165,6 +171,9 @@ def test_env_and_daemon_json_byte_identical(rendered: dict[str, Any], name: str)
     s = _settings(rendered, name)
     case_dir = rendered["cases"][name]["dir"]
     assert gs.render_env(s).encode() == (case_dir / "compose" / ".env").read_bytes()
+    if name == "split_gpus":  # what Ansible rendered, per engine
+        env = (case_dir / "compose" / ".env").read_text()
+        assert "VLLM_GPUS=0,1\n" in env and "LLAMACPP_GPUS=2\n" in env and "OLLAMA_GPUS=2\n" in env
     assert gs.render_daemon_json(s, CURRENT.get(name)).encode() == (case_dir / "daemon.json").read_bytes()
 
 
