@@ -41,7 +41,8 @@ HOSTS = {  # name -> Ansible facts
 # and /etc/apt/sources.list.d/cuda-<distro>-<arch>.list, pin /etc/apt/preferences.d/cuda-repository-pin-600;
 # Ubuntu before 590: branch-named packages; from 590 the branch moves to nvidia-driver-pinning-<branch> and the
 # names lose it (nvidia-dkms-580-open -> nvidia-dkms-open, ...). RHEL: cuda-<distro>.repo, the module stream
-# nvidia-driver:<branch>-open (profile /fm with Fabric Manager), EPEL (dkms) + CRB, kernel-devel/headers of uname -r.
+# nvidia-driver:<branch>-open (profile /fm with Fabric Manager), EPEL (dkms) + CRB, kernel-devel-matched +
+# kernel-headers (NVIDIA's driver installation guide, EL9).
 EXPECTED_NVIDIA: dict[tuple[str, str], dict[str, Any]] = {
     ("ubuntu2204-x86_64", "580"): {
         "nvidia_driver_repo_url": f"{NV}/ubuntu2204/x86_64",
@@ -79,7 +80,7 @@ EXPECTED_NVIDIA: dict[tuple[str, str], dict[str, Any]] = {
         "nvidia_driver_repo_url": f"{NV}/rhel9/x86_64",
         "nvidia_driver_dnf_repo_file": f"{NV}/rhel9/x86_64/cuda-rhel9.repo",
         "nvidia_driver_dnf_driver_package": "@nvidia-driver:580-open",
-        "nvidia_driver_dnf_headers": [f"kernel-devel-{KERNEL}", f"kernel-headers-{KERNEL}"],
+        "nvidia_driver_dnf_headers": ["kernel-devel-matched", "kernel-headers"],
         "nvidia_driver_crb_repo": "codeready-builder-for-rhel-9-x86_64-rpms",
         "nvidia_driver_epel_package": "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm",
     },
