@@ -81,7 +81,7 @@ def test_from_compose_errors(tmp_path: Path) -> None:
         from_compose(bad, {})
 
 
-@pytest.mark.parametrize("published", ["²", "１８０００", "8０00"])
+@pytest.mark.parametrize("published", ["\u00b2", "\uff11\uff18\uff10\uff10\uff10", "8\uff1000"])
 def test_compose_ports_in_digits_int_refuses(tmp_path: Path, published: str) -> None:
     """str.isdigit accepts "²" and full-width digits, which Compose and int() refuse: a ConfigError, not a crash."""
     f = tmp_path / "compose.yaml"
