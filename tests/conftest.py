@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def flat_tasks(tasks: Any) -> list[dict[str, Any]]:
+    """An Ansible task list with every block/rescue/always flattened in (for the static role tests)."""
+    out: list[dict[str, Any]] = []
+    for t in tasks or []:
+        if isinstance(t, dict):
+            out.append(t)
+            for key in ("block", "rescue", "always"):
+                out += flat_tasks(t.get(key))
+    return out
 
 
 def wait_http(url: str, timeout: float) -> bool:

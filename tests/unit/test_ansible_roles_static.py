@@ -9,24 +9,15 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import flat_tasks
 
 pytestmark = pytest.mark.unit
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 SYSTEMD = ("ansible.builtin.systemd_service", "ansible.builtin.systemd", "systemd_service", "systemd")
 
 
-def _tasks(tasks: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for t in tasks or []:
-        if isinstance(t, dict):
-            out.append(t)
-            for key in ("block", "rescue", "always"):
-                out += _tasks(t.get(key))
-    return out
-
-
 def _all(kind: str) -> list[tuple[Path, dict[str, Any]]]:
-    return [(f, t) for f in sorted(ROLES.glob(f"*/{kind}/*.yml")) for t in _tasks(yaml.safe_load(f.read_text()))]
+    return [(f, t) for f in sorted(ROLES.glob(f"*/{kind}/*.yml")) for t in flat_tasks(yaml.safe_load(f.read_text()))]
 
 
 def _reloads(t: dict[str, Any]) -> bool:
