@@ -246,8 +246,15 @@ async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> 
     """Engine (detected for bare URLs) and model (the first served when not given): probes only, no
     benchmark request. A failure is that endpoint's result."""
     try:
-        http = Http(ep.url, cfg.timeout, read_api_key(ep.api_key_file, env=ep.api_key_env), client)
-        engine = engines.get(ep.engine) if ep.engine else await engines.detect(http)
+        key = read_api_key(ep.api_key_file, env=ep.api_key_env)
+        http = Http(ep.url, cfg.timeout, key, client)
+        if ep.engine:
+            engine = engines.get(ep.engine)
+        else:  # detected: its label names the engine, its own --model / --api-key-file apply (as in healthcheck)
+            engine = await engines.detect(http)
+            ep = ep.as_engine(engine.name)
+            if (new_key := read_api_key(ep.api_key_file, env=ep.api_key_env)) != key:
+                http = Http(ep.url, cfg.timeout, new_key, client)
         model = ep.model
         if model is None:
             served = await engine.models(http)

@@ -83,3 +83,13 @@ def test_sweep_with_a_starved_budget_says_so(odd: str) -> None:
     assert "the time budget (--max-seconds) was too small" in r.stdout, r.stdout
     assert "no load met" not in r.stdout and "…" not in r.stdout
     assert r.returncode == 1
+
+
+def test_a_detected_bare_url_is_labelled_by_its_engine(faulty_server: str, tmp_path: Path) -> None:
+    """A bare URL's label names the engine once detected (it stayed "?@host:port"), as healthcheck's does."""
+    out = tmp_path / "b.json"
+    r = bench(f"{faulty_server}/ok", "--num-prompts", "2", "--no-gpu-sampling", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    port = faulty_server.rsplit(":", 1)[1]
+    (e,) = json.loads(out.read_text())["endpoints"]
+    assert (e["label"], e["engine"]) == (f"openai@127.0.0.1:{port}", "openai") and "?@" not in r.stdout + r.stderr
