@@ -24,6 +24,7 @@ import yaml
 
 from .engines import CATALOGUE, DEPLOYED, NAMES
 from .errors import ConfigError
+from .numbers import ascii_uint
 
 __all__ = ["ConfigError", "Endpoint", "default_endpoints", "from_compose", "from_inventory", "interpolate",
            "normalise_url", "parse_endpoint", "read_dotenv", "with_defaults"]
@@ -365,10 +366,10 @@ def _labels(svc: Mapping[str, Any]) -> dict[str, str]:
 
 def _port_number(text: Any, what: str) -> int:
     """A port from compose text (``8000`` or the first of a range ``8000-8010``), else ConfigError naming it."""
-    first = str(text).strip().split("-")[0]
-    if not (first.isascii() and first.isdigit()) or not 1 <= int(first) <= 65535:
+    port = ascii_uint(str(text).strip().split("-")[0], 5)
+    if port is None or not 1 <= port <= 65535:
         raise ConfigError(f"{what}: {str(text)!r} is not a port number (1-65535)")
-    return int(first)
+    return port
 
 
 def _published(ports: Any, target: int, raw_ports: Any, service: str) -> tuple[str, int] | None:
@@ -380,8 +381,7 @@ def _published(ports: Any, target: int, raw_ports: Any, service: str) -> tuple[s
     for p, raw in zip(ports, raws, strict=True):
         what = f"service {service}: port {raw!r}" if raw != p else f"service {service}: port"
         if isinstance(p, dict):
-            tgt = str(p.get("target"))
-            if tgt.isascii() and tgt.isdigit() and int(tgt) == target and p.get("published") not in (None, ""):
+            if ascii_uint(str(p.get("target"))) == target and p.get("published") not in (None, ""):
                 return str(p.get("host_ip") or "0.0.0.0"), _port_number(p["published"], what)
             continue
         text = str(p).split("/")[0]
@@ -392,7 +392,7 @@ def _published(ports: Any, target: int, raw_ports: Any, service: str) -> tuple[s
             ip, (pub, tgt) = "0.0.0.0", parts
         else:
             continue
-        if tgt.strip().isascii() and tgt.strip().isdigit() and int(tgt) == target and pub:
+        if ascii_uint(tgt.strip()) == target and pub:
             return ip.strip("[]") or "0.0.0.0", _port_number(pub, what)
     return None
 
@@ -621,9 +621,9 @@ def from_inventory(path: str | Path, group: str | None = None, host: str | None 
                 raise ConfigError(f"{name}: unknown engine {engine!r} in {INV_ENGINES}")
             raw_port: Any = hv.get(spec.ansible_port, spec.default_port)
             text = str(raw_port).strip() if isinstance(raw_port, int | str) and not isinstance(raw_port, bool) else ""
-            if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+            port = ascii_uint(text, 5)
+            if port is None or not 1 <= port <= 65535:
                 raise ConfigError(f"{name}: {spec.ansible_port} must be a port number (1-65535), not {raw_port!r}")
-            port = int(text)
             model: Any = hv.get(spec.ansible_model) if spec.ansible_model else None
             if isinstance(model, int | float) and not isinstance(model, bool):
                 model = str(model)  # YAML reads a model named 7 as a number

@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from .numbers import ascii_uint
+
 QUERY = "index,memory.used"
 
 
@@ -55,7 +57,7 @@ def parse_memory_used(text: str) -> dict[str, float]:
     out = {}
     for ln in text.strip().splitlines():
         parts = [p.strip() for p in ln.split(",")]
-        if len(parts) >= 2 and parts[0].isascii() and parts[0].isdigit():
+        if len(parts) >= 2 and ascii_uint(parts[0]) is not None:
             out[parts[0]] = _num(parts[1])
     return out
 
@@ -71,7 +73,7 @@ def parse_xml(text: str) -> dict[str, Any]:
         total = g.findtext("fb_memory_usage/total") or "0"
         minor = (g.findtext("minor_number") or "").strip()
         gpus.append(GpuInfo(
-            index=int(minor) if minor.isascii() and minor.isdigit() else i,
+            index=i if (n := ascii_uint(minor)) is None else n,
             name=(g.findtext("product_name") or "").strip(),
             uuid=(g.findtext("uuid") or "").strip(),
             memory_total_mib=_num(total),

@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .gpu import GpuMemory
+from .numbers import ascii_uint
 from .residency import csv_cells
 
 
@@ -51,8 +52,8 @@ def _pid(value: object) -> int | None:
     ``str.isdigit`` is not used: it accepts "²" and other digits ``int`` refuses."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
-        value = int(value)
+    if isinstance(value, str):
+        value = ascii_uint(value, 10)
     if isinstance(value, int) and 0 < value < 2**31:
         return value
     return None

@@ -22,6 +22,7 @@ from . import __version__
 from .endpoints import compose_files, load_compose, project_name, read_dotenv
 from .engines import CATALOGUE
 from .errors import ConfigError
+from .numbers import ascii_int
 
 # compose services that run an engine: service -> (port setting, default port), from the engine catalogue
 ENGINE_PORTS = {s.compose_service: (s.env_port, s.default_port) for s in CATALOGUE.values()
@@ -58,14 +59,6 @@ def _get(env: Mapping[str, str], key: str) -> str:
 def _show(value: str) -> str:
     """A setting's value for a message: quoted, cut to a readable length."""
     return repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
-
-
-def ascii_int(value: str, max_digits: int = 12) -> int | None:
-    """``value`` as a whole number written in ASCII digits (an optional leading ``-``), else None.
-    ``str.isdigit`` and ``int`` accept "²" or full-width digits, which compose, Docker and the engines refuse;
-    a value of thousands of digits would make ``int`` raise."""
-    m = re.fullmatch(rf"-?[0-9]{{1,{max_digits}}}", value)
-    return int(value) if m else None
 
 
 def port_number(value: str) -> int | None:

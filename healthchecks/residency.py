@@ -23,6 +23,7 @@ from typing import Any
 
 from .diagnose import is_local
 from .engines import Signature
+from .numbers import ascii_uint
 
 PROC = Path("/proc")
 APPS_QUERY = ["--query-compute-apps=pid,used_memory,gpu_uuid", "--format=csv,noheader,nounits"]
@@ -60,7 +61,7 @@ def parse_compute_apps(text: str) -> list[ComputeApp]:
         cells = csv_cells(line)
         if len(cells) == 4:  # timestamp, pid, used_memory, gpu_uuid (the verify role's sampler)
             cells = cells[1:]
-        if len(cells) != 3 or not (cells[0].isascii() and cells[0].isdigit()):
+        if len(cells) != 3 or ascii_uint(cells[0]) is None:
             continue
         m = re.match(r"\d+(?:\.\d+)?", cells[1])
         apps.append(ComputeApp(int(cells[0]), float(m.group(0)) if m else 0.0, cells[2]))
@@ -74,7 +75,7 @@ def parse_gpus(text: str) -> dict[str, tuple[str, float]]:
         cells = csv_cells(line)
         if len(cells) == 4:
             cells = cells[1:]
-        if len(cells) == 3 and cells[0].isascii() and cells[0].isdigit():
+        if len(cells) == 3 and ascii_uint(cells[0]) is not None:
             m = re.match(r"\d+(?:\.\d+)?", cells[2])
             out[cells[1]] = (cells[0], float(m.group(0)) if m else 0.0)
     return out
@@ -125,7 +126,7 @@ def port_owner(port: int, proc: Path = PROC) -> int | None:
         return None
     wanted = {f"socket:[{i}]" for i in inodes}
     for pid_dir in proc.iterdir():
-        if not (pid_dir.name.isascii() and pid_dir.name.isdigit()):
+        if ascii_uint(pid_dir.name) is None:
             continue
         try:
             for fd in (pid_dir / "fd").iterdir():
@@ -143,11 +144,11 @@ def descendants(root: int, proc: Path = PROC) -> set[int]:
     """``root`` and every process below it."""
     children: dict[int, list[int]] = {}
     for pid_dir in proc.iterdir():
-        if pid_dir.name.isascii() and pid_dir.name.isdigit():
+        if ascii_uint(pid_dir.name) is not None:
             stat = _read(pid_dir / "stat")
             # the command name is in parentheses and may contain spaces: the fields after ") " are fixed
             rest = stat.rsplit(") ", 1)[-1].split()
-            if len(rest) > 1 and rest[1].isascii() and rest[1].isdigit():
+            if len(rest) > 1 and ascii_uint(rest[1]) is not None:
                 children.setdefault(int(rest[1]), []).append(int(pid_dir.name))
     found, todo = set(), [root]
     while todo:
@@ -180,7 +181,7 @@ def container_processes(port: int) -> EngineProcesses | None:
         return None
     titles = [t.upper() for t in top.get("Titles") or []]
     col = titles.index("PID") if "PID" in titles else 0
-    pids = {int(row[col]) for row in top.get("Processes") or [] if str(row[col]).isascii() and str(row[col]).isdigit()}
+    pids = {n for row in top.get("Processes") or [] if (n := ascii_uint(str(row[col]))) is not None}
     ns = {n: p for p in pids if (n := ns_pid(_read(PROC / str(p) / "status"))) is not None}
     return EngineProcesses(pids, f"container {container.name}", container, ns)
 
