@@ -298,10 +298,7 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
                             raise ProtocolError(error_event)
                     # usage may ride on the last chunk with choices (llama.cpp) or on its own (vLLM)
                     if "usage" in ev and (usage := usage_of(ev)):
-                        res.output_tokens, bad_out = checked_count(usage.get("completion_tokens"),
-                                                                   "usage.completion_tokens")
-                        res.prompt_tokens, bad_in = checked_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
-                        count_warning = "; ".join(w for w in (bad_out, bad_in) if w)
+                        res.output_tokens, res.prompt_tokens, count_warning = usage_counts(usage)
     except TimeoutError:
         res.error = f"no complete answer within {params.request_timeout:.0f}s"
         return res
@@ -326,6 +323,13 @@ def checked_count(value: Any, name: str) -> tuple[int | None, str]:
         shown = one_value(value)
         return None, f"{name} {shown} is not a token count (counted as not reported)"
     return n, ""
+
+
+def usage_counts(usage: dict[str, Any]) -> tuple[int | None, int | None, str]:
+    """OpenAI ``usage``: (completion_tokens, prompt_tokens, warning) through :func:`checked_count`."""
+    out, bad_out = checked_count(usage.get("completion_tokens"), "usage.completion_tokens")
+    prompt, bad_in = checked_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+    return out, prompt, "; ".join(w for w in (bad_out, bad_in) if w)
 
 
 def one_value(value: Any) -> str:

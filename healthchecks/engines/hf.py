@@ -43,7 +43,19 @@ from ..errors import ConfigError, ProtocolError
 from ..metrics import RequestResult
 from ..protocols import Http, describe, one_line, parse_json
 from ..protocols import openai as oa
-from .base import FAIL, PASS, PROMPT, WARN, Engine, RequestParams, Spec, Step, Verdict
+from .base import (
+    FAIL,
+    PASS,
+    PROMPT,
+    WARN,
+    Engine,
+    RequestParams,
+    Spec,
+    Step,
+    Verdict,
+    add_warning,
+    usage_counts,
+)
 
 if TYPE_CHECKING:
     from ..endpoints import Endpoint
@@ -729,8 +741,9 @@ class HuggingFace(Engine):
         res.itl = a.itl
         res.latency = a.last - st
         res.chunks = a.chunks
-        res.output_tokens = a.usage.get("completion_tokens")
-        res.prompt_tokens = a.usage.get("prompt_tokens")
+        # a provider's odd counts ("3", -5) are "not reported" with a warning, as for the lab's own engines
+        res.output_tokens, res.prompt_tokens, warning = usage_counts(a.usage)
+        add_warning(res, warning)
         res.generated_text = a.text
         res.success = True
         return res
