@@ -33,6 +33,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_healthcheck(*args: str, timeout: float = 300,
+                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real ``healthcheck`` console script of this venv; ``env`` adds to the process environment."""
+    return subprocess.run([str(Path(sys.executable).parent / "healthcheck"), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def check_rows(doc: dict[str, Any], idx: int = 0) -> dict[str, dict[str, Any]]:
+    """healthcheck --json: the rows of endpoint ``idx`` by check name."""
+    return {c["name"]: c for c in doc["endpoints"][idx]["checks"]}
+
+
 def flat_tasks(tasks: Any) -> list[dict[str, Any]]:
     """An Ansible task list with every block/rescue/always flattened in (for the static role tests)."""
     out: list[dict[str, Any]] = []

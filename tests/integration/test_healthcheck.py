@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import check_rows as checks
 from conftest import free_port
+from conftest import run_healthcheck as run
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
-
-
-def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "healthcheck"), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def checks(doc: dict, idx: int = 0) -> dict[str, dict]:
-    return {c["name"]: c for c in doc["endpoints"][idx]["checks"]}
 
 
 def test_all_real_engines_healthy_json(vllm_server, llamacpp_server, ollama_double) -> None:

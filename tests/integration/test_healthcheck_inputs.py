@@ -13,17 +13,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import check_rows as rows
+from conftest import run_healthcheck as run
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "healthcheck"), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def rows(doc: dict, idx: int = 0) -> dict[str, dict]:
-    return {c["name"]: c for c in doc["endpoints"][idx]["checks"]}
 
 
 def test_a_trickling_server_fails_its_rows_and_the_run_ends(faulty_server: str) -> None:

@@ -20,23 +20,16 @@ from pathlib import Path
 
 import pytest
 from conftest import MODEL
+from conftest import check_rows as rows
+from conftest import run_healthcheck as run
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
-def run(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "healthcheck"), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-
-
 def doc_of(r: subprocess.CompletedProcess[str]) -> dict:
     assert "Traceback" not in r.stderr, r.stderr
     return json.loads(r.stdout)
-
-
-def rows(doc: dict, idx: int = 0) -> dict[str, dict]:
-    return {c["name"]: c for c in doc["endpoints"][idx]["checks"]}
 
 
 # -- 1: a stream event that is JSON but not an object; no endpoint's result is lost -----------------------
