@@ -1,0 +1,387 @@
+"""The catalogue of the kit's stack (``stack.yml`` beside this module): engines, ports and every setting of the
+deployed stack with its names, default, type and range; text converted by those types; the verify command line.
+
+Deployers and checkers read settings as text (an INI inventory, ``ansible-playbook -e name=value``, pyinfra
+``--data name=value``, a compose ``.env``); :func:`convert` turns such text into the catalogue's type or raises
+:class:`SettingError` with one line naming the setting. Already-typed values (YAML inventories) are checked the
+same way. This module needs only PyYAML: Ansible's controller loads it too (roles/preflight's filter plugin).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .numbers import ascii_int
+
+PATH = Path(__file__).with_name("stack.yml")
+TYPES = ("str", "path", "int", "float", "bool", "list")
+FORMATS = ("port", "duration", "size", "gpus", "address")
+# Ansible's boolean words (ansible.module_utils.parsing.convert_bool, which the `bool` filter follows)
+BOOL_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
+BOOL_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
+
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|ms|s|m|h))+")  # compose (Go) durations: 90s, 1m30s
+_SIZE = re.compile(r"[0-9]+(?:\.[0-9]+)?[bkmgBKMG]?[bB]?")  # compose byte sizes: 2g, 512m, 20m
+_GPUS = re.compile(r"all|[0-9]{1,4}(?:,[0-9]{1,4})*")
+_RANGE = re.compile(r"([\[(])\s*(-?[0-9.]*)\s*,\s*(-?[0-9.]*)\s*([\])])")
+
+
+class SettingError(ValueError):
+    """A setting's value is not of its type or outside its range; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval: ``[1, 65535]``, ``(0, 1]``, ``[0, )`` (no upper bound)."""
+
+    text: str
+    low: float | None
+    high: float | None
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Range:
+        m = _RANGE.fullmatch(text.strip())
+        if not m:
+            raise ValueError(f"not an interval: {text!r}")
+        lo, hi = (float(x) if x else None for x in (m.group(2), m.group(3)))
+        return cls(text, lo, hi, m.group(1) == "(", m.group(4) == ")")
+
+    def __contains__(self, x: object) -> bool:
+        if not isinstance(x, int | float) or isinstance(x, bool) or (isinstance(x, float) and math.isnan(x)):
+            return False
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+    def words(self, kind: str) -> str:
+        """``must be ...`` words for a value outside the range (the phrasing compose-preflight always used)."""
+        if kind == "int" and self.high is None and not self.low_open and self.low is not None:
+            low = int(self.low)
+            return "a positive integer" if low == 1 else f"a whole number of at least {low}"
+        if kind == "float" and self.high is not None and self.high <= 1:
+            return f"a fraction in {self.text}"
+        return f"{'a whole number' if kind == 'int' else 'a number'} in {self.text}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the stack (see the comment at the top of stack.yml)."""
+
+    id: str
+    type: str
+    default: Any = None
+    ansible: str | None = None
+    env: str | None = None
+    role: str | None = None
+    env_default: Any = None  # the compose default as text ("" for none)
+    range: Range | None = None
+    choices: tuple[Any, ...] | None = None
+    format: str | None = None
+    required: bool = False
+    elements: str | None = None
+    min_length: int = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.ansible, self.env) if n)
+
+    # -- conversion ---------------------------------------------------------------------------------------------
+    def convert(self, value: Any, *, name: str | None = None, source: str = "ansible") -> Any:
+        """``value`` in this setting's type (text converted as the tools give it), checked against its range,
+        choices and format; else :class:`SettingError` naming ``name`` (default: the Ansible, else .env name).
+        ``source="env"``: a compose .env value (booleans are 0/1, an empty value means compose's default)."""
+        label = name or self.ansible or self.env or self.id
+        try:
+            out = _CONVERT[self.type](self, value, source)
+        except _Bad as bad:
+            raise SettingError(f"{label}={_show(value)} {bad.words}") from None
+        if self.range is not None and out is not None and out not in self.range:
+            words = "is not a port number (1-65535)" if self.format == "port" else \
+                f"must be {self.range.words(self.type)}"
+            raise SettingError(f"{label}={_show(value)} {words}")
+        if self.choices is not None:
+            items = out if isinstance(out, list) else [] if out in (None, "") and source == "env" else [out]
+            wrong = [x for x in items if x not in self.choices]
+            if wrong:
+                raise SettingError(f"{label}={_show(value)}: {_show(wrong[0])} is not one of "
+                                   f"{', '.join(map(str, self.choices))}")
+        if isinstance(out, list) and len(out) < self.min_length:
+            raise SettingError(f"{label} must name at least {self.min_length} of "
+                               f"{', '.join(map(str, self.choices or ()))}")
+        if self.format and isinstance(out, str) and out != "" and not _FORMAT_OK[self.format](out):
+            raise SettingError(f"{label}={_show(value)} {_FORMAT_WORDS[self.format]}")
+        return out
+
+    def env_text(self, value: Any) -> str:
+        """A typed value written as the compose .env takes it (booleans 1/0, lists comma-separated)."""
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, list):
+            return ",".join(map(str, value))
+        return "" if value is None else str(value)
+
+
+class _Bad(Exception):
+    def __init__(self, words: str) -> None:
+        super().__init__(words)
+        self.words = words
+
+
+def _show(value: Any) -> str:
+    """A value for a message: quoted, cut to a readable length."""
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
+
+
+def _int(s: Setting, v: Any, source: str) -> int | None:
+    if isinstance(v, bool):
+        raise _Bad("must be a whole number, not a boolean")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        text = v.strip()
+        if text == "" and source == "env":
+            return None
+        n = ascii_int(text.lstrip("+"), 18)
+        if n is not None:
+            return n
+    raise _Bad("is not a port number (1-65535)" if s.format == "port" else
+               f"must be {s.range.words('int')}" if s.range else "must be a whole number")
+
+
+def _float(s: Setting, v: Any, source: str) -> float | None:
+    if isinstance(v, bool):
+        raise _Bad("must be a number, not a boolean")
+    if isinstance(v, int | float) and math.isfinite(v):
+        return float(v)
+    if isinstance(v, str):
+        text = v.strip()
+        if text == "" and source == "env":
+            return None
+        if _DECIMAL.fullmatch(text):
+            return float(text)
+    raise _Bad(f"must be {s.range.words('float')}" if s.range else "must be a number")
+
+
+def _bool(s: Setting, v: Any, source: str) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if source == "env":  # compose's files take 0/1 (HF_HUB_OFFLINE)
+        text = str(v).strip()
+        if text == "":
+            return None
+        if text in ("0", "1"):
+            return text == "1"
+        raise _Bad("must be 0 or 1")
+    if isinstance(v, int) and v in (0, 1):
+        return v == 1
+    if isinstance(v, str) and v.strip().lower() in BOOL_TRUE | BOOL_FALSE:
+        return v.strip().lower() in BOOL_TRUE
+    raise _Bad(f"must be a boolean ({', '.join(sorted(BOOL_TRUE))} or {', '.join(sorted(BOOL_FALSE))})")
+
+
+def _list(s: Setting, v: Any, source: str) -> list[Any]:
+    if isinstance(v, str):  # an INI inventory, -e or --data: "vllm,llamacpp"; -e as JSON gives a list
+        text = v.strip()
+        if text.startswith("["):
+            try:
+                parsed = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise _Bad("must be a list, e.g. vllm,llamacpp or [vllm, llamacpp]") from None
+            if isinstance(parsed, list):
+                return [str(x) for x in parsed]
+        return [x.strip() for x in text.split(",") if x.strip()]
+    if isinstance(v, list | tuple):
+        if s.elements in ("str", "path") and not all(isinstance(x, str) for x in v):
+            raise _Bad("must be a list of names")
+        return list(v)
+    raise _Bad("must be a list, e.g. vllm,llamacpp or [vllm, llamacpp]")
+
+
+def _str(s: Setting, v: Any, source: str) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)  # YAML read `0,1` or `8` as a number; Ansible's str type converts it
+    if isinstance(v, list) and all(isinstance(x, int | str) and not isinstance(x, bool) for x in v):
+        return ",".join(map(str, v))  # an INI inventory's "0,1" is a list
+    raise _Bad("must be text")
+
+
+_CONVERT = {"int": _int, "float": _float, "bool": _bool, "list": _list, "str": _str, "path": _str}
+
+
+def _address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+_FORMAT_OK = {
+    "port": lambda t: True,  # ports are ints: the range says it
+    "duration": lambda t: bool(_DURATION.fullmatch(t)),
+    "size": lambda t: bool(_SIZE.fullmatch(t)),
+    "gpus": lambda t: bool(_GPUS.fullmatch(t.replace(" ", ""))),
+    "address": _address,
+}
+_FORMAT_WORDS = {
+    "port": "is not a port number (1-65535)",
+    "duration": "must be a duration like 600s, 20m or 1h30m",
+    "size": "must be a size like 2g, 512m or 20m",
+    "gpus": "must be 'all' or comma-separated GPU ids like 0,1",
+    "address": "is not an IP address (127.0.0.1 or 0.0.0.0)",
+}
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """An engine of the stack: its container port and its settings."""
+
+    name: str
+    title: str
+    port: int
+    deployed: bool
+    port_setting: Setting
+    model_setting: Setting
+    model_path_setting: Setting | None
+    api_key_file_setting: Setting | None
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    engines: dict[str, EngineEntry]
+    settings: dict[str, Setting]
+
+    @property
+    def deployed(self) -> list[str]:
+        """The engines the deployers run, in the catalogue's order."""
+        return [n for n, e in self.engines.items() if e.deployed]
+
+    def by_ansible(self) -> dict[str, Setting]:
+        return {s.ansible: s for s in self.settings.values() if s.ansible}
+
+    def by_env(self) -> dict[str, Setting]:
+        return {s.env: s for s in self.settings.values() if s.env}
+
+    def ansible_defaults(self, role: str | None = None) -> dict[str, Any]:
+        return {s.ansible: s.default for s in self.settings.values()
+                if s.ansible and (role is None or s.role == role)}
+
+    def env_defaults(self) -> dict[str, str]:
+        """compose's ``${VAR:-default}`` for every .env setting that has one."""
+        return {s.env: s.env_text(s.env_default) for s in self.settings.values()
+                if s.env and s.env_default is not None}
+
+    def convert_all(self, values: Mapping[str, Any], *, source: str = "ansible") -> tuple[dict[str, Any], list[str]]:
+        """Every catalogue setting present in ``values`` (by its Ansible name, or .env name for ``source="env"``)
+        converted; and one line per bad setting. Cross-setting checks: the enabled engines' ports differ."""
+        names = self.by_env() if source == "env" else self.by_ansible()
+        out: dict[str, Any] = {}
+        errors: list[str] = []
+        for name, setting in names.items():
+            if name in values and values[name] is not None:
+                try:
+                    out[name] = setting.convert(values[name], name=name, source=source)
+                except SettingError as e:
+                    errors.append(str(e))
+        if source == "ansible" and not errors:
+            errors += self.port_clashes({**self.ansible_defaults(), **out})
+        return out, errors
+
+    def port_clashes(self, values: Mapping[str, Any]) -> list[str]:
+        """The enabled engines' ports (typed Ansible values) must differ."""
+        engines = values.get(self.settings["engines"].ansible or "", self.deployed)
+        chosen: dict[int, str] = {}
+        for name in engines:
+            entry = self.engines.get(name)
+            if entry is None or not entry.port_setting.ansible:
+                continue
+            port = values.get(entry.port_setting.ansible, entry.port)
+            if port in chosen:
+                return [f"port clash: {entry.port_setting.ansible}={port} is {chosen[port]}'s port too; every "
+                        "engine needs its own port"]
+            chosen[port] = entry.port_setting.ansible
+        return []
+
+
+def _setting(sid: str, raw: Mapping[str, Any]) -> Setting:
+    unknown = set(raw) - {"ansible", "env", "role", "type", "default", "env_default", "range", "choices", "format",
+                          "required", "elements", "min_length"}
+    if unknown or raw.get("type") not in TYPES or raw.get("format", "port") not in FORMATS:
+        raise ValueError(f"{PATH.name}: setting {sid}: bad entry {dict(raw)}")
+    return Setting(id=sid, type=raw["type"], default=raw.get("default"), ansible=raw.get("ansible"),
+                   env=raw.get("env"), role=raw.get("role"),
+                   env_default=raw["env_default"] if "env_default" in raw else raw.get("default"),
+                   range=Range.parse(raw["range"]) if "range" in raw else None,
+                   choices=tuple(raw["choices"]) if "choices" in raw else None, format=raw.get("format"),
+                   required=bool(raw.get("required", False)), elements=raw.get("elements"),
+                   min_length=int(raw.get("min_length", 0)))
+
+
+def parse(doc: Mapping[str, Any]) -> Catalogue:
+    settings = {sid: _setting(sid, raw) for sid, raw in doc["settings"].items()}
+    engines = {}
+    for name, raw in doc["engines"].items():
+        opt = {k: settings[raw[k]] if raw.get(k) else None for k in ("model_path_setting", "api_key_file_setting")}
+        engines[name] = EngineEntry(name=name, title=raw["title"], port=int(raw["port"]),
+                                    deployed=bool(raw.get("deployed", False)),
+                                    port_setting=settings[raw["port_setting"]],
+                                    model_setting=settings[raw["model_setting"]], **opt)
+    return Catalogue(engines=engines, settings=settings)
+
+
+@cache
+def load() -> Catalogue:
+    """The catalogue shipped beside this module."""
+    return parse(yaml.safe_load(PATH.read_text(encoding="utf-8")))
+
+
+# -- the one verify command line (roles/verify and pyinfra/deploy.py run these) --------------------------------------
+def endpoint_args(address: str, engines: Sequence[str], ports: Mapping[str, Any], models: Mapping[str, Any],
+                  key_files: Mapping[str, str] | None = None) -> list[str]:
+    """``ENGINE=URL`` per engine, ``--model ENGINE=NAME`` per engine, ``--api-key-file ENGINE=FILE`` per keyed one."""
+    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+    out = [f"{e}=http://{host}:{int(ports[e])}" for e in engines]
+    for e in engines:
+        out += ["--model", f"{e}={models[e]}"]
+    for e, f in (key_files or {}).items():
+        if e in engines and f:
+            out += ["--api-key-file", f"{e}={f}"]
+    return out
+
+
+def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports: Mapping[str, Any],
+                    models: Mapping[str, Any], key_files: Mapping[str, str] | None, gpu: bool,
+                    reports: str, wait: int, request_timeout: int, smoke_bench: bool, num_prompts: int,
+                    concurrency: int, output_len: int) -> dict[str, list[str]]:
+    """The commands both deployers run on the controller after a deploy: ``healthcheck`` (one run for every engine,
+    JSON on stdout for ``<reports>/healthcheck.json``) and, with ``smoke_bench``, ``smoke-bench`` writing
+    ``bench.json``, ``bench.png`` and ``bench.html`` under ``reports``."""
+    eps = endpoint_args(address, engines, ports, models, key_files)
+    out = {"healthcheck": [f"{bin_dir}/healthcheck", *eps, "--wait", str(int(wait)), "--timeout",
+                           str(int(request_timeout)), "--expect-gpu" if gpu else "--no-expect-gpu", "--json",
+                           "--no-diagnose"]}
+    if smoke_bench:
+        out["smoke-bench"] = [f"{bin_dir}/smoke-bench", *eps, "--num-prompts", str(int(num_prompts)),
+                              "--concurrency", str(int(concurrency)), "--output-len", str(int(output_len)),
+                              "--json", f"{reports}/bench.json", "--plot", f"{reports}/bench.png",
+                              "--html", f"{reports}/bench.html"]
+    return out

@@ -1,0 +1,72 @@
+"""Filters that hand the kit's stack catalogue (healthchecks/stack.yml, healthchecks/stack.py) to the roles.
+
+    gik_stack_check(hostvars[inventory_hostname], options)  -> {"values": {...converted...}, "errors": [...]}
+    gik_verify_commands({...})                               -> {"healthcheck": argv, "smoke-bench": argv}
+
+The conversion and the verify command line are the same Python functions the pyinfra deployer and
+compose-preflight use; this file only loads them from the kit's checkout (roles/<role>/filter_plugins/../../..).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_KIT = Path(__file__).resolve().parents[3]
+if str(_KIT) not in sys.path:
+    sys.path.insert(0, str(_KIT))
+
+from healthchecks import stack  # noqa: E402
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's tagged/lazy containers as plain Python values."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def gik_stack_check(host: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every catalogue setting the host has, converted by its catalogue type and checked against its range (and
+    every other role setting of ``options``, the roles' argument specs, converted by its type); the values that
+    were text (INI inventory, ``-e``) and one line per bad setting."""
+    catalogue = stack.load()
+    known = catalogue.by_ansible()
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    given: dict[str, Any] = {}
+    for name, opt in {**dict(options or {}), **known}.items():
+        if name not in host:
+            continue
+        raw = _plain(host[name])
+        setting = known.get(name) or stack.Setting(id=name, type=str(dict(opt).get("type", "str")),
+                                                   elements=dict(opt).get("elements"))
+        if setting.type not in stack.TYPES:
+            continue
+        try:
+            out = setting.convert(raw, name=name)
+        except stack.SettingError as e:
+            errors.append(str(e))
+            continue
+        given[name] = out
+        if out != raw or type(out) is not type(raw):
+            values[name] = out
+    if not errors:
+        errors = catalogue.port_clashes({**catalogue.ansible_defaults(), **given})
+    return {"values": values, "errors": errors}
+
+
+def gik_verify_commands(params: Mapping[str, Any]) -> dict[str, list[str]]:
+    """stack.verify_commands: the one healthcheck / smoke-bench command line both deployers run."""
+    return stack.verify_commands(**_plain(params))
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"gik_stack_check": gik_stack_check, "gik_verify_commands": gik_verify_commands}
