@@ -92,6 +92,7 @@ class Setting:
     required: bool = False
     elements: str | None = None
     min_length: int = 0
+    derived: tuple[str, ...] = ()  # the role default is an expression of these settings
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -324,7 +325,7 @@ class Catalogue:
 
 def _setting(sid: str, raw: Mapping[str, Any]) -> Setting:
     unknown = set(raw) - {"ansible", "env", "role", "type", "default", "env_default", "range", "choices", "format",
-                          "required", "elements", "min_length"}
+                          "required", "elements", "min_length", "derived"}
     if unknown or raw.get("type") not in TYPES or raw.get("format", "port") not in FORMATS:
         raise ValueError(f"{PATH.name}: setting {sid}: bad entry {dict(raw)}")
     return Setting(id=sid, type=raw["type"], default=raw.get("default"), ansible=raw.get("ansible"),
@@ -333,7 +334,7 @@ def _setting(sid: str, raw: Mapping[str, Any]) -> Setting:
                    range=Range.parse(raw["range"]) if "range" in raw else None,
                    choices=tuple(raw["choices"]) if "choices" in raw else None, format=raw.get("format"),
                    required=bool(raw.get("required", False)), elements=raw.get("elements"),
-                   min_length=int(raw.get("min_length", 0)))
+                   min_length=int(raw.get("min_length", 0)), derived=tuple(raw.get("derived", ())))
 
 
 def parse(doc: Mapping[str, Any]) -> Catalogue:

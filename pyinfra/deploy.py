@@ -21,6 +21,7 @@ container_toolkit): on a GPU host this checks they are there and stops otherwise
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,8 @@ from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
 
+from healthchecks.stack import load as load_catalogue
+from healthchecks.stack import verify_commands
 from pyinfra import host
 
 
@@ -211,22 +214,21 @@ bind = str(v("inference_stack_bind_address"))
 address = (("127.0.0.1" if bind in ("0.0.0.0", "::") else bind) if local
            else str(host.data.get("ssh_hostname") or host.name))
 bin_dir = Path(str(v("verify_bin_dir")))
-hc = str(bin_dir / "healthcheck") if (bin_dir / "healthcheck").exists() else "healthcheck"
-sb = str(bin_dir / "smoke-bench") if (bin_dir / "smoke-bench").exists() else "smoke-bench"
-urls = {e: f"http://{address}:{s.port(e)}" for e in s.engines}
-# the controller's copy of vLLM's key (the host's is root-only); the other engines take no key
-key_file = v("hf_secret_vllm_api_key_file") if gik_ops.secret_files(s)["vllm_api_key"] else None
-key_args = ["--api-key-file", str(key_file)] if key_file and "vllm" in urls else []
-checks = []
-for engine, url in urls.items():
-    checks.append([hc, f"{engine}={url}", "--model", s.model(engine), "--wait", str(v("verify_wait")),
-                   "--timeout", str(v("verify_request_timeout")), "--expect-gpu" if s.gpu else "--no-expect-gpu",
-                   "--json", "--no-diagnose", *(key_args if engine == "vllm" else [])])
-bench = None
+if not (bin_dir / "healthcheck").exists() and shutil.which("healthcheck"):
+    bin_dir = Path(str(shutil.which("healthcheck"))).parent
+# the controller's copies of the engines' API keys (the host's are root-only): hf_secret_<engine>_api_key_file
+# for each engine the catalogue gives a key file whose secret is set
+catalogue = load_catalogue()
+secret_contents = gik_ops.secret_files(s)
+key_files = {e: str(v(f"hf_secret_{e}_api_key_file")) for e in s.engines
+             if (kf := catalogue.engines[e].api_key_file_setting) and secret_contents.get(Path(str(kf.default)).name)}
 reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")
-if v("verify_smoke_bench"):
-    bench = [sb, *(f"{e}={u}" for e, u in urls.items()), "--num-prompts", str(v("verify_num_prompts")),
-             "--concurrency", str(v("verify_concurrency")), "--output-len", str(v("verify_output_len")),
-             "--json", str(reports / "bench.json"), "--plot", str(reports / "bench.png"), *key_args]
-gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)", checks=checks,
-               report_dir=str(reports), bench=bench)
+# the verify role's command line (healthchecks/stack.py builds it for both deployers)
+commands = verify_commands(
+    bin_dir=str(bin_dir), address=address, engines=s.engines, ports={e: s.port(e) for e in s.engines},
+    models={e: s.model(e) for e in s.engines}, key_files=key_files, gpu=s.gpu, reports=str(reports),
+    wait=int(v("verify_wait")), request_timeout=int(v("verify_request_timeout")),
+    smoke_bench=bool(v("verify_smoke_bench")), num_prompts=int(v("verify_num_prompts")),
+    concurrency=int(v("verify_concurrency")), output_len=int(v("verify_output_len")))
+gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)",
+               healthcheck=commands["healthcheck"], report_dir=str(reports), bench=commands.get("smoke-bench"))

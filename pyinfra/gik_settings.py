@@ -12,8 +12,9 @@ Layers, lowest first (Ansible's precedence for the same sources):
 
 The few Jinja expressions in those files are resolved with Ansible's filters (``bool``, ``default``...), values are
 validated with Ansible's own ``ArgumentSpecValidator`` against every role's ``meta/argument_specs.yml`` plus the
-checks the roles assert (engines, ports, memory fraction), and the ``.env`` and ``daemon.json`` are rendered from
-the roles' own templates with the template module's Jinja options, so they are byte-identical to Ansible's.
+stack catalogue's types and ranges (``healthchecks/stack.yml``, as site.yml's first play checks them), and the
+``.env`` and ``daemon.json`` are rendered from the roles' own templates with the template module's Jinja options, so
+they are byte-identical to Ansible's.
 Engine names, ports and setting names come from the engine catalogue (``healthchecks.engines``).
 """
 
@@ -36,6 +37,7 @@ import jinja2.meta
 import jinja2.nativetypes
 import yaml
 
+from healthchecks import stack
 from healthchecks.engines import CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -357,8 +359,8 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
 
 
 def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Ansible's argument-spec validation for every role, then the checks the roles assert. Raises SettingsError
-    with every problem, each naming its setting."""
+    """Ansible's argument-spec validation for every role, then the stack catalogue's types and ranges. Raises
+    SettingsError with every problem, each naming its setting."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
     spec = dict(spec or argument_specs())
@@ -368,22 +370,12 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | Non
     if errors:
         raise SettingsError("; ".join(_no_secrets(m) for m in errors))
     out = {**dict(values), **{k: v for k, v in result.validated_parameters.items() if k in params}}
-
-    engines = out.get("inference_stack_engines") or []
-    if not engines:
-        raise SettingsError("inference_stack_engines must name at least one engine "
-                            f"({', '.join(DEPLOYED)})")
-    mem = out.get("inference_stack_vllm_gpu_memory_utilization")
-    if mem is not None and not 0 < float(mem) <= 1:
-        raise SettingsError(f"inference_stack_vllm_gpu_memory_utilization must be in (0, 1] (got {mem})")
-    ports = {e: out.get(DEPLOYED[e].ansible_port or "", DEPLOYED[e].default_port) for e in engines}
-    for engine, port in ports.items():
-        if not isinstance(port, int) or not 0 < port <= 65535:
-            raise SettingsError(f"{DEPLOYED[engine].ansible_port} must be a port in 1..65535 (got {port!r})")
-    if len(set(ports.values())) != len(ports):
-        raise SettingsError("port clash among " + ", ".join(f"{DEPLOYED[e].ansible_port}={p}"
-                                                              for e, p in ports.items()))
-    return out
+    # the stack's settings: converted by the catalogue's types (text from --data) and range-checked, the engines'
+    # ports apart; the same check (healthchecks/stack.py) the first play of site.yml runs
+    converted, problems = stack.load().convert_all({k: values[k] for k in params})
+    if problems:
+        raise SettingsError("; ".join(_no_secrets(m) for m in problems))
+    return {**out, **converted}
 
 
 def _no_secrets(message: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from healthchecks import preflight
+from healthchecks import preflight, stack
 from healthchecks.endpoints import from_compose, read_dotenv
 from healthchecks.engines import CATALOGUE, DEPLOYED, ENGINES, NAMES
 
@@ -153,3 +153,183 @@ def test_an_engine_with_a_public_address_is_named_alone() -> None:
     for name in DEPLOYED:  # engines without one still need a URL
         with pytest.raises(ConfigError, match="no scheme"):
             parse_endpoint(name)
+
+
+# -- the stack catalogue (healthchecks/stack.yml): engines, ports and settings in one place -------------------------
+CAT = stack.load()
+TYPED = [s for s in CAT.settings.values() if s.type in ("int", "float", "bool")]
+
+
+def test_engine_modules_agree_with_the_stack_catalogue() -> None:
+    """The engine modules' Spec (what the CLIs read) and stack.yml (what the deployers read) say the same."""
+    assert CAT.deployed == list(DEPLOYED)
+    in_compose = {s.name for s in CATALOGUE.values() if s.compose_service}
+    assert set(CAT.engines) == in_compose
+    for name, e in CAT.engines.items():
+        spec = CATALOGUE[name]
+        assert (spec.default_port, spec.deployed, spec.compose_service) == (e.port, e.deployed, name), name
+        assert (spec.env_port, spec.ansible_port) == (e.port_setting.env, e.port_setting.ansible), name
+        assert (spec.env_model, spec.ansible_model) == (e.model_setting.env, e.model_setting.ansible), name
+        assert spec.env_model_path == (e.model_path_setting.env if e.model_path_setting else None), name
+        assert spec.env_api_key_file == (e.api_key_file_setting.env if e.api_key_file_setting else None), name
+        assert e.port_setting.default == e.port, f"{name}: its port setting's default is its port"
+    assert CAT.settings["engines"].default == CAT.deployed
+    assert list(CAT.settings["engines"].choices or ()) == CAT.deployed
+
+
+@pytest.mark.parametrize("role", sorted({s.role for s in CAT.settings.values() if s.role}))
+def test_role_defaults_and_argument_specs_follow_the_stack_catalogue(role: str) -> None:
+    defaults = _yaml(ROLES / role / "defaults" / "main.yml") or {}
+    options = _yaml(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    mine = {s.ansible: s for s in CAT.settings.values() if s.role == role and s.ansible}
+    for name, s in mine.items():
+        assert name in options, f"{role}: {name} is in stack.yml but not in meta/argument_specs.yml"
+        assert options[name].get("type", "str") == s.type, name
+        if s.choices is not None:
+            assert list(options[name]["choices"]) == list(s.choices), name
+        if s.default is None:  # no role default (e.g. per-engine GPU ids fall back to inference_stack_gpu_ids)
+            assert name not in defaults, name
+        elif s.derived:  # an expression of other settings; its value with their defaults is the catalogue's
+            assert all(d in str(defaults[name]) for d in s.derived), name
+        else:
+            assert defaults[name] == s.default, f"{role}/defaults: {name}={defaults[name]!r}, stack.yml {s.default!r}"
+    if role == "inference_stack":  # every setting of the stack is catalogued
+        missing = sorted(set(options) - set(mine))
+        assert not missing, f"inference_stack settings missing from healthchecks/stack.yml: {missing}"
+
+
+_COMPOSE_VAR = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
+# compose variables whose default differs between compose.yaml and an overlay: the overlay for the hardware owns
+# the pinned image, and the catalogue's default for these is "" (= compose's pin)
+_PER_OVERLAY = {"VLLM_IMAGE", "LLAMACPP_IMAGE", "OLLAMA_IMAGE", "SGLANG_IMAGE"}
+
+
+def test_every_compose_variable_is_catalogued_with_its_default() -> None:
+    env = CAT.by_env()
+    defaults = CAT.env_defaults()
+    seen = set()
+    for path in sorted(COMPOSE.glob("compose*.yaml")):
+        for var, default in _COMPOSE_VAR.findall(path.read_text()):
+            seen.add(var)
+            assert var in env, f"{path.name}: ${{{var}}} is not in healthchecks/stack.yml"
+            if var not in _PER_OVERLAY:
+                assert default == defaults.get(var, ""), f"{path.name}: ${{{var}:-{default}}}, stack.yml " \
+                                                         f"{defaults.get(var)!r}"
+    assert len(seen) >= 40
+
+
+def test_env_example_follows_the_stack_catalogue() -> None:
+    env = CAT.by_env()
+    example = read_dotenv(COMPOSE / ".env.example")
+    for var, value in example.items():
+        assert var in env, f".env.example: {var} is not in healthchecks/stack.yml"
+        s = env[var]
+        want = s.env_text(s.default if var == "COMPOSE_FILE" else s.env_default)
+        assert value == want, f".env.example: {var}={value}, stack.yml {want!r}"
+        s.convert(value, name=var, source="env")  # and it passes its own check
+    commented = set(re.findall(r"^#([A-Z][A-Z0-9_]+)=", (COMPOSE / ".env.example").read_text(), re.M))
+    assert set(env) <= set(example) | commented | {"COMPOSE_PROJECT_NAME"}, set(env) - set(example) - commented
+
+
+# -- typed settings given as text (INI inventory, -e name=value, pyinfra --data, a compose .env) ---------------
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@pytest.mark.parametrize("setting", TYPED, ids=lambda s: s.id)
+def test_every_typed_setting_converts_from_text_or_names_itself(setting: stack.Setting) -> None:
+    default = setting.default if setting.default is not None else setting.env_default
+    name = setting.ansible or setting.env
+    if setting.ansible:
+        assert setting.convert(_text(default)) == default
+        assert setting.convert(f" {_text(default)} ") == default  # INI values keep no quotes, -e may carry blanks
+        assert type(setting.convert(_text(default))) is type(default)
+    if setting.env:
+        assert setting.convert(setting.env_text(setting.env_default), source="env") == setting.env_default
+    for garbage in ("garbage", "1e999" if setting.type == "int" else "½", "[1]", "²"):
+        with pytest.raises(stack.SettingError) as e:
+            setting.convert(garbage, name=name)
+        assert str(e.value).startswith(f"{name}=") and "\n" not in str(e.value), str(e.value)
+    if setting.range and setting.range.high is not None:
+        with pytest.raises(stack.SettingError, match=re.escape(f"{name}=")):
+            setting.convert(str(setting.range.high * 2 + 1), name=name)
+    if setting.range and setting.range.low is not None:
+        with pytest.raises(stack.SettingError, match=re.escape(f"{name}=")):
+            setting.convert(str(int(setting.range.low) - 1), name=name)
+
+
+@pytest.mark.parametrize(("name", "text", "value"), [
+    ("inference_stack_gpu", "no", False), ("inference_stack_gpu", "Y", True), ("inference_stack_gpu", "t", True),
+    ("inference_stack_gpu", "off", False), ("inference_stack_engines", "vllm, llamacpp", ["vllm", "llamacpp"]),
+    ("inference_stack_engines", '["ollama"]', ["ollama"]), ("inference_stack_gpu_ids", [0, 1], "0,1"),
+    ("inference_stack_vllm_gpu_memory_utilization", "1", 1.0), ("inference_stack_vllm_port", "+8001", 8001),
+    ("preflight_min_free_disk_gb", "1", 1),
+])
+def test_text_converts_as_ansible_reads_it(name: str, text: Any, value: Any) -> None:
+    assert CAT.by_ansible()[name].convert(text) == value
+
+
+@pytest.mark.parametrize(("name", "text", "words"), [
+    ("inference_stack_vllm_gpu_memory_utilization", "0", "must be a fraction in (0, 1]"),
+    ("inference_stack_vllm_gpu_memory_utilization", "nan", "must be a fraction in (0, 1]"),
+    ("inference_stack_vllm_port", "65536", "is not a port number (1-65535)"),
+    ("inference_stack_vllm_port", True, "not a boolean"),
+    ("inference_stack_gpu", "maybe", "must be a boolean"),
+    ("inference_stack_engines", "vllm,tgi", "'tgi' is not one of vllm, ollama, llamacpp"),
+    ("inference_stack_engines", "", "must name at least 1"),
+    ("inference_stack_vllm_dtype", "int3", "is not one of auto"),
+    ("inference_stack_bind_address", "lab-host", "is not an IP address"),
+    ("inference_stack_gpu_ids", "0;1", "must be 'all' or comma-separated GPU ids"),
+    ("verify_num_prompts", "0", "must be a positive integer"),
+    ("preflight_min_free_disk_gb", "-1", "must be a whole number of at least 0"),
+])
+def test_bad_text_stops_naming_the_setting(name: str, text: Any, words: str) -> None:
+    with pytest.raises(stack.SettingError) as e:
+        CAT.by_ansible()[name].convert(text)
+    assert str(e.value).startswith(name) and words in str(e.value), str(e.value)
+
+
+def test_engines_ports_must_differ() -> None:
+    _, errors = CAT.convert_all({"inference_stack_vllm_port": "8080"})
+    assert errors == ["port clash: inference_stack_llamacpp_port=8080 is inference_stack_vllm_port's port too; "
+                      "every engine needs its own port"]
+    assert CAT.convert_all({"inference_stack_vllm_port": "8080", "inference_stack_engines": "vllm,ollama"})[1] == []
+
+
+# -- the one verify command line ---------------------------------------------------------------------------------
+def test_verify_commands_are_one_healthcheck_and_one_bench_with_every_report() -> None:
+    cmds = stack.verify_commands(
+        bin_dir="/kit/.venv/bin", address="10.0.0.5", engines=["vllm", "llamacpp"],
+        ports={"vllm": 8001, "llamacpp": "8081"}, models={"vllm": "m1", "llamacpp": "m2"}, key_files={"vllm": "/tmp/k"},
+        gpu=False, reports="/r/h", wait=900, request_timeout=60, smoke_bench=True, num_prompts=8, concurrency=4,
+        output_len=32)
+    eps = ["vllm=http://10.0.0.5:8001", "llamacpp=http://10.0.0.5:8081", "--model", "vllm=m1", "--model",
+           "llamacpp=m2", "--api-key-file", "vllm=/tmp/k"]
+    assert cmds["healthcheck"] == ["/kit/.venv/bin/healthcheck", *eps, "--wait", "900", "--timeout", "60",
+                                   "--no-expect-gpu", "--json", "--no-diagnose"]
+    assert cmds["smoke-bench"] == ["/kit/.venv/bin/smoke-bench", *eps, "--num-prompts", "8", "--concurrency", "4",
+                                   "--output-len", "32", "--json", "/r/h/bench.json", "--plot", "/r/h/bench.png",
+                                   "--html", "/r/h/bench.html"]
+    assert "smoke-bench" not in stack.verify_commands(
+        bin_dir="b", address="::1", engines=["vllm"], ports={"vllm": 1}, models={"vllm": "m"}, key_files=None,
+        gpu=True, reports="r", wait=1, request_timeout=1, smoke_bench=False, num_prompts=1, concurrency=1,
+        output_len=1)
+
+
+def test_both_deployers_run_the_one_verify_command() -> None:
+    """roles/verify runs what its filter (stack.verify_commands) builds; pyinfra/deploy.py calls the same function
+    and hands both command lines to gik_ops.verify. (tests/e2e/test_ansible.py compares the argv Ansible ran.)"""
+    tasks = yaml.safe_load((ROLES / "verify" / "tasks" / "main.yml").read_text())
+    argvs = [t["ansible.builtin.command"]["argv"] for block in tasks for t in block.get("block", [])
+             if "ansible.builtin.command" in t]
+    assert argvs == ["{{ verify_commands.healthcheck }}", "{{ verify_commands['smoke-bench'] }}"]
+    assert "| gik_verify_commands }}" in (ROLES / "verify" / "vars" / "main.yml").read_text()
+    plugin = (ROLES / "verify" / "filter_plugins" / "gik_stack.py").resolve()
+    assert plugin == (ROLES / "preflight" / "filter_plugins" / "gik_stack.py").resolve()
+    assert "stack.verify_commands(" in plugin.read_text()
+    deploy = ast.parse((ROOT / "pyinfra" / "deploy.py").read_text())
+    calls = [n for n in ast.walk(deploy) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name | ast.Attribute)
+             and getattr(n.func, "id", getattr(n.func, "attr", "")) in ("verify_commands", "verify")]
+    assert [getattr(c.func, "id", getattr(c.func, "attr", "")) for c in calls] == ["verify_commands", "verify"]
+    text = (ROOT / "pyinfra" / "deploy.py").read_text()
+    assert not [f for f in ('"--wait"', '"--json"', '"--model"', '"--num-prompts"') if f in text], "argv built twice"

@@ -147,7 +147,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cases[name] = {"dir": case_dir, "hostvars": hostvars, "token_file": token_file, "key_file": key_file,
                        "token": token}
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts}}}}))
-    play = [{"name": "render", "hosts": "gpu_hosts", "gather_facts": False, "tasks": [
+    # the proxy role runs before inference_stack in site.yml, so its defaults (proxy_no_proxy...) are in scope
+    # there; its tasks change the host, so only its defaults are loaded here (no case sets a proxy_* value)
+    play = [{"name": "render", "hosts": "gpu_hosts", "gather_facts": False,
+             "vars_files": [str(ROOT / "roles" / "proxy" / "defaults" / "main.yml")], "tasks": [
         {"ansible.builtin.import_role": {"name": "hf_secret"}},
         {"ansible.builtin.import_role": {"name": "inference_stack", "tasks_from": "gik_render"}},
         {"ansible.builtin.import_role": {"name": "docker", "tasks_from": "gik_render"}},
