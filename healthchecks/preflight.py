@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import re
 import socket
 import stat
 import sys
@@ -20,25 +19,23 @@ from pathlib import Path
 
 from . import __version__
 from .endpoints import compose_files, load_compose, project_name, read_dotenv
-from .engines import CATALOGUE
 from .errors import ConfigError
 from .numbers import ascii_int
+from .stack import SettingError
+from .stack import load as load_stack
 
-# compose services that run an engine: service -> (port setting, default port), from the engine catalogue
-ENGINE_PORTS = {s.compose_service: (s.env_port, s.default_port) for s in CATALOGUE.values()
-                if s.compose_service and s.env_port and s.default_port}
+# The stack catalogue (stack.yml): every .env setting compose reads, with its default, type, range and format
+STACK = load_stack()
+ENV_SETTINGS = STACK.by_env()
+# compose services that run an engine: service -> (port setting, default port)
+ENGINE_PORTS = {name: (e.port_setting.env, e.port) for name, e in STACK.engines.items() if e.port_setting.env}
 # service -> the .env setting holding its model path under /models
-MODEL_PATHS = {s.compose_service: s.env_model_path for s in CATALOGUE.values()
-               if s.compose_service and s.env_model_path}
-NON_EMPTY = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "LLAMACPP_MODEL", "LLAMACPP_MODEL_ALIAS", "OLLAMA_MODEL",
-             "MODELS_DIR", "HF_TOKEN_FILE", "VLLM_API_KEY_FILE")
-# variables compose.yaml reads from the process environment (which wins over .env, as in compose)
-PREFIXES = ("VLLM_", "LLAMACPP_", "OLLAMA_", "SGLANG_", "HF_", "COMPOSE_", "BIND_", "MODELS_", "LOG_", "RESTART_")
-DEFAULTS = {"MODELS_DIR": "./models", "HF_TOKEN_FILE": "./secrets/hf_token",
-            "VLLM_API_KEY_FILE": "./secrets/vllm_api_key", "BIND_ADDRESS": "127.0.0.1",
-            "VLLM_MODEL": "/models/smollm2-135m-instruct-hf",
-            "LLAMACPP_MODEL": "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-            "OLLAMA_GGUF": "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"}
+MODEL_PATHS = {name: e.model_path_setting.env for name, e in STACK.engines.items()
+               if e.model_path_setting and e.model_path_setting.env}
+NON_EMPTY = tuple(n for n, s in ENV_SETTINGS.items() if s.required)
+# compose reads these from the process environment too (which wins over .env, as in compose)
+PREFIXES = tuple(sorted({n.split("_", 1)[0] + "_" for n in ENV_SETTINGS}))
+DEFAULTS = STACK.env_defaults()
 
 
 def settings(project: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -67,55 +64,19 @@ def port_number(value: str) -> int | None:
     return n if n is not None and 1 <= n <= 65535 else None
 
 
-_DECIMAL = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?")
-_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|ms|s|m|h))+")  # compose (Go) durations: 90s, 1m30s
-_SIZE = re.compile(r"[0-9]+(?:\.[0-9]+)?[bkmgBKMG]?[bB]?")  # compose byte sizes: 2g, 512m, 20m
-
-
 def _check_values(env: Mapping[str, str]) -> list[str]:
+    """Every catalogued setting the .env (or the environment) sets, checked by its type, range and format; an
+    empty value is compose's default, except for settings that may not be empty."""
     errors = []
     for key in NON_EMPTY:
         if key in env and env[key].strip() == "":
             errors.append(f"{key} is set but empty in .env: remove the line or give it a value")
-    for key, _default in ENGINE_PORTS.values():
+    for key, setting in ENV_SETTINGS.items():
         if env.get(key):
-            v = env[key]
-            if port_number(v) is None:
-                errors.append(f"{key}={_show(v)} is not a port number (1-65535)")
-    if env.get("VLLM_GPU_MEMORY_UTILIZATION"):
-        v = env["VLLM_GPU_MEMORY_UTILIZATION"]
-        if not (_DECIMAL.fullmatch(v) and 0 < float(v) <= 1):
-            errors.append(f"VLLM_GPU_MEMORY_UTILIZATION={_show(v)} must be a fraction in (0, 1]")
-    for key in ("VLLM_TENSOR_PARALLEL_SIZE", "VLLM_MAX_MODEL_LEN", "LLAMACPP_CTX_SIZE", "LLAMACPP_PARALLEL",
-                "LOG_MAX_FILE"):
-        v = env.get(key, "")
-        n = ascii_int(v)
-        if v and (n is None or n < 1):
-            errors.append(f"{key}={_show(v)} must be a positive integer")
-    for key, low in (("VLLM_CPU_KVCACHE_SPACE", 0), ("LLAMACPP_GPU_LAYERS", -1)):
-        v = env.get(key, "")
-        n = ascii_int(v)
-        if v and (n is None or n < low):
-            errors.append(f"{key}={_show(v)} must be a whole number of at least {low}")
-    for key in ("VLLM_START_PERIOD", "LLAMACPP_START_PERIOD", "OLLAMA_PULL_START_PERIOD"):
-        v = env.get(key, "")
-        if v and not _DURATION.fullmatch(v):
-            errors.append(f"{key}={_show(v)} must be a duration like 600s, 20m or 1h30m")
-    for key in ("VLLM_SHM_SIZE", "LOG_MAX_SIZE"):
-        v = env.get(key, "")
-        if v and not _SIZE.fullmatch(v):
-            errors.append(f"{key}={_show(v)} must be a size like 2g, 512m or 20m")
-    if env.get("HF_HUB_OFFLINE", "1") not in ("0", "1", ""):
-        errors.append(f"HF_HUB_OFFLINE={_show(env['HF_HUB_OFFLINE'])} must be 0 or 1")
-    bind = _get(env, "BIND_ADDRESS")
-    try:
-        ipaddress.ip_address(bind)
-    except ValueError:
-        errors.append(f"BIND_ADDRESS={_show(bind)} is not an IP address (127.0.0.1 or 0.0.0.0)")
-    for key in ("VLLM_GPUS", "LLAMACPP_GPUS", "OLLAMA_GPUS", "SGLANG_GPUS"):
-        v = env.get(key, "")
-        if v and v != "all" and not re.fullmatch(r"[0-9]{1,4}(?:,[0-9]{1,4})*", v.replace(" ", "")):
-            errors.append(f"{key}={_show(v)} must be 'all' or comma-separated GPU ids like 0,1")
+            try:
+                setting.convert(env[key], name=key, source="env")
+            except SettingError as exc:
+                errors.append(str(exc))
     return errors
 
 
@@ -238,10 +199,10 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
         _, _, doc = load_compose(project, src)
         name = doc.get("name")
     proj = project_name(project, compose_env, name if isinstance(name, str) else None)
-    errors += _check_secret(project, env, "HF_TOKEN_FILE")
-    for spec in CATALOGUE.values():
-        if spec.compose_service in services and spec.env_api_key_file:
-            errors += _check_secret(project, env, spec.env_api_key_file)
+    errors += _check_secret(project, env, STACK.settings["hf_token_file"].env or "")
+    for name, engine in STACK.engines.items():
+        if name in services and engine.api_key_file_setting and engine.api_key_file_setting.env:
+            errors += _check_secret(project, env, engine.api_key_file_setting.env)
     errors += _check_models(project, env, services)
     errors += _check_ports(env, services, proj)
     return errors
@@ -255,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 epilog="Exit codes: 0 the project can start, 1 problems found (one line each), "
                        "2 usage or configuration error.")
     p.add_argument("project", nargs="?", default="compose", help="compose project directory (default: compose)")
-    p.add_argument("--services", default="vllm,llamacpp,ollama",
-                   help="comma-separated services that will be started (default: vllm,llamacpp,ollama)")
+    p.add_argument("--services", default=",".join(STACK.deployed),
+                   help=f"comma-separated services that will be started (default: {','.join(STACK.deployed)})")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     a = p.parse_args(argv)
     services = [s.strip() for s in a.services.split(",") if s.strip()]

@@ -333,3 +333,16 @@ def test_both_deployers_run_the_one_verify_command() -> None:
     assert [getattr(c.func, "id", getattr(c.func, "attr", "")) for c in calls] == ["verify_commands", "verify"]
     text = (ROOT / "pyinfra" / "deploy.py").read_text()
     assert not [f for f in ('"--wait"', '"--json"', '"--model"', '"--num-prompts"') if f in text], "argv built twice"
+
+
+CHECKED_ENV = [s for s in CAT.by_env().values() if s.type in ("int", "float", "bool") or s.format or s.choices]
+
+
+@pytest.mark.parametrize("setting", CHECKED_ENV, ids=lambda s: s.env)
+def test_compose_preflight_checks_every_catalogued_env_setting(setting: stack.Setting) -> None:
+    """compose-preflight takes its checks from the catalogue: each typed .env setting, given garbage, is named once
+    (it named 22 settings by hand; compose reads every one of these)."""
+    assert setting.env
+    assert preflight._check_values({setting.env: setting.env_text(setting.env_default)}) == []
+    errors = preflight._check_values({setting.env: "garbage!"})
+    assert len(errors) == 1 and errors[0].startswith(f"{setting.env}='garbage!'"), errors
