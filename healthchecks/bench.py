@@ -41,7 +41,7 @@ from rich.progress import (
 )
 
 from . import engines, fastnet, gpu, metrics
-from .endpoints import Endpoint
+from .endpoints.url import Endpoint
 from .engines import Engine, RequestParams
 from .errors import ConfigError, KitError, ProtocolError, redact
 from .metrics import RequestResult

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from . import engines
-from .endpoints import Endpoint
+from .endpoints.url import Endpoint
 from .engines import Engine
 from .engines.base import FAIL, PASS, SKIP, STRUCTURED_SCHEMA, WARN
 from .errors import ConfigError, ProtocolError

@@ -26,14 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .endpoints import (
-    Endpoint,
-    default_endpoints,
-    from_compose,
-    from_inventory,
-    parse_endpoint,
-    with_defaults,
-)
+from .endpoints.compose import from_compose
+from .endpoints.inventory import from_inventory
+from .endpoints.url import Endpoint, default_endpoints, parse_endpoint, with_defaults
 from .engines import ENGINES, NAMES
 from .errors import ConfigError
 

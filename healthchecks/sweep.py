@@ -35,7 +35,7 @@ from rich.progress import Progress, TaskID
 
 from . import bench, metrics
 from .bench import BenchConfig, EndpointResult, Point, Target
-from .endpoints import Endpoint
+from .endpoints.url import Endpoint
 from .workload import LocalTokenizer
 
 GROWTH = 1.05  # throughput must rise by 5% from one load to the next ...

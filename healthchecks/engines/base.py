@@ -21,7 +21,7 @@ from ..protocols import Http
 from ..protocols import openai as oa
 
 if TYPE_CHECKING:
-    from ..endpoints import Endpoint
+    from ..endpoints.url import Endpoint
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 PROMPT = "Reply with one short sentence: what is 2 + 2?"

@@ -58,7 +58,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..endpoints import Endpoint
+    from ..endpoints.url import Endpoint
 
 ROUTER_URL = "https://router.huggingface.co/v1"
 AUTO = "auto"

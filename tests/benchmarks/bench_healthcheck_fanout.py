@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from healthchecks.check import Options, check_all
-from healthchecks.endpoints import Endpoint
+from healthchecks.endpoints.url import Endpoint
 
 HERE = Path(__file__).resolve().parent
 SERVER = r'''

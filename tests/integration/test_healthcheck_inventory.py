@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from healthchecks.endpoints import from_inventory
+from healthchecks.endpoints.inventory import ansible_bool, from_inventory, read_inventory
 from healthchecks.errors import ConfigError
 
 pytestmark = pytest.mark.integration
@@ -75,3 +75,29 @@ def test_ini_boolean_that_is_not_one(tmp_path: Path) -> None:
     r = subprocess.run([str(BIN / "healthcheck"), "--inventory", str(_inventory(tmp_path, 11434, "sometimes"))],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_read_inventory_is_what_ansible_sees(tmp_path: Path) -> None:
+    """The one inventory reader (healthcheck, pyinfra, testinfra): group nesting, group_vars/ and host_vars/
+    beside the inventory, INI values as text, and a host with no variables at all (``--list`` leaves it out of
+    ``_meta.hostvars``) still a host."""
+    inv = _inventory(tmp_path, 11434, "t")
+    (tmp_path / "hosts.ini").write_text(inv.read_text() + "\n[bare]\nlab-bare\n")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "lab.yml").write_text("inference_stack_vllm_port: 8001\n")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "lab-gpu.yml").write_text("inference_stack_gpu: true\n")
+    hosts = {h.name: h for h in read_inventory(inv)}
+    assert sorted(hosts) == ["lab-bare", "lab-cpu", "lab-gpu"]
+    cpu, gpu, bare = hosts["lab-cpu"], hosts["lab-gpu"], hosts["lab-bare"]
+    assert {"cpu_hosts", "lab", "all"} <= cpu.groups and "gpu_hosts" not in cpu.groups
+    # INI host lines are read as Python literals, [group:vars] sections as text
+    assert cpu.vars["inference_stack_ollama_port"] == 11434 and cpu.vars["inference_stack_gpu"] == "t"
+    assert ansible_bool(cpu.vars["inference_stack_gpu"], "inference_stack_gpu") is True  # convert_bool's "t"
+    assert cpu.vars["inference_stack_vllm_port"] == 8001 and gpu.vars["inference_stack_gpu"] is True
+    assert bare.vars == {} and bare.groups == {"bare", "all"}
+    assert [h.name for h in read_inventory(inv, group="lab")] == ["lab-cpu", "lab-gpu"]
+    assert [h.name for h in read_inventory(inv, group="lab", host="lab-gpu")] == ["lab-gpu"]
+    assert read_inventory(inv, group="nope") == []
+    with pytest.raises(ConfigError, match=r"inventory .*missing.ini does not exist"):
+        read_inventory(tmp_path / "missing.ini")

@@ -134,7 +134,7 @@ def test_stricter_findings_are_warnings_not_failures(faulty_server: str, tmp_pat
 def test_an_endpoint_that_breaks_keeps_everyone_elses_result(wide: Running, faulty_server: str) -> None:
     """Whatever one endpoint raises, the others' results are kept (and its own reason is recorded)."""
     from healthchecks import bench as b
-    from healthchecks.endpoints import parse_endpoint
+    from healthchecks.endpoints.url import parse_endpoint
     from healthchecks.workload import WorkloadSpec
 
     eps = [parse_endpoint(f"openai={wide.url}"), parse_endpoint(f"vllm={faulty_server}/cutstream"),

@@ -14,17 +14,15 @@ import pytest
 
 from healthchecks.check import Check, Report, junit_xml, prometheus_text
 from healthchecks.cli import _positive, healthcheck_parser, per_engine, resolve_endpoints, writable
-from healthchecks.endpoints import (
-    Endpoint,
-    ansible_bool,
+from healthchecks.endpoints.compose import (
     compose_files,
     from_compose,
     normalise_project_name,
     parse_dotenv,
-    parse_endpoint,
     project_name,
-    with_defaults,
 )
+from healthchecks.endpoints.inventory import ansible_bool
+from healthchecks.endpoints.url import Endpoint, parse_endpoint, with_defaults
 from healthchecks.errors import ConfigError
 from healthchecks.protocols import read_api_key, tls_context
 
@@ -276,6 +274,8 @@ def test_preflight_takes_docker_compose_yml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "want"), [
     ("false", False), ("False", False), ("no", False), ("off", False), ("0", False), ("n", False), (0, False),
     (False, False), ("true", True), ("YES", True), ("on", True), ("1", True), (1, True), (True, True),
+    # ansible.module_utils.parsing.convert_bool.boolean (role argument_specs, module options) also reads these
+    ("y", True), ("T", True), (" yes ", True), (1.0, True), ("f", False), ("N", False), (0.0, False),
 ])
 def test_inventory_booleans_as_ansible_reads_them(value: object, want: bool) -> None:
     assert ansible_bool(value, "h: inference_stack_gpu") is want
@@ -284,6 +284,12 @@ def test_inventory_booleans_as_ansible_reads_them(value: object, want: bool) -> 
 def test_inventory_boolean_that_is_none() -> None:
     with pytest.raises(ConfigError, match=r"h: inference_stack_gpu must be a boolean .* not 'maybe'"):
         ansible_bool("maybe", "h: inference_stack_gpu")
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "2", 2, 0.5, None, [], "yes please"])
+def test_inventory_booleans_ansible_refuses(value: object) -> None:
+    with pytest.raises(ConfigError, match="must be a boolean"):
+        ansible_bool(value, "h: inference_stack_gpu")
 
 
 # -- TLS trust (item 4) ----------------------------------------------------------------------------------

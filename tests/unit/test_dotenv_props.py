@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthchecks.endpoints import parse_dotenv, read_dotenv
+from healthchecks.endpoints.compose import parse_dotenv, read_dotenv
 from healthchecks.errors import ConfigError
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from healthchecks.endpoints import ConfigError, from_compose, interpolate, parse_endpoint, read_dotenv
+from healthchecks.endpoints.compose import from_compose, interpolate, read_dotenv
+from healthchecks.endpoints.url import parse_endpoint
+from healthchecks.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

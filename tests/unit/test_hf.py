@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from healthchecks.endpoints import Endpoint
+from healthchecks.endpoints.url import Endpoint
 from healthchecks.engines import ENGINES, hf
 from healthchecks.errors import ConfigError
 

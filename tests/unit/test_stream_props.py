@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthchecks.check import Options, check_endpoint
-from healthchecks.endpoints import Endpoint
+from healthchecks.endpoints.url import Endpoint
 from healthchecks.engines import ENGINES
 from healthchecks.engines.base import RequestParams, openai_request, openai_stream_check
 from healthchecks.engines.ollama import generate_request

@@ -1,4 +1,5 @@
-"""Where the endpoints are: ``ENGINE=URL`` arguments, the compose project, or the Ansible inventory.
+"""A compose project as Compose reads it: ``.env`` files (compose-go's dotenv), interpolation, the files and
+overrides it picks, the project name, and the engines its labelled services publish.
 
 No network I/O here. Every problem raises :class:`ConfigError` with a one-line message naming the bad value.
 """
@@ -6,140 +7,20 @@ No network I/O here. Every problem raises :class:`ConfigError` with a one-line m
 from __future__ import annotations
 
 import collections
-import contextlib
-import ipaddress
-import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from .engines import CATALOGUE, DEPLOYED, NAMES
-from .errors import ConfigError
-from .numbers import ascii_uint
-
-__all__ = ["ConfigError", "Endpoint", "default_endpoints", "from_compose", "from_inventory", "interpolate",
-           "normalise_url", "parse_endpoint", "read_dotenv", "with_defaults"]
+from ..engines import CATALOGUE, NAMES
+from ..errors import ConfigError
+from ..numbers import ascii_uint
+from .url import Endpoint
 
 LABEL = "io.gpu-inference-kit"  # compose labels: io.gpu-inference-kit.engine / .model / .port / .gpu
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    engine: str | None  # None: detect by probing
-    url: str
-    model: str | None = None
-    name: str = ""  # display name: "host/engine" or the compose service
-    expect_gpu: bool | None = None  # None: unknown (CPU residency is a warning, not a failure)
-    api_key_file: str | None = None
-    api_key_env: str | None = None  # name of an environment variable holding the key (when no file)
-    meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-    # per-engine settings (--model ENGINE=NAME, --api-key-file ENGINE=FILE) for an endpoint whose engine is
-    # detected later: engine -> {"model": ..., "api_key_file": ...}; applied by :meth:`as_engine`
-    per_engine: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False)
-
-    def as_engine(self, engine: str) -> Endpoint:
-        """This endpoint once its engine is known: the engine's own --model / --api-key-file apply, and the
-        label names the engine (``vllm@host:port``, not ``?@host:port``)."""
-        own = self.per_engine.get(engine, {})
-        return replace(self, engine=engine, model=own.get("model", self.model),
-                       api_key_file=own.get("api_key_file", self.api_key_file))
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.engine or '?'}@{self.host}:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def _host_problem(host: str) -> str | None:
-    """Why ``host`` cannot be connected to (DNS's limits, IDNA), or None."""
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(host)
-        return None
-    if len(host.rstrip(".")) > 253:
-        return "host name longer than 253 characters"
-    for label in host.rstrip(".").split("."):
-        if not label:
-            return f"host name {host!r} has an empty label"
-        if len(label) > 63:
-            return f"host name label {label[:20]}... is longer than 63 characters"
-    try:
-        host.encode("idna")
-    except UnicodeError as exc:
-        return f"host name {host!r} is not a valid (IDNA) name: {exc}"
-    return None
-
-
-def normalise_url(raw: str) -> str:
-    """Validate an http(s) URL and drop a trailing slash and a trailing /v1 (we add API paths ourselves)."""
-    url = raw.strip()
-    if "://" not in url:
-        raise ConfigError(f"endpoint URL {raw!r} has no scheme: write http://HOST:PORT")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"endpoint URL {raw!r} is malformed: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"endpoint URL {raw!r}: scheme must be http or https, not {parts.scheme!r}")
-    if parts.username is not None or parts.password is not None:
-        # shown with the secret replaced: the URL is what every report, row and error line prints
-        shown = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-        raise ConfigError(f"endpoint URL {shown!r} carries user:password, which every report would print: "
-                          "use --api-key-file (a Bearer key) instead")
-    if not parts.hostname:
-        raise ConfigError(f"endpoint URL {raw!r} has no host")
-    if parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise ConfigError(f"endpoint URL {raw!r}: no ?query or #fragment (the kit appends API paths to the URL)")
-    if any(c.isspace() for c in url):
-        raise ConfigError(f"endpoint URL {raw!r} contains whitespace")
-    if port == 0:
-        raise ConfigError(f"endpoint URL {raw!r}: port 0 is not a port")
-    host_problem = _host_problem(parts.hostname)
-    if host_problem:
-        raise ConfigError(f"endpoint URL {raw!r}: {host_problem}")
-    url = url.rstrip("/")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    return url
-
-
-def parse_endpoint(spec: str, model: str | None = None) -> Endpoint:
-    """``ENGINE=URL``, a bare URL (engine detected later by probing), or ``ENGINE`` alone for an engine with a
-    public address of its own (``hf``: the Hugging Face router)."""
-    named = CATALOGUE.get(spec.strip().lower())
-    if named is not None and named.default_url:
-        return Endpoint(engine=named.name, url=normalise_url(named.default_url), model=model)
-    engine: str | None = None
-    url = spec
-    head, sep, tail = spec.partition("=")
-    if sep and "://" not in head:
-        engine, url = head.strip().lower(), tail
-        if engine not in CATALOGUE:
-            raise ConfigError(f"unknown engine {head!r} in {spec!r}: expected one of {', '.join(NAMES)}")
-    return Endpoint(engine=engine, url=normalise_url(url), model=model)
-
-
-def default_endpoints() -> list[Endpoint]:
-    """The kit's workstation defaults: every engine on 127.0.0.1 at its default port."""
-    return [Endpoint(engine=e, url=f"http://127.0.0.1:{CATALOGUE[e].default_port}", name=e) for e in DEPLOYED]
-
 
 # -- compose --------------------------------------------------------------------------------------------
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -526,145 +407,3 @@ def from_compose(path: str | Path, environ: Mapping[str, str] | None = None) -> 
         raise ConfigError(f"no published services labelled {LABEL}.engine in {path}")
     return found
 
-
-# -- Ansible inventory -------------------------------------------------------------------------------
-INV_ENGINES = "inference_stack_engines"
-
-
-def _inventory_hostvars(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
-    """hostvars of every host, through ``ansible-inventory --list`` (group_vars, host_vars and all)."""
-    beside = Path(sys.executable).parent / "ansible-inventory"  # same venv as the kit, even if not on PATH
-    exe = str(beside) if beside.is_file() else shutil.which("ansible-inventory")
-    if exe is None:
-        raise ConfigError("--inventory needs ansible-inventory on PATH (pip install 'gpu-inference-kit[ansible]')")
-    proc = subprocess.run([exe, "-i", str(path), "--list"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ConfigError(f"ansible-inventory could not read {path}: {last}")
-    try:
-        data = json.loads(proc.stdout)
-        hostvars = data["_meta"]["hostvars"]
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"ansible-inventory gave no host variables for {path}") from None
-    hosts = {str(k): v for k, v in hostvars.items() if isinstance(v, dict)} if isinstance(hostvars, dict) else {}
-    return hosts, _groups_of_hosts(data)
-
-
-def _groups_of_hosts(data: Mapping[str, Any]) -> dict[str, set[str]]:
-    """host -> every group it belongs to, children included (``--list`` has no ``group_names`` in hostvars)."""
-    def members(group: str, seen: frozenset[str]) -> set[str]:
-        node = data.get(group)
-        if not isinstance(node, dict) or group in seen:
-            return set()
-        found = {str(h) for h in node.get("hosts") or []}
-        for child in node.get("children") or []:
-            found |= members(str(child), seen | {group})
-        return found
-    groups: dict[str, set[str]] = {}
-    for group in data:
-        if group != "_meta":
-            for host in members(group, frozenset()):
-                groups.setdefault(host, set()).add(group)
-    return groups
-
-
-# Ansible's boolean conversion (ansible.module_utils.parsing.convert_bool, what ``| bool`` uses): INI
-# inventories hand every value over as a string, so ``inference_stack_gpu=false`` arrives as "false".
-_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
-_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
-
-
-def ansible_bool(value: Any, what: str) -> bool:
-    """``value`` read as Ansible reads a boolean; anything else is a ConfigError naming ``what``."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-    raise ConfigError(f"{what} must be a boolean (true/false, yes/no, on/off, 1/0), not {value!r}")
-
-
-def from_inventory(path: str | Path, group: str | None = None, host: str | None = None) -> list[Endpoint]:
-    """Hosts x enabled engines x ports from an Ansible inventory (roles' defaults fill the gaps)."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"inventory {p} does not exist")
-    hostvars, groups = _inventory_hostvars(p)
-    found: list[Endpoint] = []
-    for name, hv in sorted(hostvars.items()):
-        if group and group not in groups.get(name, set()) | set(hv.get("group_names") or []):
-            continue
-        if host and host != name:
-            continue
-        engines = hv.get(INV_ENGINES, list(DEPLOYED))
-        if isinstance(engines, str):  # an INI [vars] section hands the value over as a string: "vllm,ollama"
-            engines = [e for e in (x.strip().strip("'\"") for x in engines.strip().strip("[]").split(",")) if e]
-        if not isinstance(engines, list):
-            raise ConfigError(f"{name}: {INV_ENGINES} must be a list, not {engines!r}")
-        address = str(hv.get("healthcheck_address") or hv.get("ansible_host") or name).strip()
-        if hv.get("ansible_connection") == "local" and "ansible_host" not in hv:
-            address = "127.0.0.1"
-        if not address or any(c in address for c in "/?#@ \t") or address.count("]") > 1:
-            raise ConfigError(f"{name}: address {address!r} (healthcheck_address / ansible_host) is not a host name "
-                              "or IP address")
-        if ":" in address and not address.startswith("["):  # an IPv6 address in a URL goes in brackets
-            address = f"[{address}]"
-        for engine in engines:
-            spec = CATALOGUE.get(engine)
-            if spec is None or not spec.deployed or spec.ansible_port is None:
-                raise ConfigError(f"{name}: unknown engine {engine!r} in {INV_ENGINES}")
-            raw_port: Any = hv.get(spec.ansible_port, spec.default_port)
-            text = str(raw_port).strip() if isinstance(raw_port, int | str) and not isinstance(raw_port, bool) else ""
-            port = ascii_uint(text, 5)
-            if port is None or not 1 <= port <= 65535:
-                raise ConfigError(f"{name}: {spec.ansible_port} must be a port number (1-65535), not {raw_port!r}")
-            model: Any = hv.get(spec.ansible_model) if spec.ansible_model else None
-            if isinstance(model, int | float) and not isinstance(model, bool):
-                model = str(model)  # YAML reads a model named 7 as a number
-            if model is not None and not (isinstance(model, str) and model.strip()):
-                raise ConfigError(f"{name}: {spec.ansible_model} must be a model name, not {model!r}")
-            gpu = hv.get("inference_stack_gpu")
-            expect_gpu = None if gpu is None else ansible_bool(gpu, f"{name}: inference_stack_gpu")
-            found.append(Endpoint(
-                engine=engine,
-                url=_inventory_url(name, address, port),
-                model=model,
-                name=f"{name}/{engine}",
-                expect_gpu=expect_gpu,
-                meta={"host": name},
-            ))
-    if not found:
-        where = (f" group {group}" if group else "") + (f" host {host}" if host else "")
-        raise ConfigError(f"no hosts with engines in inventory {p}{where}")
-    return found
-
-
-def _inventory_url(name: str, address: str, port: int) -> str:
-    try:
-        return normalise_url(f"http://{address}:{port}")
-    except ConfigError as exc:
-        raise ConfigError(f"{name}: {exc.reason}") from None
-
-
-def with_defaults(eps: list[Endpoint], models: Mapping[str | None, str],
-                  key_files: Mapping[str | None, str]) -> list[Endpoint]:
-    """Apply --model / --api-key-file: the key ``None`` holds a bare value (every endpoint), an engine name
-    that engine's value. Per-engine values win over bare ones, both over discovered values. Endpoints whose
-    engine is not known yet keep the per-engine values for :meth:`Endpoint.as_engine`."""
-    per_engine: dict[str, dict[str, str]] = {}
-    for kind, values in (("model", models), ("api_key_file", key_files)):
-        for engine, value in values.items():
-            if engine is not None:
-                per_engine.setdefault(engine, {})[kind] = value
-    out = []
-    for e in eps:
-        e = replace(e, model=models.get(None) or e.model, api_key_file=key_files.get(None) or e.api_key_file,
-                    per_engine=per_engine)
-        out.append(e.as_engine(e.engine) if e.engine else e)
-    return out
