@@ -19,48 +19,44 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-# The roles' defaults for what this suite checks. Engine ports and setting names come from the engine catalogue
-# (healthchecks.engines) when the kit is installed; this copy is for a bare `pip install pytest-testinfra`, and
-# a unit test holds it equal to the catalogue.
+# The kit's checkout holds this suite: the stack catalogue (healthchecks/stack.yml, read with PyYAML only) gives the
+# engines, their ports and setting names and the defaults below, with or without the kit installed.
+KIT = Path(__file__).resolve().parents[2]
+if str(KIT) not in sys.path:
+    sys.path.insert(0, str(KIT))
+from healthchecks import stack  # noqa: E402
+
+CATALOGUE = stack.load()
+_SUITE_SETTINGS = ("gpu", "engines", "bind_address", "dir", "project_name")
 DEFAULTS: dict[str, Any] = {
-    "inference_stack_gpu": True,
-    "inference_stack_engines": ["vllm", "ollama", "llamacpp"],
-    "inference_stack_bind_address": "127.0.0.1",
-    "inference_stack_vllm_port": 8000,
-    "inference_stack_ollama_port": 11434,
-    "inference_stack_llamacpp_port": 8080,
-    "inference_stack_dir": "/opt/gpu-inference-kit",
-    "inference_stack_project_name": "gik",
-    "docker_manage_service": True,
+    **{CATALOGUE.settings[k].ansible or k: CATALOGUE.settings[k].default for k in _SUITE_SETTINGS},
+    **{e.port_setting.ansible or e.name: e.port for e in CATALOGUE.engines.values() if e.deployed},
+    "docker_manage_service": yaml.safe_load((KIT / "roles" / "docker" / "defaults" / "main.yml").read_text())[
+        "docker_manage_service"],
 }
-
-
-def _engines() -> dict[str, dict[str, Any]]:
-    """engine -> its inventory port setting, its .env port variable, its default port."""
-    try:
-        from healthchecks.engines import CATALOGUE
-    except ImportError:  # the suite without the kit installed
-        names = [k.removeprefix("inference_stack_").removesuffix("_port") for k in DEFAULTS if k.endswith("_port")]
-        return {n: {"ansible_port": f"inference_stack_{n}_port", "env_port": f"{n.upper()}_PORT",
-                    "default_port": DEFAULTS[f"inference_stack_{n}_port"]} for n in names}
-    return {n: {"ansible_port": s.ansible_port, "env_port": s.env_port, "default_port": s.default_port}
-            for n, s in CATALOGUE.items() if s.deployed}
-
-
-ENGINES = _engines()
-_TRUE, _FALSE = {"yes", "on", "true", "1", "y", "t"}, {"no", "off", "false", "0", "n", "f"}
+ENGINES: dict[str, dict[str, Any]] = {
+    n: {"ansible_port": e.port_setting.ansible, "env_port": e.port_setting.env, "default_port": e.port}
+    for n, e in CATALOGUE.engines.items() if e.deployed}
 
 
 def as_bool(value: Any, name: str) -> bool:
-    """A boolean as Ansible reads it ("false", "no", 0 ... are false)."""
-    text = str(value).lower()
-    if isinstance(value, bool) or text in _TRUE | _FALSE:
-        return value if isinstance(value, bool) else text in _TRUE
-    raise pytest.UsageError(f"{name}: {value!r} is not a boolean")
+    """A boolean as Ansible reads it ("false", "no", 0 ... are false): the stack catalogue's one reader."""
+    try:
+        return bool(stack.Setting(id=name, type="bool").convert(value, name=name))
+    except stack.SettingError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def _name(setting: str) -> str:
+    """The Ansible variable of a catalogue setting."""
+    return CATALOGUE.settings[setting].ansible or setting
 
 
 def as_list(value: Any) -> list[str]:
@@ -91,14 +87,14 @@ def _from_inventory(host: Any) -> dict[str, Any]:
     values = dict(DEFAULTS)
     values.update({k: v for k, v in variables.items() if k in DEFAULTS or k == "hf_secret_dir"})
     values = {k: _render(v, {**values, **variables}) for k, v in values.items()}
-    secret_dir = values.get("hf_secret_dir") or f"{values['inference_stack_dir']}/secrets"
+    secret_dir = values.get("hf_secret_dir") or f"{values[_name('dir')]}/secrets"
     return {
         "source": "ansible inventory",
-        "gpu": as_bool(values["inference_stack_gpu"], "inference_stack_gpu"),
-        "engines": as_list(values["inference_stack_engines"]),
-        "bind": str(values["inference_stack_bind_address"]),
+        "gpu": as_bool(values[_name("gpu")], _name("gpu")),
+        "engines": as_list(values[_name("engines")]),
+        "bind": str(values[_name("bind_address")]),
         "ports": {e: int(values.get(spec["ansible_port"], spec["default_port"])) for e, spec in ENGINES.items()},
-        "project": str(values["inference_stack_project_name"]),
+        "project": str(values[_name("project_name")]),
         "secret_dir": secret_dir,
         "hf_token_file": f"{secret_dir}/hf_token",
         "vllm_api_key_file": f"{secret_dir}/vllm_api_key",
@@ -125,7 +121,7 @@ def parse_env(text: str) -> dict[str, str]:
 
 
 def _from_env_file(host: Any, compose_dir: str | None) -> dict[str, Any]:
-    default_dir = f"{DEFAULTS['inference_stack_dir']}/compose"
+    default_dir = f"{DEFAULTS[_name('dir')]}/compose"
     if compose_dir is None and host.file(f"{default_dir}/.env").exists:
         compose_dir = default_dir
     env: dict[str, str] = {}
@@ -139,13 +135,13 @@ def _from_env_file(host: Any, compose_dir: str | None) -> dict[str, Any]:
 
     def path(value: str | None, name: str) -> str:
         if compose_dir is None:  # nothing deployed where we looked: where Ansible and pyinfra put the secrets
-            return f"{DEFAULTS['inference_stack_dir']}/secrets/{name}"
+            return f"{DEFAULTS[_name('dir')]}/secrets/{name}"
         p = value or f"./secrets/{name}"
         return p if p.startswith("/") else posixpath.normpath(posixpath.join(compose_dir, p))
 
     project = env.get("COMPOSE_PROJECT_NAME") or (
         re.sub(r"[^a-z0-9_-]", "", posixpath.basename(compose_dir).lower()) if compose_dir
-        else str(DEFAULTS["inference_stack_project_name"]))
+        else str(DEFAULTS[_name("project_name")]))
     token_file = path(env.get("HF_TOKEN_FILE"), "hf_token")
     return {
         "source": f"{compose_dir}/.env" if compose_dir else "defaults",

@@ -113,15 +113,24 @@ def test_every_port_default_written_in_roles_and_inventory_matches() -> None:
 
 
 def test_infra_suite_defaults_follow_catalogue() -> None:
-    """The testinfra suite stays standalone for users; its copy of the ports must equal the catalogue."""
-    tree = ast.parse((ROOT / "tests" / "infra" / "conftest.py").read_text())
-    defaults = next(ast.literal_eval(n.value) for n in ast.walk(tree)
-                    if isinstance(n, ast.Assign | ast.AnnAssign)
-                    and any(isinstance(t, ast.Name) and t.id == "DEFAULTS"
-                            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])))
+    """The testinfra suite (standalone for users: the kit's checkout, PyYAML, no install) takes its engines, ports
+    and defaults from the stack catalogue; it writes none of them itself."""
+    import importlib.util
+
+    path = ROOT / "tests" / "infra" / "conftest.py"
+    mod_spec = importlib.util.spec_from_file_location("gik_infra_conftest", path)
+    assert mod_spec and mod_spec.loader
+    suite = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(suite)
     for name in DEPLOYED:
-        assert defaults[CATALOGUE[name].ansible_port] == CATALOGUE[name].default_port
-    assert sorted(defaults["inference_stack_engines"]) == sorted(DEPLOYED)
+        assert suite.DEFAULTS[CATALOGUE[name].ansible_port] == CATALOGUE[name].default_port
+        assert suite.ENGINES[name] == {"ansible_port": CATALOGUE[name].ansible_port,
+                                       "env_port": CATALOGUE[name].env_port,
+                                       "default_port": CATALOGUE[name].default_port}
+    assert suite.DEFAULTS["inference_stack_engines"] == list(DEPLOYED)
+    assert suite.as_bool("t", "x") is True and suite.as_bool("N", "x") is False
+    text = path.read_text()
+    assert not re.search(r"\b(8000|11434|8080)\b|\[\s*['\"]vllm", text), "the suite restates a port or engine list"
 
 
 def test_compose_preflight_knows_every_compose_engine() -> None:
