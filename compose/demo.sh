@@ -11,7 +11,10 @@ cd "$ROOT/compose"
 
 if [ ! -f .env ]; then
   overlay=cpu
-  if docker info 2>/dev/null | grep -q 'Runtimes:.*nvidia' && docker image inspect vllm/vllm-openai:v0.11.2 >/dev/null 2>&1; then
+  # the GPU overlay when Docker has the NVIDIA runtime and every GPU image compose pins is here
+  gpu_images=$(docker compose -f compose.yaml -f compose.gpu.yaml config --images 2>/dev/null || true)
+  if docker info 2>/dev/null | grep -q 'Runtimes:.*nvidia' && [ -n "$gpu_images" ] \
+     && xargs -r docker image inspect <<<"$gpu_images" >/dev/null 2>&1; then
     overlay=gpu
   fi
   sed -e "s#^COMPOSE_FILE=.*#COMPOSE_FILE=compose.yaml:compose.$overlay.yaml#" \
@@ -20,13 +23,16 @@ if [ ! -f .env ]; then
 fi
 for s in hf_token vllm_api_key; do [ -e "secrets/$s" ] || install -m 600 /dev/null "secrets/$s"; done
 
-services=(vllm llamacpp)
-ollama_image=$(grep -E '^OLLAMA_IMAGE=' .env | cut -d= -f2- || true)
-if docker image inspect "${ollama_image:-ollama/ollama:0.12.6}" >/dev/null 2>&1; then
-  services+=(ollama)
-else
-  echo "demo: no Ollama image on this machine (offline, no registry): deploying vLLM and llama.cpp"
-fi
+# the deployed engines (healthchecks/stack.yml) whose image this machine has: offline there is no registry
+services=()
+for s in $("$BIN/python" -c 'from healthchecks.stack import load; print(*load().deployed)'); do
+  image=$(docker compose config --images "$s" 2>/dev/null | head -n1 || true)
+  if [ -z "$image" ] || docker image inspect "$image" >/dev/null 2>&1; then
+    services+=("$s")
+  else
+    echo "demo: no $s image ($image) on this machine (offline, no registry): leaving $s out"
+  fi
+done
 GIK_BIN=$BIN bash up.sh "${services[@]}"
 mkdir -p "$ROOT/reports"
 "$BIN/smoke-bench" --compose . --num-prompts 16 --concurrency 4 --output-len 32 \

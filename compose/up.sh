@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bring the stack up and return only when every engine answers a real completion.
-#   compose/up.sh [SERVICE ...]      default: vllm llamacpp ollama  (ollama-models follows ollama)
+#   compose/up.sh [SERVICE ...]      default: the deployed engines of healthchecks/stack.yml (compose-preflight
+#                                    --help lists them); companions follow their engine (ollama-models: ollama)
 # Uses `docker compose up -d --wait` (v2); on hosts with only docker-compose v1 it runs `up -d` and waits
 # for Docker's health status itself (GIK_COMPOSE=v1|v2 forces one). Either way `healthcheck --compose
 # --wait` has the last word.
@@ -8,14 +9,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE"
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=(vllm llamacpp ollama)
 BIN=${GIK_BIN:-$HERE/../.venv/bin}
 [ -x "$BIN/healthcheck" ] || BIN=$(dirname "$(command -v healthcheck)")
 WAIT=${GIK_WAIT_TIMEOUT:-1800}
 
-"$BIN/compose-preflight" "$HERE" --services "$(IFS=,; echo "${services[*]}")"
-up=("${services[@]}")
-for s in "${services[@]}"; do [ "$s" = ollama ] && up+=(ollama-models); done
+# the checks, then the compose services to start (the engines and their companions) from the stack catalogue
+chosen=()
+[ ${#services[@]} -eq 0 ] || chosen=(--services "$(IFS=,; echo "${services[*]}")")
+start=$("$BIN/compose-preflight" "$HERE" "${chosen[@]}" --print-services)
+read -r -a up <<<"$start"
 
 mode=${GIK_COMPOSE:-auto}  # auto, v2 or v1
 if [ "$mode" != v1 ] && docker compose version >/dev/null 2>&1; then

@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("project", nargs="?", default="compose", help="compose project directory (default: compose)")
     p.add_argument("--services", default=",".join(STACK.deployed),
                    help=f"comma-separated services that will be started (default: {','.join(STACK.deployed)})")
+    p.add_argument("--print-services", action="store_true",
+                   help="when the project can start, print the compose services to start (the engines and their "
+                        "companions, e.g. ollama-models) on stdout, for `docker compose up`")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     a = p.parse_args(argv)
     services = [s.strip() for s in a.services.split(",") if s.strip()]
@@ -234,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     for e in errors:
         print(f"compose-preflight: {e}", file=sys.stderr)
     if not errors:
-        print(f"compose-preflight: {a.project} ready for {', '.join(services)}")
+        print(f"compose-preflight: {a.project} ready for {', '.join(services)}",
+              file=sys.stderr if a.print_services else sys.stdout)
+        if a.print_services:
+            print(" ".join(STACK.services(services)))
     return 1 if errors else 0
 
 

@@ -264,6 +264,7 @@ class EngineEntry:
     model_setting: Setting
     model_path_setting: Setting | None
     api_key_file_setting: Setting | None
+    companions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,13 @@ class Catalogue:
     def deployed(self) -> list[str]:
         """The engines the deployers run, in the catalogue's order."""
         return [n for n, e in self.engines.items() if e.deployed]
+
+    def services(self, engines: Sequence[str]) -> list[str]:
+        """The compose services to start for ``engines``: each engine, then its companions."""
+        out = list(engines)
+        for e in engines:
+            out += [c for c in self.engines[e].companions if c not in out] if e in self.engines else []
+        return out
 
     def by_ansible(self) -> dict[str, Setting]:
         return {s.ansible: s for s in self.settings.values() if s.ansible}
@@ -345,7 +353,8 @@ def parse(doc: Mapping[str, Any]) -> Catalogue:
         engines[name] = EngineEntry(name=name, title=raw["title"], port=int(raw["port"]),
                                     deployed=bool(raw.get("deployed", False)),
                                     port_setting=settings[raw["port_setting"]],
-                                    model_setting=settings[raw["model_setting"]], **opt)
+                                    model_setting=settings[raw["model_setting"]],
+                                    companions=tuple(raw.get("companions", ())), **opt)
     return Catalogue(engines=engines, settings=settings)
 
 
