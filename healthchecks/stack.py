@@ -196,13 +196,13 @@ def _bool(s: Setting, v: Any, source: str) -> bool | None:
 
 
 def _list(s: Setting, v: Any, source: str) -> list[Any]:
-    if isinstance(v, str):  # an INI inventory, -e or --data: "vllm,llamacpp"; -e as JSON gives a list
+    if isinstance(v, str):  # an INI inventory, -e or --data: "a,b"; -e as JSON gives a list
         text = v.strip()
         if text.startswith("["):
             try:
                 parsed = yaml.safe_load(text)
             except yaml.YAMLError:
-                raise _Bad("must be a list, e.g. vllm,llamacpp or [vllm, llamacpp]") from None
+                raise _Bad("must be a list: a,b or [a, b]") from None
             if isinstance(parsed, list):
                 return [str(x) for x in parsed]
         return [x.strip() for x in text.split(",") if x.strip()]
@@ -210,7 +210,7 @@ def _list(s: Setting, v: Any, source: str) -> list[Any]:
         if s.elements in ("str", "path") and not all(isinstance(x, str) for x in v):
             raise _Bad("must be a list of names")
         return list(v)
-    raise _Bad("must be a list, e.g. vllm,llamacpp or [vllm, llamacpp]")
+    raise _Bad("must be a list: a,b or [a, b]")
 
 
 def _str(s: Setting, v: Any, source: str) -> str | None:

@@ -92,24 +92,14 @@ def test_role_argument_specs_list_the_deployed_engines() -> None:
     assert found >= 1
 
 
-def test_every_port_default_written_in_roles_and_inventory_matches() -> None:
-    """``inference_stack_<engine>_port | default(N)`` anywhere in roles/, and any port key in the example
-    inventory, must name a deployed engine and its catalogue port."""
-    pattern = re.compile(r"inference_stack_(\w+?)_port\s*\|\s*default\((\d+)\)")
-    seen = 0
-    for path in [*ROLES.rglob("*.yml"), *ROLES.rglob("*.j2"), *(ROOT / "playbooks").rglob("*.yml"),
-                 ROOT / "site.yml"]:
-        for engine, port in pattern.findall(path.read_text()):
-            seen += 1
-            assert engine in DEPLOYED, f"{path}: unknown engine {engine}"
-            assert int(port) == CATALOGUE[engine].default_port, f"{path}: {engine} port {port}"
-    for path in (ROOT / "inventory").rglob("*.yml"):
-        for key, value in (_yaml(path) or {}).items() if path.parent.name == "gpu_hosts" else ():
-            m = re.fullmatch(r"inference_stack_(\w+?)_port", key)
-            if m:
-                seen += 1
-                assert m.group(1) in DEPLOYED and value == CATALOGUE[m.group(1)].default_port, (path, key)
-    assert seen >= len(DEPLOYED)
+def test_no_port_default_map_in_roles_or_playbooks() -> None:
+    """``inference_stack_<engine>_port | default(N)`` restated the catalogue's ports in the roles; they read
+    the catalogue now (lookup of the setting with the catalogue's default)."""
+    pattern = re.compile(r"inference_stack_\w+?_port\s*\|\s*default\(")
+    offenders = [f"{p.relative_to(ROOT)}" for p in [*ROLES.rglob("*.yml"), *ROLES.rglob("*.j2"),
+                                                    *(ROOT / "playbooks").rglob("*.yml"), ROOT / "site.yml"]
+                 if pattern.search(p.read_text())]
+    assert not offenders, offenders
 
 
 def test_infra_suite_defaults_follow_catalogue() -> None:
@@ -355,3 +345,92 @@ def test_compose_preflight_checks_every_catalogued_env_setting(setting: stack.Se
     assert preflight._check_values({setting.env: setting.env_text(setting.env_default)}) == []
     errors = preflight._check_values({setting.env: "garbage!"})
     assert len(errors) == 1 and errors[0].startswith(f"{setting.env}='garbage!'"), errors
+
+
+# -- the whole repository: an engine's name, port and default model written in one place ------------------------
+# Where they may appear besides the engine's module (healthchecks/engines/<name>.py) and the catalogue
+# (healthchecks/stack.yml), and why. Anything else is a copy that drifts: read the catalogue instead.
+SCANNED = ("roles", "pyinfra", "compose", "playbooks", "inventory", "healthchecks", "tests/infra", "site.yml")
+ALLOWED: dict[tuple[str, str], str] = {
+    ("compose/compose.yaml", "*"): "the one container definition: each engine's service, container port and default "
+                                   "model (test_compose_service_follows_catalogue, test_every_compose_variable_...)",
+    ("compose/.env.example", "port"): "documents compose's defaults for users (test_env_example_follows_...)",
+    ("compose/.env.example", "model"): "documents compose's defaults for users (test_env_example_follows_...)",
+    ("roles/inference_stack/defaults/main.yml", "*"): "Ansible reads role defaults there; test_role_defaults_and_"
+                                                      "argument_specs_follow_the_stack_catalogue holds them equal",
+    ("roles/inference_stack/meta/argument_specs.yml", "list"): "Ansible's choices are literal; held equal above",
+    ("roles/preflight/meta/argument_specs.yml", "list"): "Ansible's choices are literal; held equal above",
+    ("compose/images/vllm-cpu/Dockerfile", "port"): "the image's EXPOSE metadata (the service's container port)",
+    ("compose/images/llamacpp/Dockerfile", "port"): "the image's EXPOSE metadata (the service's container port)",
+    ("inventory/hosts.yml", "list"): "the example inventory's per-host choice of engines (a user's value)",
+    # helper C's files (issue 19), changes requested in the closing report: read the catalogue's companions
+    # (stack.yml engines.ollama.companions) and api_key_file_setting instead of naming the engine
+    ("roles/inference_stack/vars/main.yml", "branch"): "to change: services from the catalogue's companions",
+    ("roles/inference_stack/tasks/deploy.yml", "branch"): "to change: the model check from the catalogue",
+}
+_N = "|".join(CAT.engines)
+SCAN_RULES = {
+    "port": re.compile(r"(?<![\w.:/-])(" + "|".join(str(e.port) for e in CAT.engines.values()) + r")(?![\w.])"),
+    "list": re.compile(rf"""(?<![\w-])({_N})['"]?\s*,\s*['"]?({_N})(?![\w-])"""),
+    "branch": re.compile(rf"""(==|!=|\bin\b|=)\s*[(\[]?\s*["']({_N})["']|["']({_N})["']\s*(==|!=|\bin\b)"""
+                         rf"""|\[\s*"?\$\w+"?\s*=\s*({_N})\s*\]"""),
+    "model": re.compile("|".join(re.escape(str(CAT.settings[e.model_path_setting.id].default).rsplit("/", 1)[-1])
+                                 for e in CAT.engines.values() if e.model_path_setting)),
+}
+
+
+def _code_lines(path: Path) -> list[tuple[int, str]]:
+    """The lines of a file without comments (and, in Python, docstrings): prose may name an engine."""
+    text = path.read_text(errors="replace")
+    skip: set[int] = set()
+    if path.suffix == ".py":
+        for node in ast.walk(ast.parse(text)):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                skip.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        code = re.sub(r"(^|\s)#.*$", "", line)
+        if n not in skip and code.strip():
+            out.append((n, code))
+    return out
+
+
+def scan(root: Path) -> list[str]:
+    files = [root / "site.yml"] if (root / "site.yml").is_file() else []
+    for top in SCANNED:
+        if (root / top).is_dir():
+            files += [p for p in sorted((root / top).rglob("*")) if p.is_file() and "cache" not in str(p)
+                      and (p.suffix in (".yml", ".yaml", ".j2", ".py", ".sh", ".example") or p.name == "Dockerfile")]
+    found = []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        if rel == "healthchecks/stack.yml" or rel.startswith("healthchecks/engines/"):
+            continue
+        for n, line in _code_lines(path):
+            for kind, rx in SCAN_RULES.items():
+                if rx.search(line) and (rel, kind) not in ALLOWED and (rel, "*") not in ALLOWED:
+                    found.append(f"{rel}:{n}: {kind}: {line.strip()[:100]}")
+    return found
+
+
+def test_engines_ports_and_models_are_written_in_one_place() -> None:
+    offenders = scan(ROOT)
+    assert not offenders, "restated outside the catalogue:\n" + "\n".join(offenders)
+    for (rel, _), why in ALLOWED.items():
+        assert (ROOT / rel).is_file() and why, rel  # no stale exception
+
+
+@pytest.mark.parametrize(("file", "line"), [
+    ("roles/verify/tasks/extra.yml", "    port: 8000"),
+    ("pyinfra/extra.py", 'if engine == "vllm":\n    pass'),
+    ("roles/preflight/vars/extra.yml", "x: \"{{ ['vllm', 'ollama'] }}\""),
+    ("compose/extra.sh", '[ "$s" = ollama ] && echo x'),
+    ("playbooks/extra.yml", "model: /models/smollm2-135m-instruct-hf"),
+])
+def test_the_scan_finds_a_planted_copy(tmp_path: Path, file: str, line: str) -> None:
+    (tmp_path / file).parent.mkdir(parents=True)
+    (tmp_path / file).write_text(line + "\n# a comment naming vllm, ollama on 8000 is prose\n")
+    found = scan(tmp_path)
+    assert len(found) == 1 and found[0].startswith(f"{file}:1:"), found
