@@ -43,7 +43,7 @@ from rich.progress import (
 from . import engines, fastnet, gpu, metrics
 from .endpoints.url import Endpoint
 from .engines import Engine, RequestParams
-from .errors import ConfigError, KitError, ProtocolError, redact
+from .errors import ConfigError, KitError, ProtocolError, redact, unexpected
 from .metrics import RequestResult
 from .protocols import Http, read_api_key, tls_context
 from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenizer, WorkloadSpec
@@ -268,14 +268,6 @@ async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> 
     except Exception as exc:  # whatever else breaks is this endpoint's failure, never the run's
         return failed_result(ep, cfg, unexpected(exc))
     return Target(ep, http, engine, model, cfg.api or engine.default_api)
-
-
-def unexpected(exc: BaseException) -> str:
-    """One line for an exception nobody expected (a bug or a library's surprise): its type and first line,
-    e.g. ``OverflowError: getsockaddrarg: port must be 0-65535.``"""
-    text = str(exc).strip()
-    first = " ".join(text.splitlines()[0].split())[:160] if text else ""
-    return f"{type(exc).__name__}{': ' + first if first else ''}"
 
 
 def failed_result(ep: Endpoint, cfg: BenchConfig, reason: str, target: Target | None = None,

@@ -19,7 +19,7 @@ from . import engines
 from .endpoints.url import Endpoint
 from .engines import Engine
 from .engines.base import FAIL, PASS, SKIP, STRUCTURED_SCHEMA, WARN
-from .errors import ConfigError, ProtocolError
+from .errors import ConfigError, ProtocolError, unexpected
 from .protocols import Http, cert_expiry, one_line, read_api_key, tls_context
 
 __all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Options", "Report", "check_all", "check_endpoint",
@@ -103,16 +103,12 @@ class _Run:
         except ProtocolError as exc:
             status, reason = FAIL, exc.reason
         except Exception as exc:  # an answer no reader expected must fail this row, never the run
-            status, reason = FAIL, unexpected(exc)
+            status, reason = FAIL, f"unexpected answer ({unexpected(exc)})"
         self.report.checks.append(Check(name, status, (time.perf_counter() - t0) * 1000, reason))
         return status != FAIL
 
     def skip(self, name: str, reason: str) -> None:
         self.report.checks.append(Check(name, SKIP, None, reason))
-
-
-def unexpected(exc: BaseException) -> str:
-    return f"unexpected answer ({type(exc).__name__}: {one_line(str(exc), 160) or 'no detail'})"
 
 
 def pick_model(engine: Engine, wanted: str | None, served: list[str],
@@ -151,7 +147,7 @@ async def _residency(run: _Run, engine: Engine) -> None:
     except ProtocolError as exc:
         verdict = FAIL, exc.reason
     except Exception as exc:
-        verdict = FAIL, unexpected(exc)
+        verdict = FAIL, f"unexpected answer ({unexpected(exc)})"
     if verdict is not None:
         run.report.checks.append(Check("gpu_residency", verdict[0], (time.perf_counter() - t0) * 1000, verdict[1]))
 
@@ -298,7 +294,7 @@ async def check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient)
         report.checks.append(Check("config", FAIL, None, exc.reason))
         return report
     except Exception as exc:  # one endpoint's surprise never loses the others' results
-        report.checks.append(Check("internal", FAIL, None, unexpected(exc)))
+        report.checks.append(Check("internal", FAIL, None, f"unexpected answer ({unexpected(exc)})"))
         return report
 
 

@@ -2,10 +2,14 @@
 
     KitError                 one line, secret-free: ``str(exc)`` is what the CLI prints
     ├── ConfigError          bad user input (argv, compose files, .env, inventory, settings): exit 2
+    │   └── InputError       an input file that cannot be used (gpu-report's samples, a GGUF): exit 2
+    │       └── BadGGUF      not a complete, well-formed GGUF file (prepare-model)
     └── ProtocolError        a server or network problem (status = HTTP status when there was one): exit 1
 
 Neither derives from ``ValueError``: a stray ``ValueError`` is a bug, not a user error, and must not be
 mistaken for one.
+
+:func:`unexpected` is the one line for an exception nobody expected (a bug, a library's surprise).
 
 Secrets: every key the kit reads (:func:`register_secret`, called by the key readers) is replaced by ``***`` in
 every KitError's reason (:func:`redact`): a server that echoes the Authorization header in its error page
@@ -44,9 +48,25 @@ class ConfigError(KitError):
     """Bad user input (arguments, compose file, .env, inventory, settings): exit code 2."""
 
 
+class InputError(ConfigError):
+    """An input file that cannot be used, in one line naming it (exit 2)."""
+
+
+class BadGGUF(InputError):
+    """The input is not a complete, well-formed GGUF file (exit 2, one line naming it)."""
+
+
 class ProtocolError(KitError):
     """A server or network problem, described in one line (never a traceback, never a secret)."""
 
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an exception nobody expected (a bug or a library's surprise): its type and first line,
+    e.g. ``OverflowError: getsockaddrarg: port must be 0-65535.``"""
+    text = str(exc).strip()
+    first = " ".join(text.splitlines()[0].split())[:160] if text else ""
+    return f"{type(exc).__name__}{': ' + first if first else ''}"

@@ -1,4 +1,5 @@
-"""``gpu-report``: per-engine GPU memory from samples taken ON a host while its benchmark ran.
+"""Per-engine GPU memory from samples taken ON a host while its benchmark ran (for the ``gpu-report``
+console script, :mod:`healthchecks.cli.gpu_report`).
 
 The verify role starts two nvidia-smi loops on each GPU host for the length of ``smoke-bench`` (which runs
 on the controller, where the host's processes are invisible) and records the engines' host PIDs:
@@ -7,42 +8,24 @@ on the controller, where the host's processes are invisible) and records the eng
     gpus.csv   nvidia-smi --query-gpu=timestamp,index,uuid,memory.used --format=csv,noheader,nounits -lms 500
     pids.json  {"vllm": [host PIDs of the vllm container's processes], ...}
 
-This command turns them into each engine's peak MiB per GPU (the sum over its processes at one sampling
-instant, the highest such sum) beside each GPU's total, prints them, and with ``--bench-json`` writes them
-into that host's benchmark report (``gpu_memory`` of each endpoint entry of that engine).
-
-Exit codes: 0 done, 1 ``--expect-gpu`` and an engine held no GPU memory, 2 usage or unreadable input.
+:func:`summarise` turns them into each engine's peak MiB per GPU (the sum over its processes at one sampling
+instant, the highest such sum) beside each GPU's total; :func:`merge_into_bench` puts them into that host's
+benchmark report (``gpu_memory`` of each endpoint entry of that engine). Nothing here prints or writes.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import math
-import os
 import stat
-import sys
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from . import __version__
+from .errors import InputError
 from .gpu import GpuMemory
 from .numbers import ascii_uint
 from .residency import csv_cells
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-class InputError(Exception):
-    """One unusable input file, in one line naming it (exit 2)."""
-
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024  # a day of 500 ms samples of 8 GPUs is far below this
 
@@ -189,69 +172,3 @@ def read_bench(path: Path) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise InputError(f"--bench-json {path}: endpoints[{i}] is {_json_type(entry)}: {shape}")
     return bench
-
-
-def write_bench(path: Path, bench: dict[str, Any]) -> None:
-    """Replace the report's content, all or nothing where its folder is writable (a full disk never leaves
-    half a file), else in place."""
-    text = json.dumps(bench, indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.gpu-report.tmp")
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        return
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"--bench-json {path} cannot be written: {exc.strerror or exc}") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # names a terminal cannot show are escaped, not a traceback
-        with contextlib.suppress(AttributeError, ValueError, OSError):
-            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    p = _Parser(prog="gpu-report", description="Per-engine GPU memory from samples recorded on a host "
-                "(apps.csv, gpus.csv, pids.json). Exit 0 done, 1 an engine held no GPU memory with "
-                "--expect-gpu, 2 usage or unreadable input.")
-    p.add_argument("samples", metavar="DIR", help="folder with apps.csv, gpus.csv and pids.json")
-    p.add_argument("--bench-json", metavar="FILE", help="smoke-bench JSON to add the figures to (in place)")
-    p.add_argument("--expect-gpu", action="store_true", help="exit 1 when an engine held no GPU memory")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    a = p.parse_args(argv)
-    d = Path(a.samples)
-    try:
-        if not d.is_dir():
-            raise InputError(f"samples folder {d} {'is not a directory' if d.exists() else 'does not exist'}")
-        apps, gpus = read_text(d / "apps.csv", "apps.csv"), read_text(d / "gpus.csv", "gpus.csv")
-        pids = read_pids(d / "pids.json")
-        bench = read_bench(Path(a.bench_json)) if a.bench_json else None
-        result = summarise(apps, gpus, pids)
-        if bench is not None:
-            merge_into_bench(bench, result)
-            write_bench(Path(a.bench_json), bench)
-    except InputError as exc:
-        print(f"gpu-report: {exc}", file=sys.stderr)
-        return 2
-    if a.json:
-        print(json.dumps({e: m.to_dict() for e, m in result.items()}, indent=2))
-    else:
-        for e, m in sorted(result.items()):
-            figures = ", ".join(f"GPU {i}: {v:.0f} MiB (device total peak {m.device_peak_mib.get(i, 0):.0f} MiB)"
-                                for i, v in sorted(m.engine_peak_mib.items()))
-            print(f"{e}: {figures or m.note}")
-    empty = sorted(e for e, m in result.items() if not m.engine_peak_mib)
-    if a.expect_gpu and empty:
-        print(f"gpu-report: no GPU memory held by {', '.join(empty)}: the engine serves from the CPU",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

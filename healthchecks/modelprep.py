@@ -6,28 +6,20 @@ safetensors + config.json + tokenizer files. transformers can dequantize a GGUF,
 write config.json without ``quantization_config``.
 
 Runs with any Python that has torch, transformers, gguf and safetensors (the kit's ``model`` extra), for
-example the vLLM venv: ``python -m healthchecks.modelprep MODEL.gguf OUT_DIR``.
-This module imports nothing from the rest of the package (only its version), so it needs no other kit
-dependency.
+example the vLLM venv: ``python -m healthchecks.cli.prepare_model MODEL.gguf OUT_DIR`` (the console script
+``prepare-model``). This module and that script import only the standard library and the kit's exception tree,
+so they need no other kit dependency. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-from . import __version__
+from .errors import BadGGUF
 
 DTYPES = ("bfloat16", "float16", "float32")
-
-
-class BadGGUF(ValueError):
-    """The input is not a complete, well-formed GGUF file (exit 2, one line naming it)."""
 
 
 def check_gguf(gguf: Path) -> None:
@@ -58,8 +50,9 @@ def check_gguf(gguf: Path) -> None:
         raise BadGGUF(f"{gguf} is truncated: its tensors end at byte {end}, the file has {size}")
 
 
-def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
-    """Dequantize ``gguf`` into ``out`` (created); returns ``out``. Raises ValueError on bad input."""
+def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> list[str]:
+    """Dequantize ``gguf`` into ``out`` (created); returns warnings about the result (one line each). Raises
+    ValueError on bad input."""
     if not gguf.is_file():
         raise ValueError(f"GGUF file not found: {gguf}")
     if dtype not in DTYPES:
@@ -93,71 +86,11 @@ def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     for f in out.iterdir():  # readable by the non-root users that engine images run as
         f.chmod(0o644)
     if not getattr(tokenizer, "chat_template", None):
-        print(f"warning: {gguf.name} carries no chat template; /v1/chat/completions will refuse", file=sys.stderr)
-    return out
+        return [f"{gguf.name} carries no chat template; /v1/chat/completions will refuse"]
+    return []
 
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+if __name__ == "__main__":  # ``python -m healthchecks.modelprep`` as before: the prepare-model script
+    from .cli.prepare_model import main
 
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line with exit 2, as the kit's other CLIs (this module imports no kit module
-    beyond the package version, so that it runs in any environment with torch)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
-def main(argv: list[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # paths a terminal cannot show are escaped, not a traceback
-        with contextlib.suppress(AttributeError, ValueError, OSError):
-            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    parser = _Parser(
-        prog="prepare-model",
-        description="Convert a GGUF model into a safetensors directory that vLLM serves offline.",
-        epilog="Exit codes: 0 prepared, 1 the conversion failed, 2 usage or input error (missing or unreadable "
-               "GGUF, output path not a directory, missing 'model' extra).",
-    )
-    parser.add_argument("gguf", type=Path, help="path to the .gguf file")
-    parser.add_argument("out", type=Path, help="output directory (created)")
-    parser.add_argument("--dtype", default="bfloat16", choices=DTYPES)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    args = parser.parse_args(argv)
-    problem = None
-    if not args.gguf.is_file():
-        problem = f"GGUF file not found: {args.gguf}" if not args.gguf.exists() else f"{args.gguf} is not a file"
-    elif not os.access(args.gguf, os.R_OK):
-        problem = f"GGUF file {args.gguf} is not readable"
-    elif args.out.exists() and not args.out.is_dir():
-        problem = f"output {args.out} exists and is not a directory"
-    if problem:
-        print(f"prepare-model: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        check_gguf(args.gguf)
-        out = convert(args.gguf, args.out, args.dtype)
-    except ImportError as exc:
-        print(f"prepare-model: missing dependency ({exc.name}); install the 'model' extra", file=sys.stderr)
-        return EXIT_USAGE
-    except BadGGUF as exc:
-        print(f"prepare-model: {one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, OSError) as exc:
-        print(f"prepare-model: {args.gguf}: {one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:  # torch/transformers failures end as one line, never a traceback
-        print(f"prepare-model: converting {args.gguf} failed: {type(exc).__name__}: {one_line(exc)}",
-              file=sys.stderr)
-        return EXIT_FAILED
-    print(f"prepared {out}")
-    return EXIT_OK
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-if __name__ == "__main__":
     sys.exit(main())

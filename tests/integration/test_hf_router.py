@@ -82,7 +82,7 @@ def run_in_process(lab: Lab, capsys: pytest.CaptureFixture[str], monkeypatch: py
                    *args: str) -> tuple[int, str, str]:
     """``healthcheck`` through its console-script function, in this process (the same code path, without an
     interpreter start per case): (exit code, stdout, stderr)."""
-    from healthchecks.cli import healthcheck_main
+    from healthchecks.cli.healthcheck import main as healthcheck_main
 
     for name in [k for k in os.environ if k.startswith(("HF_", "HUGGING_FACE"))]:
         monkeypatch.delenv(name)

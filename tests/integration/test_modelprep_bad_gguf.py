@@ -47,7 +47,7 @@ def test_prepare_model_truncated_or_corrupt_gguf(tmp_path: Path, case: str) -> N
     bad = tmp_path / f"{case}.gguf"
     bad.write_bytes(_cut(GGUF.read_bytes(), case))
     out = tmp_path / "out"
-    r = _run("-m", "healthchecks.modelprep", str(bad), str(out))
+    r = _run("-m", "healthchecks.cli.prepare_model", str(bad), str(out))
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]

@@ -1,4 +1,4 @@
-"""smoke-bench with bad settings and odd servers, through ``bench_cli.main``: one line, the right exit code, never
+"""smoke-bench with bad settings and odd servers, through ``cli.smoke_bench.main``: one line, the right exit code, never
 a traceback, no secret, and no endpoint's result lost to another's surprise. The server is the odd-values
 double (tests/doubles/odd_server.py) in a thread."""
 
@@ -15,7 +15,8 @@ import httpcore
 import pytest
 from doubles.odd_server import serve
 
-from healthchecks import bench_cli, fastnet, report
+from healthchecks import fastnet, report
+from healthchecks.cli import smoke_bench
 from healthchecks.engines import base
 from healthchecks.metrics import token_count
 
@@ -37,7 +38,7 @@ def no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:
-        rc = bench_cli.main(list(argv))
+        rc = smoke_bench.main(list(argv))
     except SystemExit as exc:  # argparse's own usage errors
         rc = int(exc.code or 0)
     cap = capsys.readouterr()

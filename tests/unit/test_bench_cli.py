@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from healthchecks.bench_cli import bench_parser, config_from_args
+from healthchecks.cli.smoke_bench import bench_parser, config_from_args
 
 pytestmark = pytest.mark.unit
 BIN = Path(sys.executable).parent
@@ -104,8 +104,8 @@ def test_output_paths_checked_before_the_run(tmp_path: Path) -> None:
     locked.chmod(0o500)
     afile = tmp_path / "afile"
     afile.write_text("x")
-    cases = [(["--json", str(folder)], "is a folder"), (["--plot", str(tmp_path / "p.txt")], "ending in .png"),
-             (["--html", str(afile / "r.html")], "is not a folder")]
+    cases = [(["--json", str(folder)], "is a directory"), (["--plot", str(tmp_path / "p.txt")], "ending in .png"),
+             (["--html", str(afile / "r.html")], f"{afile} is not a directory")]
     if os.geteuid() != 0:  # root writes anywhere
         cases.append((["--json", str(locked / "sub" / "r.json")], "cannot write in"))
     for args, needle in cases:

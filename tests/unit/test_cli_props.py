@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthchecks.bench_cli import bench_parser
-from healthchecks.cli import healthcheck_parser, resolve_endpoints
+from healthchecks.cli.endpoint_args import resolve_endpoints
+from healthchecks.cli.healthcheck import healthcheck_parser
+from healthchecks.cli.smoke_bench import bench_parser
 from healthchecks.errors import ConfigError
 
 pytestmark = pytest.mark.unit

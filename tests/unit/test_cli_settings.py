@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import ssl
 import xml.etree.ElementTree as ET
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from healthchecks.check import Check, Report, junit_xml, prometheus_text
-from healthchecks.cli import _positive, healthcheck_parser, per_engine, resolve_endpoints, writable
+from healthchecks.cli.common import output_file, positive
+from healthchecks.cli.endpoint_args import per_engine, resolve_endpoints
+from healthchecks.cli.healthcheck import healthcheck_parser
 from healthchecks.endpoints.compose import (
     compose_files,
     from_compose,
@@ -38,16 +41,16 @@ ROOT = Path(__file__).resolve().parents[2]
 ])
 def test_bad_numbers(kind: type, text: str, msg: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=msg):
-        _positive(kind)(text)
+        positive(kind)(text)
 
 
 def test_good_numbers() -> None:
-    assert _positive(int)("1e3") == 1000 and isinstance(_positive(int)("1e3"), int)
-    assert _positive(int)("1000.0") == 1000
-    assert _positive(float)(" 2.5 ") == 2.5
-    assert _positive(float, finite=False)("inf") == float("inf")  # a request rate: all at once
+    assert positive(int)("1e3") == 1000 and isinstance(positive(int)("1e3"), int)
+    assert positive(int)("1000.0") == 1000
+    assert positive(float)(" 2.5 ") == 2.5
+    assert positive(float, finite=False)("inf") == float("inf")  # a request rate: all at once
     with pytest.raises(argparse.ArgumentTypeError):
-        _positive(float, finite=False)("nan")
+        positive(float, finite=False)("nan")
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -119,11 +122,11 @@ def test_api_key_files_that_no_header_can_carry(tmp_path: Path, content: str) ->
 
 # -- output files ----------------------------------------------------------------------------------------
 def test_output_paths_checked_before_the_run(tmp_path: Path) -> None:
-    writable("--junit", str(tmp_path / "r.xml"))
+    output_file("--junit", str(tmp_path / "r.xml"))
     with pytest.raises(ConfigError, match="does not exist"):
-        writable("--junit", str(tmp_path / "missing" / "r.xml"))
+        output_file("--junit", str(tmp_path / "missing" / "r.xml"))
     with pytest.raises(ConfigError, match="is a directory"):
-        writable("--prometheus", str(tmp_path))
+        output_file("--prometheus", str(tmp_path))
 
 
 def _reports() -> list[Report]:
@@ -309,3 +312,31 @@ def test_tls_contexts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_parse_endpoint_label_before_detection() -> None:
     assert parse_endpoint("http://h:9").label == "?@h:9"
     assert json.dumps(parse_endpoint("vllm=http://h:9").label) == '"vllm@h:9"'
+
+
+def test_output_written_whole_keeps_mode_and_follows_links(tmp_path: Path) -> None:
+    """One writer for every output file (healthcheck's --junit/--prometheus, gpu-report's --bench-json): through
+    a temporary file renamed over the target, the target's mode kept, a symlink's target replaced, no temporary
+    file left; a folder that refuses the temporary file gets the file rewritten in place only when asked."""
+    from healthchecks.cli.common import write_whole
+
+    target = tmp_path / "r.prom"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.prom"
+    link.symlink_to(target)
+    write_whole(str(link), "new\n")
+    assert target.read_text() == "new\n" and link.is_symlink() and (target.stat().st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.prom", "r.prom"]
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "b.json").write_text("{}")
+    folder.chmod(0o500)
+    try:
+        if os.geteuid() != 0:  # root writes anywhere: the folder cannot refuse
+            with pytest.raises(OSError):
+                write_whole(folder / "b.json", "[]")
+            write_whole(folder / "b.json", "[]", in_place_fallback=True)
+            assert (folder / "b.json").read_text() == "[]"
+    finally:
+        folder.chmod(0o700)

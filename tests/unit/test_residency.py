@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from healthchecks import gpu_report, residency
+from healthchecks.cli import gpu_report as gpu_report_cli
 from healthchecks.diagnose import match_cause
 
 pytestmark = pytest.mark.unit
@@ -67,16 +68,16 @@ def test_gpu_report_on_samples_recorded_on_the_h100(tmp_path: Path, capsys: pyte
 
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"endpoints": [{"engine": "llamacpp"}, {"engine": "ollama"}]}))
-    assert gpu_report.main([str(samples), "--bench-json", str(bench)]) == 0
+    assert gpu_report_cli.main([str(samples), "--bench-json", str(bench)]) == 0
     entries = json.loads(bench.read_text())["endpoints"]
     assert entries[0]["gpu_memory"]["engine_peak_mib"] == {"0": 1016.0} and "gpu_memory" not in entries[1]
-    assert gpu_report.main([str(samples), "--expect-gpu"]) == 1
+    assert gpu_report_cli.main([str(samples), "--expect-gpu"]) == 1
     assert "no GPU memory held by vllm" in capsys.readouterr().err
     (samples / "pids.json").write_text(json.dumps({"llamacpp": [GPU_PID]}))
-    assert gpu_report.main([str(samples), "--expect-gpu", "--json"]) == 0
-    assert gpu_report.main([str(tmp_path / "missing")]) == 2
+    assert gpu_report_cli.main([str(samples), "--expect-gpu", "--json"]) == 0
+    assert gpu_report_cli.main([str(tmp_path / "missing")]) == 2
     (samples / "pids.json").write_text("[1, 2]")
-    assert gpu_report.main([str(samples)]) == 2
+    assert gpu_report_cli.main([str(samples)]) == 2
     assert "must map each engine" in capsys.readouterr().err
 
 

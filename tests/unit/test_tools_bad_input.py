@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from healthchecks import gpu_report, modelprep, preflight
-from healthchecks.cli import healthcheck_main
+from healthchecks import preflight
+from healthchecks.cli import gpu_report, prepare_model
+from healthchecks.cli.healthcheck import main as healthcheck_main
 
 pytestmark = pytest.mark.unit
 
@@ -348,7 +349,7 @@ def test_prepare_model_not_a_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[
                                   words: str) -> None:
     f = tmp_path / "m.gguf"
     f.write_bytes(content)
-    assert modelprep.main([str(f), str(tmp_path / "out")]) == 2
+    assert prepare_model.main([str(f), str(tmp_path / "out")]) == 2
     line = _one_line(capsys.readouterr().err)
     assert f"{f} {words}" in line, line
     assert not (tmp_path / "out").exists()

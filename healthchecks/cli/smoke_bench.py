@@ -15,93 +15,33 @@ import argparse
 import asyncio
 import json
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from .cli import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, _common, _Parser, err, out, resolve_endpoints
-from .engines import ENGINES
-from .errors import ConfigError
+from ..engines import ENGINES
+from ..errors import ConfigError
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNHEALTHY,
+    EXIT_USAGE,
+    Parser,
+    count,
+    count0,
+    fraction,
+    integer,
+    nonneg,
+    output_file,
+    rate,
+    ratio,
+    seconds,
+)
+from .console import err, out, say, table_console
+from .endpoint_args import add_endpoint_arguments, resolve_endpoints
 
 DEFAULT_SLO = {"ttft": 2000.0, "tpot": 100.0}  # --sweep without --goodput: an interactive chat user
 SLO_TEXT = "ttft:2000 tpot:100"
 METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
-
-
-# -- number converters: one line naming the value, never nan; inf only where it has a meaning ------------------
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if math.isnan(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    return value
-
-
-def count(text: str) -> int:
-    """A positive whole number; ``1e3`` is 1000."""
-    value = _number(text)
-    if not math.isfinite(value) or value != int(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return int(value)
-
-
-def count0(text: str) -> int:
-    """A whole number >= 0."""
-    value = _number(text)
-    if not math.isfinite(value) or value != int(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
-    return int(value)
-
-
-def rate(text: str) -> float:
-    """Greater than 0; ``inf`` allowed (all at once, or constant gaps for --burstiness)."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A finite duration greater than 0."""
-    value = _number(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds greater than 0")
-    return value
-
-
-def ratio(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
-    return value
-
-
-def nonneg(text: str) -> float:
-    value = _number(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
-
-
-def integer(text: str) -> int:
-    value = _number(text)
-    if not math.isfinite(value) or value != int(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(value)
 
 
 SEED_MAX = 2**32 - 1
@@ -190,13 +130,13 @@ def parse_headers(items: list[str]) -> dict[str, str]:
 
 
 def bench_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="smoke-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = Parser(prog="smoke-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Serving benchmark for every endpoint, side by side, run and measured request for "
                 "request as `vllm bench serve` (same arrivals, request order, metrics and JSON fields); "
                 "--sweep finds the highest load each engine serves within latency targets.",
                 epilog=f"--sweep without --goodput uses the SLOs {SLO_TEXT} (ms: 2 s to the first token, "
                 "10 tokens/s per user). Exit codes: 0 done, 1 an endpoint failed, 2 usage or config error.")
-    _common(p)
+    add_endpoint_arguments(p)
     load = p.add_argument_group("load")
     load.add_argument("--num-prompts", type=count, required=True, metavar="N",
                       help="requests per run (per load point with --sweep)")
@@ -275,24 +215,6 @@ def bench_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_output(path: str, flag: str, suffixes: tuple[str, ...] = ()) -> None:
-    """A file to write after the run, checked now: not a folder, its nearest existing folder writable."""
-    p = Path(path)
-    if suffixes and p.suffix.lower() not in suffixes:
-        raise ConfigError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
-    if p.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise ConfigError(f"{flag} {path}: not writable")
-    parent = p.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{flag} {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: cannot write in {parent}")
-
-
 def _csv(text: str, flag: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
@@ -302,13 +224,13 @@ def _csv(text: str, flag: str) -> list[str]:
 
 def config_from_args(a: argparse.Namespace) -> Any:
     """argv -> BenchConfig, every value checked (ConfigError naming the flag)."""
-    from . import bench, metrics
-    from .workload import WorkloadSpec
+    from .. import bench, metrics
+    from ..workload import WorkloadSpec
 
     for value, flag, suffixes in ((a.json_file, "--json", ()), (a.plot, "--plot", (".png", ".svg", ".pdf")),
                                   (a.html, "--html", ())):
         if value:
-            check_output(value, flag, suffixes)
+            output_file(flag, value, suffixes=suffixes, make_folders=True)
     pm = _csv(a.percentile_metrics, "--percentile-metrics")
     if bad := [m for m in pm if m not in METRIC_NAMES]:
         raise ConfigError(f"--percentile-metrics {bad[0]}: expected names from {','.join(METRIC_NAMES)}")
@@ -342,7 +264,7 @@ def config_from_args(a: argparse.Namespace) -> Any:
                         suffix_len=a.suffix_len, num_prefixes=a.num_prefixes, dataset_path=a.dataset_path,
                         disable_shuffle=a.disable_shuffle)
     if a.tokenizer:
-        from .workload import LocalTokenizer
+        from ..workload import LocalTokenizer
 
         LocalTokenizer(a.tokenizer)  # a bad file fails now, not after the first endpoint
     return bench.BenchConfig(
@@ -366,62 +288,45 @@ def check_known_apis(eps: list[Any], api: str | None) -> None:
                               f"{', '.join(engine.apis)})")
 
 
-UNSQUEEZED = 10_000  # columns for tables sent to a pipe or a log: each table takes only the width it needs
-
-
-def table_console() -> Console:
-    """Where the tables go: the terminal's console (rich fits them to the window), or, when stdout is a pipe
-    or a file, a console on the same stream as wide as any table needs, so that no label or figure is cut to
-    ``vllm@127.0.0…`` by the 80 columns rich assumes without a terminal (``print(width=...)`` cannot go past
-    the console's own width). COLUMNS, when set, still wins, as rich's own setting."""
-    if out.is_terminal or os.environ.get("COLUMNS"):
-        return out
-    return Console(file=out.file, width=UNSQUEEZED, soft_wrap=True, no_color=out.no_color)
-
-
-def _say(console: Any, text: str) -> None:
-    console.print(text, markup=False, highlight=False)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = bench_parser().parse_args(argv)
-    from . import bench, report
+    from .. import bench, report
 
     try:
         cfg = config_from_args(args)
         eps = resolve_endpoints(args)
         check_known_apis(eps, args.api)
     except ConfigError as exc:
-        _say(err, f"smoke-bench: {exc}")
+        say(err, f"smoke-bench: {exc}")
         return EXIT_USAGE
     sweep_opts = None
     if args.sweep:
-        from .sweep import SweepOptions
+        from ..sweep import SweepOptions
 
         sweep_opts = SweepOptions(mode=args.sweep_mode, points=args.sweep_points, attainment=args.slo_attainment,
                                   max_seconds=args.max_seconds)
     try:
         if sweep_opts is not None:
-            from .sweep import run_sweeps
+            from ..sweep import run_sweeps
 
             results = asyncio.run(run_sweeps(eps, cfg, sweep_opts, console=err))
         else:
             results = asyncio.run(bench.run_all(eps, cfg, console=err))
     except ConfigError as exc:
-        _say(err, f"smoke-bench: {exc}")
+        say(err, f"smoke-bench: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _say(err, "smoke-bench: interrupted")
-        return 130
+        say(err, "smoke-bench: interrupted")
+        return EXIT_INTERRUPTED
     for r in results:
         if r.tokens_from.startswith("words"):
-            _say(err, f"warning: {r.label}: prompt lengths counted in words, not tokens: {r.tokens_from[7:-1]}; "
+            say(err, f"warning: {r.label}: prompt lengths counted in words, not tokens: {r.tokens_from[7:-1]}; "
                  "pass --tokenizer tokenizer.json or the model's .gguf for token-exact prompts")
     tables = table_console()
     if sweep_opts is not None:
         tables.print(report.sweep_table(results))
         for line in report.sweep_summary(results, cfg.goodput, sweep_opts.attainment):
-            _say(out, line)
+            say(out, line)
     else:
         tables.print(report.comparison_table(results, cfg))
         for engine in ENGINES.values():  # engine-specific views, e.g. HF's provider report
@@ -429,27 +334,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tables.print(view)
     for r in results:
         for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
-            _say(err, f"{r.label}: {n} failed: {reason}")
+            say(err, f"{r.label}: {n} failed: {reason}")
         for reason, n in sorted(r.warnings.items(), key=lambda kv: -kv[1]):
-            _say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
+            say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
         if r.cut_short:
-            _say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at --max-seconds")
+            say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at --max-seconds")
     try:
         if args.json_file:
             report.write_json(results, args.json_file, cfg)
-            _say(out, f"wrote {args.json_file}")
+            say(out, f"wrote {args.json_file}")
         if args.plot:
             if sweep_opts is not None:
                 report.write_sweep_plot(results, args.plot)
             else:
                 report.write_plot(results, args.plot)
-            _say(out, f"wrote {args.plot}")
+            say(out, f"wrote {args.plot}")
         if args.html:
-            from .html_report import write_html
+            from ..html_report import write_html
 
             write_html(results, cfg, args.html)
-            _say(out, f"wrote {args.html}")
+            say(out, f"wrote {args.html}")
     except OSError as exc:
-        _say(err, f"smoke-bench: cannot write output: {exc}")
+        say(err, f"smoke-bench: cannot write output: {exc}")
         return EXIT_USAGE
     return EXIT_OK if all(r.completed > 0 for r in results) else EXIT_UNHEALTHY
