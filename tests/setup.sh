@@ -42,6 +42,18 @@ step_docker() {
     apt-get update -qq
     apt-get install -y -qq docker.io docker-compose debootstrap iproute2 gnupg openssh-client >/dev/null
   fi
+  # The connected lab's real parts (tests/lab/connected.py): a registry (CNCF distribution) and an HTTP proxy.
+  # Installed only, never started as services: the tests run their own instances on free ports.
+  if ! have docker-registry || ! have tinyproxy; then
+    log "docker-registry and tinyproxy (the connected lab's registry and proxy)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends docker-registry tinyproxy >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-registry tinyproxy >/dev/null; }
+    # Debian's packages start their services where an init system runs: the tests need neither
+    for svc in docker-registry tinyproxy; do
+      if have systemctl && systemctl is-active -q "$svc" 2>/dev/null; then systemctl disable --now -q "$svc" || true; fi
+    done
+  fi
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (log: $GIK_CACHE/dockerd.log)"
     (setsid nohup dockerd >"$GIK_CACHE/dockerd.log" 2>&1 &)

@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:
         return  # no access log on stderr (it would name paths only, but keep the test output clean)
 
     # -- plumbing ------------------------------------------------------------------------------------------
@@ -287,7 +287,15 @@ def serve(repos: dict[str, Path], *, gated: set[str], grants: dict[str, set[str]
 
 
 def downloads(server: _Server, suffix: str) -> int:
-    """How many times a file ending in ``suffix`` was sent whole or in part (GET 200/206)."""
+    """How many times a file ending in ``suffix`` was sent whole (GET 200). Ranged reads (206: vLLM reads a
+    safetensors header before it downloads) are not downloads; ``ranged`` counts them."""
     with server.state.lock:
-        return sum(1 for h in server.state.requests
-                   if h.method == "GET" and h.status in (200, 206) and "/resolve/" in h.path and h.path.endswith(suffix))
+        return sum(1 for h in server.state.requests if h.method == "GET" and h.status == 200
+                   and "/resolve/" in h.path and h.path.endswith(suffix))
+
+
+def ranged(server: _Server, suffix: str) -> int:
+    """How many ranged reads (GET 206) of a file ending in ``suffix`` were answered."""
+    with server.state.lock:
+        return sum(1 for h in server.state.requests if h.method == "GET" and h.status == 206
+                   and "/resolve/" in h.path and h.path.endswith(suffix))
