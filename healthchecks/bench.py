@@ -248,13 +248,8 @@ async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> 
     try:
         key = read_api_key(ep.api_key_file, env=ep.api_key_env)
         http = Http(ep.url, cfg.timeout, key, client)
-        if ep.engine:
-            engine = engines.get(ep.engine)
-        else:  # detected: its label names the engine, its own --model / --api-key-file apply (as in healthcheck)
-            engine = await engines.detect(http)
-            ep = ep.as_engine(engine.name)
-            if (new_key := read_api_key(ep.api_key_file, env=ep.api_key_env)) != key:
-                http = Http(ep.url, cfg.timeout, new_key, client)
+        # detected for a bare URL: its label names the engine, its own --model / --api-key-file apply
+        ep, engine, http = await engines.resolve(ep, http)
         model = ep.model
         if model is None:
             served = await engine.models(http)

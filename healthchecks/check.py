@@ -18,12 +18,13 @@ import httpx
 from . import engines
 from .endpoints.url import Endpoint
 from .engines import Engine
-from .engines.base import FAIL, PASS, SKIP, STRUCTURED_SCHEMA, WARN
+from .engines.base import STRUCTURED_SCHEMA
 from .errors import ConfigError, ProtocolError, unexpected
 from .protocols import Http, cert_expiry, one_line, read_api_key, tls_context
+from .verdicts import FAIL, PASS, SKIP, WARN
 
 __all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Options", "Report", "check_all", "check_endpoint",
-           "detect_endpoint", "wait_all"]
+           "wait_all"]
 
 
 @dataclass
@@ -303,19 +304,15 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
     http = Http(ep.url, opts.timeout, key, client)
     run = _Run(ep, http, report, opts.timeout)
     if ep.engine is None:
-        found: list[Engine] = []
+        found: list[tuple[Endpoint, Engine, Http]] = []
 
         async def det() -> tuple[str, str]:
-            found.append(await detect_endpoint(ep, http, opts.timeout, client))
-            return PASS, f"detected {found[0].name}"
+            found.append(await engines.resolve(ep, http))
+            return PASS, f"detected {found[0][1].name}"
         if not await run.step("detect", det):
             return report
-        engine = found[0]
-        ep = ep.as_engine(engine.name)  # its own --model / --api-key-file; the label names the engine
+        ep, engine, http = found[0]  # its own --model / --api-key-file; the label names the engine
         report.engine, report.name, report.model = engine.name, ep.label, ep.model
-        new_key = read_api_key(ep.api_key_file, env=ep.api_key_env)
-        if new_key != key:
-            http = Http(ep.url, opts.timeout, new_key, client)
         run.ep, run.http = ep, http
     else:
         engine = engines.get(ep.engine)
@@ -333,28 +330,6 @@ async def _check_endpoint(ep: Endpoint, opts: Options, client: httpx.AsyncClient
     await _auth(run, engine)
     await _metrics(run, engine)
     return report
-
-
-async def detect_endpoint(ep: Endpoint, http: Http, timeout: float, client: httpx.AsyncClient) -> Engine:
-    """Recognise a bare URL. A keyed server may refuse every probe without its key (llama-server answers 401
-    on all but /health): when only a generic server was recognised, or nothing, each per-engine key
-    (``--api-key-file ENGINE=FILE``) gets a try, and counts when its own engine is then recognised."""
-    try:
-        engine: Engine | None = await engines.detect(http)
-    except ProtocolError as exc:
-        engine, first = None, exc
-    if engine is not None and type(engine) is not Engine:  # the base class is the generic server
-        return engine
-    for name, own in ep.per_engine.items():
-        if "api_key_file" not in own:
-            continue
-        keyed = Http(ep.url, timeout, read_api_key(own["api_key_file"]), client)
-        with contextlib.suppress(ProtocolError):
-            if (found := await engines.detect(keyed)).name == name:
-                return found
-    if engine is None:
-        raise first
-    return engine
 
 
 def _client(opts: Options) -> httpx.AsyncClient:
@@ -410,9 +385,9 @@ async def wait_all(eps: list[Endpoint], opts: Options, wait: float,
 
 
 async def _diagnose(eps: list[Endpoint], reports: list[Report]) -> None:
-    from . import diagnose
+    from . import diagnose, dockerhost
 
-    todo = [(e, r) for e, r in zip(eps, reports, strict=True) if not r.healthy and diagnose.is_local(e.host)]
+    todo = [(e, r) for e, r in zip(eps, reports, strict=True) if not r.healthy and dockerhost.is_local(e.host)]
     if not todo:
         return
     results = await asyncio.gather(*(asyncio.to_thread(diagnose.for_endpoint, e.port, r.engine) for e, r in todo),

@@ -2,7 +2,7 @@
 
 ``match_cause`` is pure (log text -> cause): the engine's own signatures (``engines/<name>.py``) first, then
 the causes every GPU container shares, listed here. ``for_endpoint`` finds the container that publishes a
-port through the docker SDK. Neither decides exit codes.
+port through the Docker host (:mod:`.dockerhost`). Neither decides exit codes.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import engines
-from .engines import Signature as Cause
-
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}
+from . import dockerhost, engines
+from .verdicts import Signature as Cause
 
 # Causes shared by every engine in a GPU container (the engines' own are in their modules)
 CAUSES: tuple[Cause, ...] = (
@@ -64,30 +62,15 @@ def match_cause(logs: str, engine: str | None = None) -> Cause | None:
     return None
 
 
-def is_local(host: str) -> bool:
-    return host in LOCAL_HOSTS
-
-
-def container_for_port(client: Any, port: int) -> Any | None:
-    for c in client.containers.list(all=True):
-        ports = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-        for bindings in ports.values():
-            for b in bindings or []:
-                if str(b.get("HostPort")) == str(port):
-                    return c
-    return None
-
-
 def for_endpoint(port: int, engine: str | None = None, tail: int = 200) -> dict[str, Any] | None:
     """State, restarts and a named cause for the local container publishing ``port``; None if none is."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:  # pragma: no cover - docker is a dependency
+    from docker.errors import DockerException
+
+    client = dockerhost.client(timeout=10)
+    if client is None:
         return None
     try:
-        client = docker.from_env(timeout=10)
-        container = container_for_port(client, port)
+        container = dockerhost.container_for_port(client, port)
         if container is None:
             return None
         state = container.attrs.get("State") or {}
@@ -106,18 +89,3 @@ def for_endpoint(port: int, engine: str | None = None, tail: int = 200) -> dict[
         "cause": cause.name if cause else None,
         "fix": cause.fix if cause else None,
     }
-
-
-def deployed_services(project: str) -> set[str] | None:
-    """Service names with a container in compose project ``project``; None when docker is unreachable."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:  # pragma: no cover
-        return None
-    try:
-        client = docker.from_env(timeout=5)
-        containers = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
-    except DockerException:
-        return None
-    return {c.labels.get("com.docker.compose.service", "") for c in containers}

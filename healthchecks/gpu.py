@@ -114,7 +114,7 @@ class MemorySampler:
     @classmethod
     def for_endpoint(cls, host: str, port: int) -> MemorySampler | None:
         """Local nvidia-smi, else nvidia-smi inside the local container publishing ``port``, else None."""
-        from .diagnose import is_local
+        from .dockerhost import client, container_for_port, is_local
 
         if not is_local(host):
             return None
@@ -124,11 +124,8 @@ class MemorySampler:
                 return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
             return cls(local) if parse_memory_used(local()) else None
         try:
-            import docker
-
-            from .diagnose import container_for_port
-
-            container = container_for_port(docker.from_env(timeout=5), port)
+            dc = client(timeout=5)
+            container = container_for_port(dc, port) if dc is not None else None
             if container is None:
                 return None
             probe = container.exec_run(argv)

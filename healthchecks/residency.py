@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnose import is_local
-from .engines import Signature
+from .dockerhost import client, container_for_port, is_local
 from .numbers import ascii_uint
+from .verdicts import FAIL, PASS, WARN, Signature
 
 PROC = Path("/proc")
 APPS_QUERY = ["--query-compute-apps=pid,used_memory,gpu_uuid", "--format=csv,noheader,nounits"]
@@ -165,15 +165,13 @@ def _process_name(pid: int, proc: Path = PROC) -> str:
 
 def container_processes(port: int) -> EngineProcesses | None:
     """The local container publishing ``port``: its processes' host PIDs (``docker top``)."""
-    try:
-        import docker
-        from docker.errors import DockerException
+    from docker.errors import DockerException
 
-        from .diagnose import container_for_port
-    except ImportError:  # pragma: no cover - docker is a dependency
+    dc = client(timeout=5)
+    if dc is None:
         return None
     try:
-        container = container_for_port(docker.from_env(timeout=5), port)
+        container = container_for_port(dc, port)
         if container is None or container.status != "running":
             return None
         top = container.top(ps_args="-eo pid")
@@ -271,7 +269,6 @@ def log_cause(procs: EngineProcesses, signatures: Iterable[Signature]) -> Signat
 def verdict(signatures: Iterable[Signature], host: str, port: int, expect_gpu: bool | None) -> tuple[str, str] | None:
     """The ``gpu_residency`` row for an engine without a residency API: (status, reason), or None when no
     row is due (nothing can be attributed here and nobody asked for a GPU). Blocking: run in a thread."""
-    from .engines.base import FAIL, PASS, WARN
 
     procs = engine_processes(host, port)
     if isinstance(procs, str):

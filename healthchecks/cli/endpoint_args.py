@@ -58,7 +58,7 @@ def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
 
 def deployed_only(eps: list[Endpoint]) -> list[Endpoint]:
     """Compose endpoints whose service has a container here; all of them when docker cannot tell."""
-    from ..diagnose import deployed_services
+    from ..dockerhost import deployed_services
 
     projects = {e.meta.get("compose_project", "") for e in eps}
     have: set[str] = set()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,17 +18,16 @@ from ..errors import ProtocolError
 from ..metrics import RequestResult, token_count
 from ..protocols import Http
 from ..protocols import openai as oa
+from ..verdicts import FAIL, PASS, Signature, Verdict
 
 if TYPE_CHECKING:
     from ..endpoints.url import Endpoint
 
-PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 PROMPT = "Reply with one short sentence: what is 2 + 2?"
 STRUCTURED_PROMPT = "What is 2 + 2? Answer in JSON."
 STRUCTURED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "integer"}},
                                      "required": ["answer"], "additionalProperties": False}
 
-Verdict = tuple[str, str]  # (status, one-line reason)
 Step = tuple[str, Callable[[], Awaitable[Verdict]]]  # a named check the runner times and records
 
 
@@ -52,15 +50,6 @@ class Spec:
     ansible_port: str | None = None  # inventory / roles/inference_stack/defaults
     ansible_model: str | None = None
     default_url: str | None = None  # the engine's one public address: ``NAME`` alone as an endpoint means it
-
-
-@dataclass(frozen=True)
-class Signature:
-    """A line in an engine's log that names a cause, with the fix a person should apply."""
-
-    name: str
-    pattern: re.Pattern[str]
-    fix: str
 
 
 @dataclass(frozen=True)

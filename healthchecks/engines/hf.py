@@ -43,19 +43,8 @@ from ..errors import ConfigError, ProtocolError
 from ..metrics import RequestResult
 from ..protocols import Http, describe, one_line, parse_json
 from ..protocols import openai as oa
-from .base import (
-    FAIL,
-    PASS,
-    PROMPT,
-    WARN,
-    Engine,
-    RequestParams,
-    Spec,
-    Step,
-    Verdict,
-    add_warning,
-    usage_counts,
-)
+from ..verdicts import FAIL, PASS, WARN, Verdict
+from .base import PROMPT, Engine, RequestParams, Spec, Step, add_warning, usage_counts
 
 if TYPE_CHECKING:
     from ..endpoints.url import Endpoint

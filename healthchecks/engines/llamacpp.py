@@ -7,7 +7,8 @@ import re
 from typing import ClassVar
 
 from ..protocols import Http
-from .base import Engine, Signature, Spec
+from ..verdicts import Signature
+from .base import Engine, Spec
 
 
 class LlamaCpp(Engine):

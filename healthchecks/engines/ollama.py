@@ -14,18 +14,14 @@ from ..errors import ProtocolError
 from ..metrics import RequestResult, token_count
 from ..protocols import Http
 from ..protocols import ollama as ol
+from ..verdicts import FAIL, PASS, WARN, Signature, Verdict
 from .base import (
-    FAIL,
-    PASS,
     PROMPT,
     STRUCTURED_PROMPT,
-    WARN,
     Engine,
     RequestParams,
-    Signature,
     Spec,
     Step,
-    Verdict,
     add_warning,
     answer_verdict,
     checked_count,
