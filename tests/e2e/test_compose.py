@@ -214,7 +214,10 @@ def test_stack_up_healthy_and_secret_never_exposed(live_stack: dict) -> None:
         assert e["healthy"] and e["models"] == ["smollm2:135m"]
 
     ids = _containers(project)
-    assert len(ids) == 2
+    assert len(ids) == 3  # vllm, its model check (a local model: nothing to ask the Hub), llamacpp
+    check = subprocess.run([*compose_cmd(live_stack["version"]), "logs", "--no-color", "vllm-model-check"],
+                           cwd=COMPOSE, env=env, capture_output=True, text=True).stdout
+    assert "vllm-model-check: /models/smollm2-135m-instruct-hf: nothing to check" in check, check
     inspect = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
     assert token not in inspect
     for cid in ids:
