@@ -21,6 +21,7 @@ from .engines import Engine
 from .engines.base import STRUCTURED_SCHEMA
 from .errors import ConfigError, ProtocolError, unexpected
 from .protocols import Http, cert_expiry, one_line, read_api_key, tls_context
+from .protocols.retry import backoff
 from .verdicts import FAIL, PASS, SKIP, WARN
 
 __all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Options", "Report", "check_all", "check_endpoint",
@@ -79,6 +80,7 @@ STRUCTURED_MIN_TOKENS = 48  # room for {"answer": 4} and the whitespace a gramma
 EMBEDDING_HINT_STATUS = (400, 404, 405, 422, 501)  # how engines refuse chat for an embedding-only model
 
 
+WAIT_CAP_S = 30.0  # --wait: polls back off like every retry of the kit, up to 30 s apart
 ROW_TIMEOUTS = 3  # a row may make a few requests: it ends within this many --timeout (see _Run.step)
 
 
@@ -369,7 +371,7 @@ async def wait_all(eps: list[Endpoint], opts: Options, wait: float,
                 if on_attempt:
                     on_attempt(ep, report, 0.0)
                 return report
-            delay = min(min(30.0, 0.5 * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.5), left)
+            delay = min(backoff(attempt - 1, rng, cap=WAIT_CAP_S), left)
             if on_attempt:
                 on_attempt(ep, report, delay)
             await asyncio.sleep(delay)

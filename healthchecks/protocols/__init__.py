@@ -14,7 +14,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -223,8 +223,9 @@ class Http:
         raise AssertionError("unreachable")
 
     async def stream(self, path: str, payload: Mapping[str, Any], fmt: str, *, strict: bool = True,
-                     headers: Mapping[str, str] | None = None, batch: bool = False
-                     ) -> AsyncIterator[tuple[float, Any]]:
+                     headers: Mapping[str, str] | None = None, batch: bool = False,
+                     on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+                     ) -> AsyncGenerator[tuple[float, Any], None]:
         """POST and yield ``(perf_counter timestamp, decoded event)`` per SSE event or NDJSON line.
 
         SSE: comments (``:``) skipped, ``[DONE]`` ends the stream (yielded as None). NDJSON: ends with the
@@ -237,7 +238,10 @@ class Http:
 
         The body is read as raw byte chunks and split on newlines here (no text decoding, no per-line
         iterator layers; SSE lines may also end with CRLF or a bare CR, as its spec allows); events are decoded
-        from bytes (orjson when installed). After the end marker the
+        from bytes (orjson when installed). ``on_response``: called with the response as soon as its headers
+        arrive, before the status is checked (a caller that reads headers, or classifies an error answer its own
+        way, raises from it). A transport failure is a ProtocolError whose ``__cause__`` is httpx's exception.
+        After the end marker the
         rest of the body is read, so the connection goes back to the pool instead of being closed (a new
         TCP connection per request would add to every TTFT)."""
         url = self.base + path
@@ -268,6 +272,8 @@ class Http:
         for attempt in (1, 2):  # once more when a reused keep-alive connection was closed under us (see _send)
             try:
                 async with self.client.stream("POST", url, json=payload, headers=hdrs) as r:
+                    if on_response is not None:
+                        await on_response(r)
                     if r.status_code >= 400:
                         body = (await r.aread()).decode(errors="replace")
                         raise ProtocolError(error_reason(r.status_code, body, r.headers.get("content-type", "")),
@@ -334,9 +340,9 @@ class Http:
             except httpx.RemoteProtocolError as exc:
                 if attempt == 1 and not sent_any and "without sending a response" in str(exc):
                     continue
-                raise ProtocolError(describe(exc, url)) from None
+                raise ProtocolError(describe(exc, url)) from exc
             except httpx.HTTPError as exc:
-                raise ProtocolError(describe(exc, url)) from None
+                raise ProtocolError(describe(exc, url)) from exc
             return
 
 

@@ -12,15 +12,17 @@ import httpx
 import pytest
 
 from healthchecks.endpoints.url import Endpoint
-from healthchecks.engines import ENGINES, hf
+from healthchecks.engines import ENGINES
+from healthchecks.engines.hf import HuggingFace, choice, failures, token
 from healthchecks.errors import ConfigError
+from healthchecks.protocols import retry
 
 pytestmark = pytest.mark.unit
 ENGINE = ENGINES["hf"]
 
 
 def test_registered_but_never_detected_by_probing() -> None:
-    assert isinstance(ENGINE, hf.HuggingFace)
+    assert isinstance(ENGINE, HuggingFace)
     for status, text in ((200, '{"object":"list","data":[{"id":"a/b","providers":[]}]}'), (401, ""), (403, "")):
         assert ENGINE.recognise(status, text) is False
     assert ENGINE.apis == ("chat",) and ENGINE.auth_probe == ("POST", "/v1/chat/completions")
@@ -31,16 +33,16 @@ def test_registered_but_never_detected_by_probing() -> None:
     ("org/m:fireworks-ai", ("org/m", "fireworks-ai")), ("m", ("m", "auto")),
 ])
 def test_model_suffix(model: str, split: tuple[str, str]) -> None:
-    assert hf.split_choice(model) == split
-    assert hf.with_choice(*split) == model
+    assert choice.split_choice(model) == split
+    assert choice.with_choice(*split) == model
 
 
 def test_parse_providers() -> None:
-    assert hf.parse_providers("auto, Together,novita") == ("auto", "together", "novita")
+    assert choice.parse_providers("auto, Together,novita") == ("auto", "together", "novita")
     for bad, words in (("auto,,x", "empty item"), ("auto,to gether", "not a provider name"),
                        ("x,x", "given twice"), ("a/b", "not a provider name")):
         with pytest.raises(ConfigError, match=words):
-            hf.parse_providers(bad)
+            choice.parse_providers(bad)
 
 
 def _h(**kw: str) -> httpx.Headers:
@@ -72,7 +74,7 @@ BARE = '{{"error": "{m}"}}'
 def test_error_classes_from_both_envelopes(envelope: str, status: int, message: str, typ: str, code: str,
                                            kind: str) -> None:
     body = (OPENAI if envelope == "openai" else BARE).format(m=message, t=typ, c=code)
-    f = hf.classify(status, body, _h(x_request_id="rid-1", x_inference_provider="novita"), "novita")
+    f = failures.classify(status, body, _h(x_request_id="rid-1", x_inference_provider="novita"), "novita")
     assert f.kind == kind, (envelope, message)
     reason = f.reason("org/x:novita")
     assert "x-request-id rid-1" in reason and "fix: " in reason and message[:30] in reason
@@ -83,22 +85,22 @@ def test_error_classes_from_both_envelopes(envelope: str, status: int, message: 
 
 
 def test_other_error_shapes() -> None:
-    assert hf.classify(403, '{"error": ["a", "b"]}', _h()).message == "a; b"
-    html = hf.classify(502, "<!DOCTYPE html><html><title>502</title></html>", _h())
+    assert failures.classify(403, '{"error": ["a", "b"]}', _h()).message == "a; b"
+    html = failures.classify(502, "<!DOCTYPE html><html><title>502</title></html>", _h())
     assert html.kind == "upstream" and "HTML page" in html.message
-    assert hf.classify(500, "", _h(x_error_message="boom")).message == "boom"
-    gated = hf.classify(403, '{"error": "nope"}', _h(x_error_code="GatedRepo"))
+    assert failures.classify(500, "", _h(x_error_message="boom")).message == "boom"
+    gated = failures.classify(403, '{"error": "nope"}', _h(x_error_code="GatedRepo"))
     assert gated.kind == "gated" and "huggingface.co/org/g" in gated.fix("org/g:together")
-    assert "none (no answer)" in hf.Failure("timeout", "read timeout").reason("m")
+    assert "none (no answer)" in failures.Failure("timeout", "read timeout").reason("m")
 
 
 def test_retry_after_and_backoff() -> None:
-    assert hf._retry_after(_h(retry_after="3")) == 3.0
-    assert hf._retry_after(_h(retry_after="Wed, 21 Oct 2015 07:28:00 GMT")) is None  # as huggingface_hub
-    assert hf._retry_after(_h()) is None
+    assert retry.retry_after(_h(retry_after="3")) == 3.0
+    assert retry.retry_after(_h(retry_after="Wed, 21 Oct 2015 07:28:00 GMT")) is None  # as huggingface_hub
+    assert retry.retry_after(_h()) is None
     rng = random.Random(1)
     for attempt, (lo, hi) in enumerate([(0.25, 0.75), (0.5, 1.5), (1, 3), (2, 6), (4, 12), (4, 12)]):
-        waits = [hf.backoff(attempt, rng) for _ in range(200)]
+        waits = [retry.backoff(attempt, rng) for _ in range(200)]
         assert lo <= min(waits) and max(waits) <= hi, attempt
         assert max(waits) - min(waits) > (hi - lo) / 2  # jitter, not a fixed delay
 
@@ -117,38 +119,38 @@ def test_token_order_is_huggingface_hubs(tmp_path: Path) -> None:
     home = tmp_path / "home"
     stored = _token_file(home / "token")
     env = {"HF_TOKEN": "hf_env", "HUGGING_FACE_HUB_TOKEN": "hf_old", "HF_TOKEN_PATH": via_path, "HF_HOME": str(home)}
-    assert hf.resolve_token(explicit, env).file == explicit
-    assert hf.resolve_token(None, env).env == "HF_TOKEN"
-    assert hf.resolve_token(None, {**env, "HF_TOKEN": " "}).env == "HUGGING_FACE_HUB_TOKEN"
+    assert token.resolve_token(explicit, env).file == explicit
+    assert token.resolve_token(None, env).env == "HF_TOKEN"
+    assert token.resolve_token(None, {**env, "HF_TOKEN": " "}).env == "HUGGING_FACE_HUB_TOKEN"
     no_env = {k: v for k, v in env.items() if not k.startswith(("HF_TOKEN", "HUGGING"))}
-    assert hf.resolve_token(None, {**no_env, "HF_TOKEN_PATH": via_path}).file == via_path
-    assert hf.resolve_token(None, no_env).file == stored
+    assert token.resolve_token(None, {**no_env, "HF_TOKEN_PATH": via_path}).file == via_path
+    assert token.resolve_token(None, no_env).file == stored
     xdg = tmp_path / "xdg"
     in_xdg = _token_file(xdg / "huggingface" / "token")
-    assert hf.resolve_token(None, {"XDG_CACHE_HOME": str(xdg)}).file == in_xdg
-    src = hf.resolve_token(None, env)
+    assert token.resolve_token(None, {"XDG_CACHE_HOME": str(xdg)}).file == in_xdg
+    src = token.resolve_token(None, env)
     assert "hf_env" not in repr(src)  # the source names the variable, never the value
 
 
 def test_token_problems_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--hf-token-file: token file .* cannot be read"):
-        hf.resolve_token(str(tmp_path / "missing"), {})
+        token.resolve_token(str(tmp_path / "missing"), {})
     with pytest.raises(ConfigError, match="is empty"):
-        hf.resolve_token(_token_file(tmp_path / "empty", ""), {})
+        token.resolve_token(_token_file(tmp_path / "empty", ""), {})
     with pytest.raises(ConfigError, match=r"HF_TOKEN_PATH=.* does not exist"):
-        hf.resolve_token(None, {"HF_TOKEN_PATH": str(tmp_path / "nope")})
+        token.resolve_token(None, {"HF_TOKEN_PATH": str(tmp_path / "nope")})
     with pytest.raises(ConfigError, match=r"no Hugging Face token.*hf auth login"):
-        hf.resolve_token(None, {"HF_HOME": str(tmp_path / "empty-home")})
+        token.resolve_token(None, {"HF_HOME": str(tmp_path / "empty-home")})
     with pytest.raises(ConfigError, match="more than one word"):
-        hf.resolve_token(_token_file(tmp_path / "two", "hf_a hf_b"), {})
+        token.resolve_token(_token_file(tmp_path / "two", "hf_a hf_b"), {})
 
 
 def test_token_file_readable_by_others_is_a_warning(tmp_path: Path) -> None:
-    assert hf.resolve_token(_token_file(tmp_path / "ok"), {}).warning == ""
+    assert token.resolve_token(_token_file(tmp_path / "ok"), {}).warning == ""
     loose = _token_file(tmp_path / "loose", mode=0o644)
-    w = hf.resolve_token(loose, {}).warning
+    w = token.resolve_token(loose, {}).warning
     assert "readable by group and others (mode 0644)" in w and f"chmod 600 {loose}" in w
-    assert "its group" in hf.resolve_token(_token_file(tmp_path / "g", mode=0o640), {}).warning
+    assert "its group" in token.resolve_token(_token_file(tmp_path / "g", mode=0o640), {}).warning
 
 
 # -- configure: --providers, --failover, --retries ------------------------------------------------------
