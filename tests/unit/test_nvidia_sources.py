@@ -161,7 +161,8 @@ def _sysfs(tmp: Path, nvswitch: bool, nvlink5: bool) -> Path:
         (sw / "class").write_text("0x068000\n")
     ib = root / "class" / "infiniband" / "mlx5_0" / "device"
     ib.mkdir(parents=True)
-    (ib / "vpd").write_bytes(b"\x82\x10ConnectX-7\x90\x20PN:MCX75343\x00" + (b"V3\x06SW_MNG" if nvlink5 else b"V3\x02NO"))
+    vpd = b"\x82\x10ConnectX-7\x90\x20PN:MCX75343\x00" + (b"V3\x06SW_MNG" if nvlink5 else b"V3\x02NO")
+    (ib / "vpd").write_bytes(vpd)
     return root
 
 
@@ -184,7 +185,8 @@ def test_nvswitch_and_nvlink5_detection_as_nvidia_detects_them(tmp_path: Path, n
     detection = TABLE["nvlink5_detection"]
     assert detection["glob"] in task("nvidia_driver", "Look for NVLink5")["ansible.builtin.shell"]
     assert detection["marker"] in task("nvidia_driver", "Look for NVLink5")["ansible.builtin.shell"]
-    t = render("nvidia_driver", "ubuntu2404", nvidia_driver_nvswitch_count=len(switches), nvidia_driver_nvlink5=bool(ports))
+    t = render("nvidia_driver", "ubuntu2404", nvidia_driver_nvswitch_count=len(switches),
+               nvidia_driver_nvlink5=bool(ports))
     assert bool(value(t, "nvidia_driver_fm_wanted")) is (nvswitch or nvlink5)
     assert bool(value(t, "nvidia_driver_nvlink5_wanted")) is nvlink5
     assert value(t, "nvidia_driver_nvlink5_packages") == TABLE["nvlink5"]["packages"]
@@ -270,7 +272,8 @@ def test_persistenced_is_enabled_as_nvidias_role_enables_it() -> None:
     assert enable["enabled"] is True
 
 
-@pytest.mark.parametrize(("host", "meta"), [("debian12", "linux-headers-amd64"), ("debian12-arm64", "linux-headers-arm64")])
+@pytest.mark.parametrize(("host", "meta"), [("debian12", "linux-headers-amd64"),
+                                            ("debian12-arm64", "linux-headers-arm64")])
 def test_debian_gets_the_headers_metapackage_that_follows_kernel_updates(host: str, meta: str) -> None:
     """Issue 20 item 5: headers of the running kernel AND Debian's metapackage (the next kernel's headers come
     with the next kernel, so DKMS builds the module before the reboot)."""
@@ -287,8 +290,9 @@ def _check_listing(role: str, name: str, t: Templar, installed: dict[str, str]) 
     t.available_variables = {**t.available_variables, **_trust(dbg["vars"]),
                              "ansible_facts": {**t.available_variables["ansible_facts"],
                                                "packages": {k: [{"version": v}] for k, v in installed.items()}}}
-    missing = t.template(trust_as_template("{{ %s }}" % next(k for k in dbg["vars"] if k.endswith("_missing"))))
-    changed = t.template(trust_as_template("{{ %s }}" % dbg["changed_when"]))
+    name = next(k for k in dbg["vars"] if k.endswith("_missing"))
+    missing = t.template(trust_as_template("{{ " + name + " }}"))
+    changed = t.template(trust_as_template("{{ " + dbg["changed_when"] + " }}"))
     return missing, bool(changed)
 
 
@@ -319,7 +323,8 @@ def test_check_mode_lists_the_packages_a_real_run_installs() -> None:
     assert _check_listing("container_toolkit", "Say which toolkit packages", t,
                           {**held, "libnvidia-container1": "1.17.8-1"})[0] == ["libnvidia-container1=1.18.0-1"]
     for role in ("nvidia_driver", "container_toolkit"):
-        include = [x for x in tasks(role, "main.yml") if "ansible.builtin.include_tasks" in x and "install" in x["name"].lower()]
+        include = [x for x in tasks(role, "main.yml")
+                   if "ansible.builtin.include_tasks" in x and "install" in x["name"].lower()]
         assert include and all("not ansible_check_mode" in str(x.get("when")) for x in include)
 
 
