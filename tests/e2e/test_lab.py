@@ -87,6 +87,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "inference_stack_gpu": False, "nvidia_driver_enabled": True, "container_toolkit_enabled": True,
         "container_toolkit_gpu_test": False, "nvidia_driver_skip_reboot": True,
         "nvidia_driver_loaded_version_file": LOADED,
+        # an exact driver lock (the mirror also serves the newer 580.105.08) and no systemd in the lab hosts
+        "nvidia_driver_version": "580.95.05", "nvidia_driver_manage_services": False,
+        "container_toolkit_manage_services": False,
         # the air-gapped mirrors
         "nvidia_driver_repo_base": f"{m}/cuda", "container_toolkit_repo_base": f"{m}/libnvidia-container/stable",
         "container_toolkit_repo_key_url": f"{m}/libnvidia-container/gpgkey",
@@ -118,6 +121,15 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
     fresh = playbook(lab["inventory"], "--check")
     assert fresh.returncode == 0, fresh.stdout[-6000:]
     assert all(r["failed"] == 0 for r in recaps(fresh.stdout).values())
+    # ... and says what a real run would install: the driver and toolkit packages (issue 20 item 6)
+    assert all(r["changed"] > 0 for r in recaps(fresh.stdout).values()), fresh.stdout[-6000:]
+    kernel = env.hosts[0].exec("uname -r").stdout.strip()
+    for h in ("lab1", "lab2"):
+        assert (f"{h} would install: nvidia-open=580.95.05-*, nvidia-driver-pinning-580, linux-headers-{kernel}, "
+                "linux-headers-amd64, dkms, cuda-toolkit-12-8") in fresh.stdout, fresh.stdout[-6000:]
+        assert (f"{h} would install: nvidia-container-toolkit=1.18.0-1, nvidia-container-toolkit-base=1.18.0-1, "
+                "libnvidia-container-tools=1.18.0-1, libnvidia-container1=1.18.0-1") in fresh.stdout
+    assert "nvidia-open-580" not in fresh.stdout  # a package this Debian host would not install
     assert env.hosts[0].exec("ls /etc/apt/sources.list.d").stdout.split() == ["lab-distro.list", "nvidia-cuda.list"]
     assert env.hosts[0].exec("command -v docker nvidia-smi || echo none").stdout.strip() == "none"
 
@@ -148,7 +160,9 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
         upd = host.exec("apt-get update 2>&1", check=False)
         assert upd.returncode == 0 and "Conflicting" not in upd.stdout and "Err:" not in upd.stdout, upd.stdout
         lists = sorted(host.exec("ls /etc/apt/sources.list.d").stdout.split())  # the previous kit's list is gone
-        assert lists == ["cuda-debian12-x86_64.list", "docker.list", "lab-distro.list", "nvidia-container-toolkit.list"]
+        # Docker's repository as Docker's docs write it now (deb822 docker.sources, roles/docker)
+        assert lists == ["cuda-debian12-x86_64.list", "docker.sources", "lab-distro.list",
+                         "nvidia-container-toolkit.list"]
         assert host.exec("test -f /etc/apt/preferences.d/cuda-repository-pin-600 && test -f "
                          "/etc/apt/preferences.d/nvidia-driver-pinning-580 && echo ok").stdout.strip() == "ok"
         pkgs = dict(line.split() for line in host.exec(
@@ -159,6 +173,17 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
             assert pkgs[name] == "1.18.0-1", pkgs
         assert pkgs["nvidia-open"] == "580.95.05-1" and "dkms" in pkgs and any(p.startswith("linux-headers-")
                                                                                for p in pkgs)
+        assert "linux-headers-amd64" in pkgs  # Debian's metapackage: the next kernel's headers come with it
+        # the locks hold with real apt (issue 20 item 3): the mirror serves 580.105.08-1 and toolkit 1.18.1-1, the
+        # exact lock (580.95.05-*) keeps the driver, the hold keeps the toolkit; a plain upgrade moves nothing
+        policy = host.exec("apt-cache policy nvidia-open nvidia-container-toolkit").stdout
+        assert re.search(r"nvidia-open:\n\s+Installed: 580\.95\.05-1\n\s+Candidate: 580\.95\.05-1\n", policy), policy
+        assert "580.105.08-1" in policy and "1.18.1-1" in policy, policy
+        assert set(host.exec("apt-mark showhold").stdout.split()) >= {
+            "nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+            "libnvidia-container1"}
+        upgrade = host.exec("apt-get upgrade --simulate 2>&1").stdout
+        assert "Inst " not in upgrade and "0 upgraded, 0 newly installed" in upgrade, upgrade
         daemon = json.loads(host.exec("cat /etc/docker/daemon.json").stdout)
         assert daemon["live-restore"] is True and daemon["log-opts"] == {"max-size": "50m", "max-file": "3"}
         assert daemon["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
@@ -220,7 +245,8 @@ def test_lab_rolling_deploy_staged_reboot_and_idempotence(lab: dict) -> None:
 def test_lab_branch_bump_upgrades_and_flags_the_reboot(lab: dict) -> None:
     host = lab["lab"].hosts[1]
     host.exec(f"mkdir -p {Path(LOADED).parent} && echo 580.95.05 > {LOADED}")  # running 580
-    bump = playbook(lab["inventory"], "--limit", host.name, "--tags", "nvidia_driver", "-e", "nvidia_driver_branch=590")
+    bump = playbook(lab["inventory"], "--limit", host.name, "--tags", "nvidia_driver", "-e", "nvidia_driver_branch=590",
+                    "-e", "nvidia_driver_version=")
     assert bump.returncode == 0, bump.stdout[-6000:]
     assert recaps(bump.stdout)[host.name]["changed"] > 0
     pending = "reboot pending - NVIDIA driver 590.44.01 is installed, module 580.95.05 is loaded"
@@ -232,7 +258,7 @@ def test_lab_branch_bump_upgrades_and_flags_the_reboot(lab: dict) -> None:
     assert "nvidia-driver-pinning-580" not in pkgs
     assert "Driver Version: 590.44.01" in host.exec("nvidia-smi").stdout
     again = playbook(lab["inventory"], "--limit", host.name, "--tags", "nvidia_driver",
-                     "-e", "nvidia_driver_branch=590")
+                     "-e", "nvidia_driver_branch=590", "-e", "nvidia_driver_version=")
     assert again.returncode == 0 and recaps(again.stdout)[host.name]["changed"] == 0, again.stdout[-4000:]
     assert pending in again.stdout
 
@@ -260,7 +286,8 @@ def test_lab_the_controller_reached_over_ssh_is_not_rebooted(lab: dict) -> None:
     host.exec(f"echo {mid.read_text().strip()} > /etc/machine-id")
     try:
         r = playbook(lab["inventory"], "--limit", host.name, "--tags", "nvidia_driver",
-                     "-e", "nvidia_driver_branch=590", "-e", "nvidia_driver_skip_reboot=false")
+                     "-e", "nvidia_driver_branch=590", "-e", "nvidia_driver_version=",
+                     "-e", "nvidia_driver_skip_reboot=false")
     finally:
         host.exec("rm -f /etc/machine-id")
     assert r.returncode == 0, r.stdout[-4000:]
@@ -268,3 +295,53 @@ def test_lab_the_controller_reached_over_ssh_is_not_rebooted(lab: dict) -> None:
     assert "Reboot it by hand" in r.stdout
     assert re.search(r"TASK \[nvidia_driver : Reboot to load the installed driver[^\n]*\n+skipping: \[lab2\]", r.stdout)
     assert recaps(r.stdout)[host.name]["changed"] == 0
+
+
+def test_lab_hgx_host_gets_fabric_manager_at_the_installed_driver_version(lab: dict) -> None:
+    """Issue 20 items 1-2: an HGX-shaped host (stand-in NVSwitch PCI device, then an NVLink5 switch-management
+    port) gets NVIDIA's Fabric Manager names for 580 at the INSTALLED driver's version (580.95.05-1, although the
+    branch lock alone would allow 580.105.08-1), held with the driver; NVLink5 adds nvlsm and infiniband-diags."""
+    host = lab["lab"].hosts[0]  # 580.95.05 installed and loaded (first test)
+    sysfs = "/run/gik-lab/sys"
+    host.exec(f"d={sysfs}/bus/pci/devices/0000:05:00.0 && mkdir -p $d && echo 0x10de > $d/vendor && "
+              f"echo 0x068000 > $d/class && g={sysfs}/bus/pci/devices/0000:18:00.0 && mkdir -p $g && "
+              "echo 0x10de > $g/vendor && echo 0x030200 > $g/class")
+    args = ("--limit", host.name, "--tags", "nvidia_driver", "-e", f"nvidia_driver_sysfs={sysfs}",
+            "-e", "nvidia_driver_version=")  # the branch lock only: Fabric Manager follows the installed driver
+    r = playbook(lab["inventory"], *args)
+    assert r.returncode == 0, r.stdout[-6000:]
+    pkgs = dict(line.split() for line in host.exec(
+        "dpkg-query -W -f '${Package} ${Version}\\n' nvidia-open 'nvidia-fabricmanager*' 'libnvidia-nscq*' nvlsm "
+        "2>/dev/null", check=False).stdout.splitlines() if len(line.split()) == 2)
+    assert pkgs == {"nvidia-open": "580.95.05-1", "nvidia-fabricmanager": "580.95.05-1",
+                    "libnvidia-nscq": "580.95.05-1"}, pkgs
+    held = set(host.exec("apt-mark showhold").stdout.split())
+    assert {"nvidia-fabricmanager", "libnvidia-nscq", "nvidia-open", "nvidia-driver-cuda"} <= held, held
+    upgrade = host.exec("apt-get upgrade --simulate 2>&1").stdout  # 580.105.08-1 is there: nothing moves
+    assert "Inst " not in upgrade and "0 upgraded" in upgrade, upgrade
+    again = playbook(lab["inventory"], *args)
+    assert again.returncode == 0 and recaps(again.stdout)[host.name]["changed"] == 0, again.stdout[-4000:]
+
+    host.exec(f"d={sysfs}/class/infiniband/mlx5_0/device && mkdir -p $d && printf 'PN:MCX750500B V3 SW_MNG' > $d/vpd")
+    r = playbook(lab["inventory"], *args)
+    assert r.returncode == 0, r.stdout[-6000:]
+    assert host.exec("dpkg-query -W -f '${Status}\\n' nvlsm infiniband-diags").stdout.split("\n")[:2] == [
+        "install ok installed", "install ok installed"]
+
+
+def test_lab_cdi_without_etc_cdi(lab: dict) -> None:
+    """Issue 20 item 4 on hosts without /etc/cdi: toolkit 1.18 leaves the one spec to NVIDIA's nvidia-cdi-refresh
+    (/var/run/cdi/nvidia.yaml) and removes the /etc/cdi copy older kit versions wrote; a toolkit before 1.18 gets
+    the spec generated into /var/run/cdi (nothing is copied into an /etc/cdi that does not exist)."""
+    old, new = lab["lab"].hosts  # lab1: toolkit 1.17.8-1 (toolkit test), lab2: 1.18.0-1
+    new.exec("mkdir -p /etc/cdi && echo 'kind: nvidia.com/gpu' > /etc/cdi/nvidia.yaml")  # what the old role wrote
+    old.exec("rm -rf /etc/cdi /var/run/cdi")
+    r = playbook(lab["inventory"], "--tags", "container_toolkit", "-e", "container_toolkit_cdi=true",
+                 "-e", "container_toolkit_version=1.17.8-1", "--limit", old.name)
+    assert r.returncode == 0, r.stdout[-6000:]
+    assert old.exec("test -d /etc/cdi || echo absent").stdout.strip() == "absent"
+    assert "kind: nvidia.com/gpu" in old.exec("cat /var/run/cdi/nvidia.yaml").stdout
+    r = playbook(lab["inventory"], "--tags", "container_toolkit", "-e", "container_toolkit_cdi=true",
+                 "--limit", new.name)
+    assert r.returncode == 0, r.stdout[-6000:]
+    assert new.exec("ls /etc/cdi").stdout.split() == []

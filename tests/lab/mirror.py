@@ -12,6 +12,11 @@ serves), built with dpkg-deb and signed with a throw-away key:
 Stand-ins: the driver packages install tests/lab/standin/nvidia-smi, which prints the real H100 output of
 tests/fixtures/nvidia with the package's driver version; docker-ce-cli and docker-compose-plugin carry this
 machine's real docker CLI and compose plugin (the lab talks to this machine's dockerd through its socket).
+
+NVIDIA's package names and version strings are GENERATED from tests/fixtures/nvidia/packages.yml (the table that
+cites NVIDIA's install scripts and guides), never from the roles: driver releases with their real Debian strings
+(580.95.05-1, a newer 580.105.08-1, 590.44.01-1), Fabric Manager/NSCQ by branch, nvlsm, the toolkit releases
+(1.17.8-1, 1.18.0-1 and a newer 1.18.1-1), so the roles' locks and holds meet real apt version matching.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import gzip
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,10 +33,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "nvidia"
-DRIVERS = {"580": "580.95.05-1", "590": "590.44.01-1"}
-TOOLKITS = ["1.17.8-1", "1.18.0-1"]
+TABLE = yaml.safe_load((FIXTURES / "packages.yml").read_text())
+# (branch, Debian version string) of every release the table records: the CUDA repository's debian12 strings
+DRIVERS = [(r["version"].split(".")[0], r["debian"]) for r in TABLE["driver_releases"]]
+TOOLKITS = [r["version"] for r in TABLE["toolkit_releases"]]
+TOOLKIT_PACKAGES = TABLE["toolkit"]["packages"]
+NVLINK5 = TABLE["nvlink5"]["packages"]  # nvlsm (NVIDIA's CUDA repository), infiniband-diags (the distribution's)
 CUDA_TOOLKIT = "12.8.1-1"
 CUDA_LIST = "deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] {url}/ /\n"
 NVIDIA_CUDA_URL = "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64"
@@ -141,23 +153,34 @@ def dists_repo(root: Path, debs: list[Path], signer: Signer, suite: str, compone
     signer.sign(rel)
 
 
-def _driver_pkgs(branch: str, version: str) -> list[Pkg]:
+def _in(branch: int, rule: str) -> bool:
+    op, num = re.fullmatch(r"(>=|<)(\d+)", rule).groups()  # type: ignore[union-attr]
+    return branch >= int(num) if op == ">=" else branch < int(num)
+
+
+def fabric_manager_names(branch: str) -> list[str]:
+    """Fabric Manager and NSCQ package names of a branch in NVIDIA's apt repositories (the cited table)."""
+    row = next(r for r in TABLE["fabric_manager"] if r["family"] == "Debian" and _in(int(branch), r["branches"]))
+    return [p.format(branch=branch) for p in row["packages"]]
+
+
+def _driver_pkgs(branch: str, version: str, pinning: bool) -> list[Pkg]:
     share = {f"/usr/share/gik-standin/{f.name}": f for f in FIXTURES.glob("h100-*.txt")}
     upstream = version.split("-")[0]
-    pin = (f"Package: nvidia-open nvidia-driver-cuda nvidia-kernel-open-dkms nvidia-fabricmanager libnvidia-nscq\n"
+    fm = fabric_manager_names(branch)
+    pin = (f"Package: nvidia-open nvidia-driver-cuda nvidia-kernel-open-dkms {' '.join(fm)}\n"
            f"Pin: version {branch}.*\nPin-Priority: 1000\n").encode()
     return [
-        Pkg(f"nvidia-driver-pinning-{branch}", "1.0-1", "all",
-            extra={"Provides": "nvidia-driver-pinning", "Conflicts": "nvidia-driver-pinning"},
-            files={f"/etc/apt/preferences.d/nvidia-driver-pinning-{branch}": pin}),
+        *([Pkg(f"nvidia-driver-pinning-{branch}", "1.0-1", "all",
+               extra={"Provides": "nvidia-driver-pinning", "Conflicts": "nvidia-driver-pinning"},
+               files={f"/etc/apt/preferences.d/nvidia-driver-pinning-{branch}": pin})] if pinning else []),
         Pkg("nvidia-open", version, depends=f"nvidia-driver-cuda (= {version}), nvidia-kernel-open-dkms (= {version})"),
         Pkg("nvidia-driver-cuda", version,
             files={"/usr/bin/nvidia-smi": HERE / "standin" / "nvidia-smi",
                    "/usr/share/gik-standin/driver-version": (upstream + "\n").encode(), **share},
             modes={"/usr/bin/nvidia-smi": 0o755}),
         Pkg("nvidia-kernel-open-dkms", version, depends="dkms"),
-        Pkg("nvidia-fabricmanager", version, depends=f"nvidia-open (= {version})"),
-        Pkg("libnvidia-nscq", version),
+        *(Pkg(name, version) for name in fm),
     ]
 
 
@@ -178,8 +201,9 @@ def build(root: Path, cuda_url: str = NVIDIA_CUDA_URL) -> dict[str, str]:
             "/usr/share/keyrings/cuda-archive-keyring.gpg": signer.binary,
             "/etc/apt/sources.list.d/cuda-debian12-x86_64.list": CUDA_LIST.format(url=cuda_url).encode()}),
             Pkg("cuda-toolkit-12-8", CUDA_TOOLKIT)]
-        for branch, version in DRIVERS.items():
-            pkgs += _driver_pkgs(branch, version)
+        for i, (branch, version) in enumerate(DRIVERS):
+            pkgs += _driver_pkgs(branch, version, pinning=branch not in [b for b, _ in DRIVERS[:i]])
+        pkgs.append(Pkg(NVLINK5[0], "1.0-1"))  # nvlsm: no version string in the sources read; a stand-in one
         debs = [build_deb(p, cuda, work) for p in pkgs]
         keyring = next(d for d in debs if d.name.startswith("cuda-keyring"))
         keyring.rename(cuda / "cuda-keyring_1.1-1_all.deb")
@@ -190,13 +214,14 @@ def build(root: Path, cuda_url: str = NVIDIA_CUDA_URL) -> dict[str, str]:
         tk.mkdir(parents=True)
         (root / "libnvidia-container" / "gpgkey").write_bytes(signer.armored)
         tk_pkgs = []
+        toolkit, base, tools, lib = TOOLKIT_PACKAGES
         for v in TOOLKITS:
             tk_pkgs += [
-                Pkg("libnvidia-container1", v),
-                Pkg("libnvidia-container-tools", v, depends=f"libnvidia-container1 (= {v})"),
-                Pkg("nvidia-container-toolkit-base", v),
-                Pkg("nvidia-container-toolkit", v,
-                    depends=f"nvidia-container-toolkit-base (= {v}), libnvidia-container-tools (= {v})"),
+                Pkg(lib, v),
+                Pkg(tools, v, depends=f"{lib} (= {v})"),
+                Pkg(base, v, files={"/usr/bin/nvidia-ctk": HERE / "standin" / "nvidia-ctk"},
+                    modes={"/usr/bin/nvidia-ctk": 0o755}),
+                Pkg(toolkit, v, depends=f"{base} (= {v}), {tools} (= {v})"),
             ]
         flat_repo(tk, [build_deb(p, tk, work) for p in tk_pkgs], signer, "https://nvidia.github.io/libnvidia-container")
         # Docker's repository (dists layout): the CLI and compose plugin are this machine's real binaries
@@ -218,11 +243,14 @@ def build(root: Path, cuda_url: str = NVIDIA_CUDA_URL) -> dict[str, str]:
                 modes={"/usr/libexec/docker/cli-plugins/docker-compose": 0o755}),
         ]
         dists_repo(docker_root, [build_deb(p, pool, work) for p in d_pkgs], signer, "bookworm", "stable", "Docker CE")
-        # The distribution's mirror: dkms and headers for the running kernel (DKMS builds for it)
+        # The distribution's mirror: dkms, headers for the running kernel and the metapackage that follows kernel
+        # updates (DKMS builds for both), InfiniBand tools (NVLink5 hosts)
         distro = root / "distro"
         distro.mkdir()
         flat_repo(distro, [build_deb(p, distro, work) for p in (
-            Pkg("dkms", "3.0.10-8+deb12u1", "all"), Pkg(f"linux-headers-{kernel}", "1.0-1"))], signer, "Debian")
+            Pkg("dkms", "3.0.10-8+deb12u1", "all"), Pkg(f"linux-headers-{kernel}", "1.0-1"),
+            Pkg("linux-headers-amd64", "6.1.158-1", depends=f"linux-headers-{kernel}"),
+            Pkg(NVLINK5[1], "44.0-2"))], signer, "Debian")
         return {"kernel": kernel, "key": signer.armored.decode()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
