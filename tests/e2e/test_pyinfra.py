@@ -107,6 +107,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ("docker_install_from=snap", "docker_install_from"),
     ("inference_stack_gpu=maybe", "inference_stack_gpu"),
     ("inference_stack_gpu=true", "nvidia_driver"),  # a GPU host without the driver: Ansible's roles install it
+    # typed settings given as --data text: converted by the stack catalogue's type and range, or named
+    ("inference_stack_vllm_gpu_memory_utilization=1.5",
+     "inference_stack_vllm_gpu_memory_utilization='1.5' must be a fraction in (0, 1]"),
+    ("verify_num_prompts=0", "verify_num_prompts='0' must be a positive integer"),
+    ("inference_stack_vllm_max_model_len=lots", "inference_stack_vllm_max_model_len"),
 ])
 def test_bad_settings_stop_before_any_change(lab: dict[str, Any], data: str, needle: str) -> None:
     data = data.replace("SAME", str(lab["values"]["inference_stack_vllm_port"]))
@@ -117,6 +122,21 @@ def test_bad_settings_stop_before_any_change(lab: dict[str, Any], data: str, nee
     assert "Traceback" not in r.stdout + r.stderr
     assert lab["token"] not in r.stdout + r.stderr
     assert not lab["opt"].exists(), "a change was made before the bad value was caught"
+
+
+def test_typed_settings_given_as_data_text_work(lab: dict[str, Any]) -> None:
+    """`--data name=value` is text: every typed stack setting given so is converted by the catalogue's type (the
+    dry run plans the deploy; no change)."""
+    from healthchecks import stack
+
+    data = []
+    for st in stack.load().settings.values():
+        if st.ansible and st.type in ("int", "float", "bool"):
+            value = lab["values"].get(st.ansible, st.default)
+            data += ["--data", f"{st.ansible}={str(value).lower() if isinstance(value, bool) else value}"]
+    r = pyinfra(lab["settings"], "--dry", "--json", *data, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Render .env" in summary(r)["planned"] and not lab["opt"].exists()
 
 
 def test_dry_run_on_a_fresh_host_changes_nothing(lab: dict[str, Any]) -> None:
@@ -146,6 +166,7 @@ def test_deploys_verifies_and_second_run_changes_nothing(lab: dict[str, Any]) ->
     hc = json.loads((reports / "healthcheck.json").read_text())
     assert hc["healthy"] and sorted(e["engine"] for e in hc["endpoints"]) == ["llamacpp", "vllm"]
     assert (reports / "bench.png").stat().st_size > 10_000 and json.loads((reports / "bench.json").read_text())
+    assert (reports / "bench.html").stat().st_size > 0  # the verify role's reports, from the same command line
 
     # what was written is what the roles render (the unit test holds those to Ansible's bytes)
     s = gs.load(settings_file=lab["settings"])
