@@ -38,6 +38,7 @@ import jinja2.nativetypes
 import yaml
 
 from healthchecks import stack
+from healthchecks.endpoints.inventory import ansible_bool
 from healthchecks.engines import CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +65,9 @@ _TRUE = {"yes", "on", "true", "1"}
 _FALSE = {"no", "off", "false", "0"}
 
 
-def ansible_bool(value: object) -> bool:
-    """Ansible's ``bool`` filter (ansible.plugins.filter.core.to_bool) for the values it accepts."""
+def bool_filter(value: object) -> bool:
+    """Ansible's Jinja ``bool`` filter (ansible.plugins.filter.core.to_bool), for the roles' own expressions only.
+    Setting values are read by the one Ansible-boolean reader (healthchecks.endpoints.inventory.ansible_bool)."""
     check: object = value.lower() if isinstance(value, str) else str(value).lower() if isinstance(value, int) else value
     if check in _TRUE:
         return True
@@ -102,7 +104,7 @@ def _ansible_plugins() -> tuple[dict[str, Any], dict[str, Any]]:
     # FQCN spellings as the roles may write them
     filters.update({f"ansible.builtin.{k}": v for k, v in list(filters.items())})
     tests.update({f"ansible.builtin.{k}": v for k, v in list(tests.items())})
-    filters["bool"] = filters["ansible.builtin.bool"] = ansible_bool  # without Ansible's deprecation display
+    filters["bool"] = filters["ansible.builtin.bool"] = bool_filter  # without Ansible's deprecation display
     return filters, tests
 
 
@@ -437,4 +439,4 @@ def render_daemon_json(settings: Settings, current: str | None = None) -> str:
 
 
 def manages_daemon_json(settings: Settings) -> bool:
-    return ansible_bool(settings.value("docker_manage_daemon_json"))
+    return ansible_bool(settings.value("docker_manage_daemon_json"), "docker_manage_daemon_json")

@@ -434,3 +434,29 @@ def test_the_scan_finds_a_planted_copy(tmp_path: Path, file: str, line: str) -> 
     (tmp_path / file).write_text(line + "\n# a comment naming vllm, ollama on 8000 is prose\n")
     found = scan(tmp_path)
     assert len(found) == 1 and found[0].startswith(f"{file}:1:"), found
+
+
+def test_one_ansible_boolean_reading() -> None:
+    """The catalogue's bool conversion, the package's reader (endpoints.inventory.ansible_bool) and Ansible's own
+    (convert_bool.boolean, which argument_specs type: bool uses) read every word alike."""
+    from ansible.module_utils.parsing.convert_bool import boolean
+
+    from healthchecks.endpoints import inventory
+    from healthchecks.errors import ConfigError
+
+    assert (stack.BOOL_TRUE, stack.BOOL_FALSE) == (inventory.BOOL_TRUE, inventory.BOOL_FALSE)
+    setting = CAT.by_ansible()["inference_stack_gpu"]
+    for word in [*stack.BOOL_TRUE, *stack.BOOL_FALSE, "Yes", " off ", "T", True, False, 0, 1, "maybe", "2", ""]:
+        try:
+            want: object = boolean(word.strip() if isinstance(word, str) else word, strict=True)
+        except TypeError:
+            want = "error"
+        try:
+            got: object = setting.convert(word)
+        except stack.SettingError:
+            got = "error"
+        try:
+            pkg: object = inventory.ansible_bool(word, "x")
+        except ConfigError:
+            pkg = "error"
+        assert got == want == pkg, word
