@@ -122,3 +122,28 @@ def test_env_template_passes_hub_and_proxy_settings() -> None:
         assert {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"} <= set(env), svc
         assert "ollama" in env["NO_PROXY"] and "127.0.0.1" in env["NO_PROXY"]  # the project's own traffic direct
     assert compose["services"]["vllm"]["depends_on"] == {"vllm-model-check": {"condition": "service_healthy"}}
+
+
+def test_the_vllm_gpu_hosts_pull_is_the_vllm_the_tests_run() -> None:
+    """compose's flags are tested against vLLM CPU (tests/setup.sh's VLLM_VERSION, the newest CPU build): the GPU
+    image's default pin is the same release, and so is every other place that names it. A pin bump changes the
+    version in these files; this test names any that was missed."""
+    import re
+
+    setup = (ROOT / "tests" / "setup.sh").read_text()
+    tested = re.search(r"^VLLM_VERSION=(\S+)$", setup, re.M)
+    assert tested, "tests/setup.sh has no VLLM_VERSION"
+    want = tested.group(1)
+    places = {
+        "compose/compose.yaml": r"vllm/vllm-openai:v(\d[\w.]*)",
+        "compose/compose.cpu.yaml": r"local/vllm-cpu:(\d[\w.]*)",
+        "compose/.env.example": r"vllm(?:/vllm-openai:v|-cpu:)(\d[\w.]*)",
+        "compose/images/build.sh": r"vllm-cpu(?:==|:)(\d[\w.]*)",
+        "compose/images/vllm-cpu/Dockerfile": r"(?:vllm-cpu==|vllm-dist-info\.sh \S+ )(\d[\w.]*)",
+    }
+    found: dict[str, set[str]] = {}
+    for path, pattern in places.items():
+        found[path] = set(re.findall(pattern, (ROOT / path).read_text()))
+        assert found[path], f"{path}: no vLLM version found ({pattern})"
+    wrong = {p: v for p, v in found.items() if v != {want}}
+    assert wrong == {}, f"vLLM {want} is what the tests run; these name another: {wrong}"
