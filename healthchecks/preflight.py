@@ -209,12 +209,12 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import _Parser, safe_output
+    from .cli.common import EXIT_FAILED, EXIT_OK, Parser, fail, say
 
-    safe_output()
-    p = _Parser(prog="compose-preflight", description=__doc__.splitlines()[0] if __doc__ else "",
-                epilog="Exit codes: 0 the project can start, 1 problems found (one line each), "
-                       "2 usage or configuration error.")
+    prog = "compose-preflight"
+    p = Parser(prog=prog, description=__doc__.splitlines()[0] if __doc__ else "",
+               epilog="Exit codes: 0 the project can start, 1 problems found (one line each), "
+                      "2 usage or configuration error.")
     p.add_argument("project", nargs="?", default="compose", help="compose project directory (default: compose)")
     p.add_argument("--services", default=",".join(STACK.deployed),
                    help=f"comma-separated services that will be started (default: {','.join(STACK.deployed)})")
@@ -226,22 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     services = [s.strip() for s in a.services.split(",") if s.strip()]
     unknown = [s for s in services if s not in ENGINE_PORTS]
     if unknown:
-        print(f"compose-preflight: unknown service(s) {', '.join(unknown)}; known: {', '.join(ENGINE_PORTS)}",
-              file=sys.stderr)
-        return 2
+        return fail(prog, f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ENGINE_PORTS)}")
     try:
         errors = preflight(Path(a.project), services)
     except ConfigError as exc:
-        print(f"compose-preflight: {exc}", file=sys.stderr)
-        return 2
+        return fail(prog, exc)
     for e in errors:
-        print(f"compose-preflight: {e}", file=sys.stderr)
-    if not errors:
-        print(f"compose-preflight: {a.project} ready for {', '.join(services)}",
-              file=sys.stderr if a.print_services else sys.stdout)
-        if a.print_services:
-            print(" ".join(STACK.services(services)))
-    return 1 if errors else 0
+        say(f"{prog}: {e}", err=True)
+    if errors:
+        return EXIT_FAILED
+    say(f"{prog}: {a.project} ready for {', '.join(services)}", err=a.print_services)
+    if a.print_services:
+        say(" ".join(STACK.services(services)))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
