@@ -40,10 +40,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from . import engines, fastnet, gpu, metrics
+from . import engines, fastnet, metrics
 from .endpoints.url import Endpoint
 from .engines import Engine, RequestParams
 from .errors import ConfigError, KitError, ProtocolError, redact, unexpected
+from .gpu.memory import EngineMemorySampler, GpuMemory
 from .metrics import RequestResult
 from .protocols import Http, read_api_key, tls_context
 from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenizer, WorkloadSpec
@@ -185,7 +186,7 @@ class EndpointResult:
     requests: list[RequestResult] = field(default_factory=list)
     workload: list[SampleRequest] = field(default_factory=list)
     gpu_peak_mib: dict[str, float] = field(default_factory=dict)  # each GPU's device total peak (MiB)
-    gpu_memory: gpu.GpuMemory | None = None  # the engine's own processes per GPU (gpu.EngineMemorySampler)
+    gpu_memory: GpuMemory | None = None  # the engine's own processes per GPU (EngineMemorySampler)
     kv_cache_peak_pct: float | None = None
     engine_stats: dict[str, float] = field(default_factory=dict)
     setup_error: str = ""
@@ -387,7 +388,7 @@ class Samplers:
     def __init__(self, t: Target, cfg: BenchConfig) -> None:
         self.t, self.stop, self.kv_peak = t, asyncio.Event(), [0.0]
         self.task: asyncio.Task[None] | None = None
-        self.gpu = gpu.EngineMemorySampler(t.ep.host, t.ep.port) if cfg.gpu_sampling else None
+        self.gpu = EngineMemorySampler(t.ep.host, t.ep.port) if cfg.gpu_sampling else None
 
     def start(self) -> None:
         if self.t.engine.kv_cache_series:

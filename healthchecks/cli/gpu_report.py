@@ -1,5 +1,5 @@
 """Console script ``gpu-report``: per-engine GPU memory from samples taken ON a host while its benchmark ran
-(the samples and their reading: :mod:`healthchecks.gpu_report`). Prints each engine's peak MiB per GPU and with
+(the samples and their reading: :mod:`healthchecks.gpu.samples`). Prints each engine's peak MiB per GPU and with
 ``--bench-json`` writes them into that host's benchmark report, whole.
 
 Exit codes: 0 done, 1 ``--expect-gpu`` and an engine held no GPU memory, 2 usage or unreadable input.
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..gpu_report import InputError, merge_into_bench, read_bench, read_pids, read_text, summarise
+from ..errors import InputError
+from ..gpu.samples import merge_into_bench, read_bench, read_pids, read_text, summarise
 from .common import EXIT_FAILED, EXIT_OK, Parser, fail, say, write_whole
 
 

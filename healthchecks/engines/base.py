@@ -175,7 +175,7 @@ class Engine:
         """Where the model lives. By default: GPU memory held by the engine's own processes (container or
         port owner, matched to nvidia-smi's compute apps); None when no row is due (see residency.verdict).
         Engines whose API reports residency override this."""
-        from .. import residency
+        from ..gpu import residency
 
         url = httpx.URL(http.base)
         port = url.port or (443 if url.scheme == "https" else 80)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Engine, free_port, wait_http
 
-from healthchecks import residency
 from healthchecks.engines import ENGINES
+from healthchecks.gpu import residency
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

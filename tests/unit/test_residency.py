@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from healthchecks import gpu_report, residency
 from healthchecks.cli import gpu_report as gpu_report_cli
 from healthchecks.diagnose import match_cause
+from healthchecks.gpu import residency, smi
+from healthchecks.gpu import samples as gpu_samples
+from healthchecks.gpu.attribution import attribute, peaks
 
 pytestmark = pytest.mark.unit
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
@@ -21,24 +23,43 @@ GPU_PID, CPU_PID = 5855, 5856
 
 
 def test_compute_apps_and_gpus_parse_real_output() -> None:
-    apps = residency.parse_compute_apps((RUN / "compute-apps.csv").read_text())
+    apps = smi.parse_compute_apps((RUN / "compute-apps.csv").read_text())
     assert [(a.pid, a.used_mib) for a in apps] == [(GPU_PID, 912.0)]
-    gpus = residency.parse_gpus((RUN / "gpus.csv").read_text())
+    gpus = smi.parse_gpus((RUN / "gpus.csv").read_text())
     (uuid, (index, used)), = gpus.items()
     assert uuid == apps[0].gpu_uuid and index == "0" and used >= 912
     # the sampler's timestamped form parses the same way
-    stamped = residency.parse_compute_apps((RUN / "sampler-apps.csv").read_text())
+    stamped = smi.parse_compute_apps((RUN / "sampler-apps.csv").read_text())
     assert {a.pid for a in stamped} == {GPU_PID} and max(a.used_mib for a in stamped) == 1016.0
-    assert residency.parse_compute_apps("pid, used_gpu_memory [MiB], gpu_uuid\n7, [N/A], GPU-x\n")[0].used_mib == 0
+    assert smi.parse_compute_apps("pid, used_gpu_memory [MiB], gpu_uuid\n7, [N/A], GPU-x\n")[0].used_mib == 0
+
+
+@pytest.mark.parametrize(("cell", "want"), [
+    ("912", 912.0), ("912 MiB", 912.0), (" 1016.5 ", 1016.5), ("0", 0.0), ("[N/A]", None), ("", None),
+    ("-5", None), ("inf", None), ("nan", None), ("\u00b2", None), ("N/A MiB", None),
+])
+def test_one_reader_of_nvidia_smi_memory_figures(cell: str, want: float | None) -> None:
+    assert smi.mib(cell) == want
+
+
+def test_peaks_over_samples_sum_an_engines_processes_at_one_instant() -> None:
+    """gpu-report's attribution is healthcheck's, per sampling instant: an engine's processes add up within an
+    instant, the peak is taken across instants, another engine's processes and unknown figures count for none."""
+    text = ("t1, 10, 100, GPU-a\nt1, 11, 50, GPU-a\nt1, 20, 999, GPU-a\n"
+            "t2, 10, 120, GPU-a\nt2, 11, [N/A], GPU-a\nt2, 10, 30, GPU-b\n")
+    apps = smi.parse_compute_apps(text)
+    assert [a.timestamp for a in apps] == ["t1", "t1", "t1", "t2", "t2", "t2"]
+    got = peaks(apps, {"vllm": {10, 11}, "ollama": {21}}, {"GPU-a": "0", "GPU-b": "1"})
+    assert got == {"vllm": {"0": 150.0, "1": 30.0}, "ollama": {}}
 
 
 def test_attribution_counts_only_the_engines_processes() -> None:
-    apps = residency.parse_compute_apps((RUN / "compute-apps.csv").read_text())
-    index = {u: i for u, (i, _) in residency.parse_gpus((RUN / "gpus.csv").read_text()).items()}
-    assert residency.attribute(apps, {GPU_PID, 99999}, index) == {"0": 912.0}
-    assert residency.attribute(apps, {CPU_PID}, index) == {}  # the device total is not the engine's
-    two = [*apps, residency.ComputeApp(GPU_PID + 1, 100.0, apps[0].gpu_uuid)]
-    assert residency.attribute(two, {GPU_PID, GPU_PID + 1}, index) == {"0": 1012.0}  # an engine's children add up
+    apps = smi.parse_compute_apps((RUN / "compute-apps.csv").read_text())
+    index = {u: i for u, (i, _) in smi.parse_gpus((RUN / "gpus.csv").read_text()).items()}
+    assert attribute(apps, {GPU_PID, 99999}, index) == {"0": 912.0}
+    assert attribute(apps, {CPU_PID}, index) == {}  # the device total is not the engine's
+    two = [*apps, smi.ComputeApp(GPU_PID + 1, 100.0, apps[0].gpu_uuid)]
+    assert attribute(two, {GPU_PID, GPU_PID + 1}, index) == {"0": 1012.0}  # an engine's children add up
 
 
 def test_proc_net_tcp_listening_socket_and_nspid() -> None:
@@ -60,7 +81,7 @@ def test_gpu_report_on_samples_recorded_on_the_h100(tmp_path: Path, capsys: pyte
     shutil.copy(RUN / "sampler-apps.csv", samples / "apps.csv")
     shutil.copy(RUN / "sampler-gpus.csv", samples / "gpus.csv")
     (samples / "pids.json").write_text(json.dumps({"llamacpp": [GPU_PID], "vllm": [CPU_PID]}))
-    result = gpu_report.summarise((samples / "apps.csv").read_text(), (samples / "gpus.csv").read_text(),
+    result = gpu_samples.summarise((samples / "apps.csv").read_text(), (samples / "gpus.csv").read_text(),
                                   {"llamacpp": [GPU_PID], "vllm": [CPU_PID]})
     assert result["llamacpp"].engine_peak_mib == {"0": 1016.0}
     assert result["llamacpp"].device_peak_mib["0"] >= 1016.0

@@ -1,4 +1,4 @@
-"""Per-engine GPU memory from samples taken ON a host while its benchmark ran (for the ``gpu-report``
+"""Per-engine GPU memory from samples taken ON a host while its benchmark ran (read for the ``gpu-report``
 console script, :mod:`healthchecks.cli.gpu_report`).
 
 The verify role starts two nvidia-smi loops on each GPU host for the length of ``smoke-bench`` (which runs
@@ -16,46 +16,16 @@ benchmark report (``gpu_memory`` of each endpoint entry of that engine). Nothing
 from __future__ import annotations
 
 import json
-import math
 import stat
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .gpu import GpuMemory
-from .numbers import ascii_uint
-from .residency import csv_cells
+from ..errors import InputError
+from .attribution import peaks
+from .memory import GpuMemory
+from .smi import gpu_rows, parse_compute_apps, pid
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024  # a day of 500 ms samples of 8 GPUs is far below this
-
-
-def _pid(value: object) -> int | None:
-    """A PID from pids.json or apps.csv: a positive whole number (an int, or ASCII digits); else None.
-    ``str.isdigit`` is not used: it accepts "²" and other digits ``int`` refuses."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        value = ascii_uint(value, 10)
-    if isinstance(value, int) and 0 < value < 2**31:
-        return value
-    return None
-
-
-def _mib(cell: str) -> float | None:
-    """A memory figure from nvidia-smi (``500``, ``500 MiB``); None for ``[N/A]``, blanks, negatives, inf/nan."""
-    parts = cell.split()
-    if not parts or not parts[0].isascii():
-        return None
-    try:
-        v = float(parts[0])
-    except ValueError:
-        return None
-    return v if math.isfinite(v) and v >= 0 else None
-
-
-def _timestamped(text: str, width: int) -> list[list[str]]:
-    return [c for line in text.splitlines() if len(c := csv_cells(line)) == width and c[1]]
 
 
 def summarise(apps_csv: str, gpus_csv: str, pids: dict[str, list[int]]) -> dict[str, GpuMemory]:
@@ -63,25 +33,16 @@ def summarise(apps_csv: str, gpus_csv: str, pids: dict[str, list[int]]) -> dict[
     do not parse (a header, ``[N/A]``, a cut-off last line) are skipped."""
     device: dict[str, float] = {}
     uuid_index: dict[str, str] = {}
-    for _ts, idx, uuid, used in _timestamped(gpus_csv, 4):
-        uuid_index[uuid] = idx
-        mib = _mib(used)
-        if mib is not None:
-            device[idx] = max(device.get(idx, 0.0), mib)
-    owner = {pid: engine for engine, ps in pids.items() for pid in ps}
-    at: dict[tuple[str, str, str], float] = defaultdict(float)  # (timestamp, engine, gpu) -> MiB
-    for ts, pid_cell, used, uuid in _timestamped(apps_csv, 4):
-        pid = _pid(pid_cell)
-        engine = owner.get(pid) if pid is not None else None
-        mib = _mib(used)
-        if engine is None or mib is None:
+    for g in gpu_rows(gpus_csv):
+        if not g.timestamp:
             continue
-        at[(ts, engine, uuid_index.get(uuid, uuid))] += mib
-    peaks: dict[str, dict[str, float]] = {e: {} for e in pids}
-    for (_ts, engine, idx), mib in at.items():
-        peaks[engine][idx] = max(peaks[engine].get(idx, 0.0), mib)
-    return {e: GpuMemory(peaks[e], dict(device), f"{len(pids[e])} host process(es) of {e}",
-                         "" if peaks[e] else f"{e}'s processes held no GPU memory during the run")
+        uuid_index[g.uuid] = g.index
+        if g.used_mib is not None:
+            device[g.index] = max(device.get(g.index, 0.0), g.used_mib)
+    apps = [a for a in parse_compute_apps(apps_csv) if a.timestamp]
+    engine_peaks = peaks(apps, {e: set(ps) for e, ps in pids.items()}, uuid_index)
+    return {e: GpuMemory(engine_peaks[e], dict(device), f"{len(pids[e])} host process(es) of {e}",
+                         "" if engine_peaks[e] else f"{e}'s processes held no GPU memory during the run")
             for e in pids}
 
 
@@ -150,11 +111,11 @@ def read_pids(path: Path) -> dict[str, list[int]]:
             raise InputError(f"{path}: {engine!r} maps to {_json_type(v)}; {shape}")
         out = []
         for x in v:
-            pid = _pid(x)
-            if pid is None:
+            p = pid(x)
+            if p is None:
                 shown = json.dumps(x, ensure_ascii=False)[:40]
                 raise InputError(f"{path}: {engine!r} lists {shown}, which is not a PID (a positive whole number)")
-            out.append(pid)
+            out.append(p)
         pids[engine] = out
     return pids
 
