@@ -167,12 +167,6 @@ def send_times(n: int, rate: float, burstiness: float, seed: int,
     return delays
 
 
-def arrival_gaps(n: int, rate: float, burstiness: float, seed: int) -> list[float]:
-    """The waits between successive sends (the first is the wait before the first request)."""
-    times = send_times(n, rate, burstiness, seed)
-    return [t - (times[i - 1] if i else 0.0) for i, t in enumerate(times)]
-
-
 @dataclass
 class EndpointResult:
     label: str
@@ -486,7 +480,7 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
     progress = progress_bar(console)
     results: list[EndpointResult] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits,
-                                 verify=tls_context(cfg.ca_bundle, cfg.insecure)) as client:
+                                 verify=tls_context(cfg.ca_bundle, insecure=cfg.insecure)) as client:
         fastnet.install(client)  # httpcore on plain asyncio streams: the pool's per-request checks stay cheap
         resolved = await asyncio.gather(*(resolve(ep, cfg, client) for ep in eps))
         check_apis([t for t in resolved if isinstance(t, Target)])

@@ -146,7 +146,7 @@ async def _residency(run: _Run, engine: Engine) -> None:
     assert run.report.model is not None
     t0 = time.perf_counter()
     try:
-        verdict = await engine.gpu_residency(run.http, run.report.model, run.ep.expect_gpu)
+        verdict = await engine.gpu_residency(run.http, run.report.model, expect_gpu=run.ep.expect_gpu)
     except ProtocolError as exc:
         verdict = FAIL, exc.reason
     except Exception as exc:
@@ -198,7 +198,7 @@ async def _tls(run: _Run, opts: Options) -> None:
         return
 
     async def f() -> tuple[str, str]:
-        left = await cert_expiry(run.ep.url, tls_context(opts.ca_bundle, opts.insecure), opts.timeout)
+        left = await cert_expiry(run.ep.url, tls_context(opts.ca_bundle, insecure=opts.insecure), opts.timeout)
         if left is None:
             return SKIP, "no certificate details from the server"
         days = left / 86400
@@ -338,7 +338,7 @@ def _client(opts: Options) -> httpx.AsyncClient:
     # One small pool per endpoint: httpcore scans every pooled connection on each request, so one client
     # shared by many hosts costs O(hosts) per request. One TLS context for all (see protocols.tls_context).
     return httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout), limits=httpx.Limits(max_connections=8),
-                             verify=tls_context(opts.ca_bundle, opts.insecure))
+                             verify=tls_context(opts.ca_bundle, insecure=opts.insecure))
 
 
 async def _check_own_client(ep: Endpoint, opts: Options) -> Report:

@@ -109,16 +109,6 @@ def parse_goodput(spec: str | Sequence[str] | None) -> dict[str, float]:
     return slos
 
 
-def meets_slos(r: RequestResult, goodput: dict[str, float]) -> bool:
-    """One successful request against every SLO given (vLLM: TPOT 0 for a single-token answer)."""
-    if not r.success:
-        return False
-    out_len = token_count(r.output_tokens) or r.chunks
-    tpot = (r.latency - r.ttft) / (out_len - 1) if out_len > 1 else 0.0
-    values = {"ttft": r.ttft, "tpot": tpot, "e2el": r.latency}
-    return all(goodput[k] / 1000.0 >= values[k] for k in goodput)
-
-
 def peak_per_second(results: Sequence[RequestResult]) -> tuple[float, int]:
     """vLLM's ``max_output_tokens_per_s`` and ``max_concurrent_requests`` (serve.py, calculate_metrics): token
     times (start + ttft + cumulative itl) and active requests bucketed per whole second since the first

@@ -137,7 +137,7 @@ def _gguf_string(f: BinaryIO) -> str:
     return f.read(n).decode("utf-8", errors="replace")
 
 
-def _gguf_value(f: BinaryIO, kind: int, keep: bool) -> Any:
+def _gguf_value(f: BinaryIO, kind: int, *, keep: bool) -> Any:
     if kind in _GGUF_SCALARS:
         return _gguf_read(f, _GGUF_SCALARS[kind])
     if kind == 8:
@@ -147,7 +147,7 @@ def _gguf_value(f: BinaryIO, kind: int, keep: bool) -> Any:
         if not keep and item in _GGUF_SCALARS:  # skip big numeric arrays without decoding them
             f.seek(n * struct.calcsize(_GGUF_SCALARS[item]), 1)
             return None
-        return [_gguf_value(f, item, keep) for _ in range(n)]
+        return [_gguf_value(f, item, keep=keep) for _ in range(n)]
     raise ValueError(f"unknown GGUF value type {kind}")
 
 
@@ -164,7 +164,7 @@ def gguf_metadata(path: Path, prefix: str = "tokenizer.") -> dict[str, Any]:
         for _ in range(_gguf_read(f, "<Q")):
             key = _gguf_string(f)
             kind = _gguf_read(f, "<I")
-            value = _gguf_value(f, kind, key.startswith(prefix))
+            value = _gguf_value(f, kind, keep=key.startswith(prefix))
             if key.startswith(prefix):
                 out[key] = value
     return out
@@ -232,7 +232,7 @@ async def exact_text(tok: Tokenizer, seed: int, tag: str, index: int, n: int) ->
 
 
 def is_valid_sequence(prompt_len: int, output_len: int, min_len: int = 4, max_prompt_len: int = 1024,
-                      max_total_len: int = 2048, skip_min_output_len_check: bool = False) -> bool:
+                      max_total_len: int = 2048, *, skip_min_output_len_check: bool = False) -> bool:
     """vLLM's pruning rule for ShareGPT conversations (datasets.py, ``is_valid_sequence``)."""
     return not (prompt_len < min_len or (not skip_min_output_len_check and output_len < min_len)
                 or prompt_len > max_prompt_len or prompt_len + output_len > max_total_len)

@@ -137,7 +137,7 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     key_files = per_engine("--api-key-file", args.api_key_file)
     for path in key_files.values():
         read_api_key(path)  # fail early, as a config error, if unreadable
-    tls_context(args.ca_bundle, args.insecure)  # a bad --ca-bundle is a config error before any request
+    tls_context(args.ca_bundle, insecure=args.insecure)  # a bad --ca-bundle is a config error before any request
     eps: list[Endpoint] = [parse_endpoint(s) for s in args.endpoints]
     if args.compose:
         eps += deployed_only(from_compose(args.compose))

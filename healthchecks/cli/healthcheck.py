@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK if all(r.healthy for r in reports) else EXIT_UNHEALTHY
 
 
-async def _wait_with_progress(eps: list[Endpoint], opts: Any, wait: float, quiet: bool) -> list[Any]:
+async def _wait_with_progress(eps: list[Endpoint], opts: Any, wait: float, *, quiet: bool) -> list[Any]:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..check import wait_all

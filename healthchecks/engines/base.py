@@ -142,7 +142,7 @@ class Engine:
 
     def auth_body(self, model: str) -> dict[str, Any]:
         """The body of ``auth_probe``: a one-token generation (refused before it runs on a keyed server)."""
-        return oa.chat_payload(model, "hi", 1, False)
+        return oa.chat_payload(model, "hi", 1, stream=False)
 
     # -- capabilities ------------------------------------------------------------------------------------
     async def structured_answer(self, http: Http, model: str, schema: dict[str, Any], max_tokens: int) -> str:
@@ -171,7 +171,7 @@ class Engine:
 
         return [("completion", plain), ("stream", lambda: openai_stream_check(http, model, max_tokens, ""))]
 
-    async def gpu_residency(self, http: Http, model: str, expect_gpu: bool | None) -> Verdict | None:
+    async def gpu_residency(self, http: Http, model: str, *, expect_gpu: bool | None) -> Verdict | None:
         """Where the model lives. By default: GPU memory held by the engine's own processes (container or
         port owner, matched to nvidia-smi's compute apps); None when no row is due (see residency.verdict).
         Engines whose API reports residency override this."""
@@ -179,7 +179,7 @@ class Engine:
 
         url = httpx.URL(http.base)
         port = url.port or (443 if url.scheme == "https" else 80)
-        return await asyncio.to_thread(residency.verdict, self.signatures, url.host, port, expect_gpu)
+        return await asyncio.to_thread(residency.verdict, self.signatures, url.host, port, expect_gpu=expect_gpu)
 
     # -- benchmark requests ------------------------------------------------------------------------------
     async def send(self, http: Http, api: str, model: str, prompt: str, params: RequestParams) -> RequestResult:
@@ -213,7 +213,7 @@ async def openai_stream_check(http: Http, model: str, max_tokens: int, prefix: s
     """A streamed chat completion over SSE must carry text (content, or reasoning for reasoning models)."""
     chunks, content, reasoning = 0, [], []
     usage: dict[str, Any] = {}
-    async for _, ev in oa.stream(http, "/v1/chat/completions", oa.chat_payload(model, PROMPT, max_tokens, True)):
+    async for _, ev in oa.stream(http, "/v1/chat/completions", oa.chat_payload(model, PROMPT, max_tokens, stream=True)):
         parts = oa.chunk_parts(ev)
         if parts is not None:
             chunks += 1
@@ -242,9 +242,9 @@ async def openai_request(http: Http, api: str, model: str, prompt: str, params: 
     if params.top_p is not None:
         extra.setdefault("top_p", params.top_p)
     if api == "chat":
-        path, body = "/v1/chat/completions", oa.chat_payload(model, prompt, params.max_tokens, True, **extra)
+        path, body = "/v1/chat/completions", oa.chat_payload(model, prompt, params.max_tokens, stream=True, **extra)
     else:
-        path, body = "/v1/completions", oa.completion_payload(model, prompt, params.max_tokens, True, **extra)
+        path, body = "/v1/completions", oa.completion_payload(model, prompt, params.max_tokens, stream=True, **extra)
     res = RequestResult()
     text: list[str] = []
     itl = res.itl

@@ -89,7 +89,7 @@ class Ollama(Engine):
         return f"Ollama {v}" if v else None
 
     def auth_body(self, model: str) -> dict[str, Any]:
-        return ol.generate_payload(model, "hi", 1, False)
+        return ol.generate_payload(model, "hi", 1, stream=False)
 
     async def structured_answer(self, http: Http, model: str, schema: dict[str, Any], max_tokens: int) -> str:
         """Ollama's ``format`` with a JSON schema on /api/chat."""
@@ -114,7 +114,8 @@ class Ollama(Engine):
         async def native_stream() -> Verdict:
             content, thinking = [], []
             final: dict[str, Any] = {}
-            async for _, ev in http.stream("/api/chat", ol.chat_payload(model, PROMPT, max_tokens, True), "ndjson"):
+            body = ol.chat_payload(model, PROMPT, max_tokens, stream=True)
+            async for _, ev in http.stream("/api/chat", body, "ndjson"):
                 c, t = ol.message_parts(ev)
                 content.append(c)
                 thinking.append(t)
@@ -129,7 +130,7 @@ class Ollama(Engine):
         return [("completion", native), ("stream", native_stream),
                 ("openai_v1", lambda: openai_stream_check(http, model, max_tokens, "/v1 "))]
 
-    async def gpu_residency(self, http: Http, model: str, expect_gpu: bool | None) -> Verdict | None:
+    async def gpu_residency(self, http: Http, model: str, *, expect_gpu: bool | None) -> Verdict | None:
         loaded = await ol.ps(http)
         entry = next((m for m in loaded if ol.same_model(str(m.get("name")), model)), None)
         if entry is None:
@@ -212,7 +213,7 @@ async def generate_request(http: Http, model: str, prompt: str, params: RequestP
     res = RequestResult()
     text: list[str] = []
     itl = res.itl
-    body: dict[str, Any] = ol.generate_payload(model, prompt, params.max_tokens, True)
+    body: dict[str, Any] = ol.generate_payload(model, prompt, params.max_tokens, stream=True)
     options = body.setdefault("options", {})
     if params.temperature is not None:
         options["temperature"] = params.temperature

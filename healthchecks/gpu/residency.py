@@ -217,7 +217,8 @@ def log_cause(procs: EngineProcesses, signatures: Iterable[Signature]) -> Signat
     return None
 
 
-def verdict(signatures: Iterable[Signature], host: str, port: int, expect_gpu: bool | None) -> tuple[str, str] | None:
+def verdict(signatures: Iterable[Signature], host: str, port: int, *,
+            expect_gpu: bool | None) -> tuple[str, str] | None:
     """The ``gpu_residency`` row for an engine without a residency API: (status, reason), or None when no
     row is due (nothing can be attributed here and nobody asked for a GPU). Blocking: run in a thread."""
 

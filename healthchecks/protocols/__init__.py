@@ -109,7 +109,7 @@ def parse_json(text: str, what: str) -> Any:
 
 
 @functools.cache
-def tls_context(ca_bundle: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+def tls_context(ca_bundle: str | None = None, *, insecure: bool = False) -> ssl.SSLContext:
     """What ``httpx``'s ``verify=`` takes, built once per (bundle, insecure) pair (building one costs tens of
     ms of CPU; every client of a run shares it).
 
@@ -179,7 +179,7 @@ class Http:
         self.api_key = api_key
         self.client = client  # owned by the caller (one pool per endpoint)
 
-    def headers(self, auth: bool = True) -> dict[str, str]:
+    def headers(self, *, auth: bool = True) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if auth and self.api_key else {}
 
     async def request(self, method: str, path: str, *, json_body: Any = None, auth: bool = True,
@@ -187,7 +187,7 @@ class Http:
         """Send, check status, decode. Returns (status, decoded body, elapsed seconds)."""
         url = self.base + path
         t0 = time.perf_counter()
-        r = await self._send(method, url, json_body, auth)
+        r = await self._send(method, url, json_body, auth=auth)
         elapsed = time.perf_counter() - t0
         if r.status_code >= 400:
             raise ProtocolError(error_reason(r.status_code, r.text, r.headers.get("content-type", "")),
@@ -205,15 +205,15 @@ class Http:
         return r.status_code, r.text[:2000]
 
     async def status_only(self, method: str, path: str, *, json_body: Any = None, auth: bool = True) -> int:
-        return (await self._send(method, self.base + path, json_body, auth)).status_code
+        return (await self._send(method, self.base + path, json_body, auth=auth)).status_code
 
-    async def _send(self, method: str, url: str, json_body: Any, auth: bool) -> httpx.Response:
+    async def _send(self, method: str, url: str, json_body: Any, *, auth: bool) -> httpx.Response:
         """One request; sent again once when the server closed a pooled keep-alive connection just as it was
         reused (it then answers nothing at all, so nothing was processed: llama-server's keep-alive
         timeout races a client's next request)."""
         for attempt in (1, 2):
             try:
-                return await self.client.request(method, url, json=json_body, headers=self.headers(auth))
+                return await self.client.request(method, url, json=json_body, headers=self.headers(auth=auth))
             except httpx.RemoteProtocolError as exc:
                 if attempt == 1 and "without sending a response" in str(exc):
                     continue

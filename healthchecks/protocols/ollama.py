@@ -39,12 +39,12 @@ def same_model(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def chat_payload(model: str, prompt: str, num_predict: int, stream: bool, **options: Any) -> dict[str, Any]:
+def chat_payload(model: str, prompt: str, num_predict: int, *, stream: bool, **options: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream,
             "options": {"num_predict": num_predict, "temperature": 0, **options}}
 
 
-def generate_payload(model: str, prompt: str, num_predict: int, stream: bool) -> dict[str, Any]:
+def generate_payload(model: str, prompt: str, num_predict: int, *, stream: bool) -> dict[str, Any]:
     return {"model": model, "prompt": prompt, "stream": stream,
             "options": {"num_predict": num_predict, "temperature": 0}}
 
@@ -58,16 +58,8 @@ def message_parts(event: Any) -> tuple[str, str]:
     return (content if isinstance(content, str) else ""), (thinking if isinstance(thinking, str) else "")
 
 
-def response_text(event: Any) -> str:
-    """The text of a /api/generate NDJSON line (``response``, or ``thinking`` for thinking models)."""
-    if not isinstance(event, dict):
-        return ""
-    parts = (event.get("thinking"), event.get("response"))
-    return "".join(p for p in parts if isinstance(p, str))
-
-
 async def chat(http: Http, model: str, prompt: str, num_predict: int = 8, **extra: Any) -> dict[str, Any]:
-    body = chat_payload(model, prompt, num_predict, False)
+    body = chat_payload(model, prompt, num_predict, stream=False)
     body.update(extra)
     _, answer, _ = await http.request("POST", "/api/chat", json_body=body)
     if not isinstance(answer, dict) or "message" not in answer:

@@ -23,7 +23,7 @@ async def models(http: Http) -> list[str]:
     return [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str | int)]
 
 
-def chat_payload(model: str, prompt: str, max_tokens: int, stream: bool, **extra: Any) -> dict[str, Any]:
+def chat_payload(model: str, prompt: str, max_tokens: int, *, stream: bool, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -37,7 +37,7 @@ def chat_payload(model: str, prompt: str, max_tokens: int, stream: bool, **extra
     return body
 
 
-def completion_payload(model: str, prompt: str, max_tokens: int, stream: bool, **extra: Any) -> dict[str, Any]:
+def completion_payload(model: str, prompt: str, max_tokens: int, *, stream: bool, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
                             "stream": stream, **extra}
     if stream:
@@ -61,7 +61,7 @@ async def chat(http: Http, model: str, prompt: str, max_tokens: int = 8,
     """Non-streaming chat completion: (content, reasoning, usage). Reasoning models answer in
     ``reasoning_content`` / ``reasoning`` first; callers count both as the answer."""
     _, body, _ = await http.request("POST", "/v1/chat/completions",
-                                    json_body=chat_payload(model, prompt, max_tokens, False, **extra))
+                                    json_body=chat_payload(model, prompt, max_tokens, stream=False, **extra))
     choices = body.get("choices") if isinstance(body, dict) else None
     first = choices[0] if isinstance(choices, list) and choices else None
     if not isinstance(first, dict) or not isinstance(first.get("message"), dict):

@@ -116,7 +116,7 @@ def test_cpu_fallback_verdict_names_the_cause_from_the_engines_own_log(
     monkeypatch.setenv("NVSMI_DOUBLE_PIDS", f"{os.getpid()}:500")
     found = residency.engine_processes("127.0.0.1", port)
     assert isinstance(found, residency.EngineProcesses) and proc.pid in found.pids
-    verdict = residency.verdict(ENGINES["llamacpp"].signatures, "127.0.0.1", port, True)
+    verdict = residency.verdict(ENGINES["llamacpp"].signatures, "127.0.0.1", port, expect_gpu=True)
     assert verdict is not None and verdict[0] == "fail"
     assert "llama.cpp fell back to the CPU" in verdict[1] and "server-cuda" in verdict[1]
     nobody = free_port()

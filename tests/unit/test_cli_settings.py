@@ -298,15 +298,15 @@ def test_inventory_booleans_ansible_refuses(value: object) -> None:
 # -- TLS trust (item 4) ----------------------------------------------------------------------------------
 def test_tls_contexts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tls_context.cache_clear()
-    system = tls_context(None, False)
+    system = tls_context(None, insecure=False)
     assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
     assert system.cert_store_stats()["x509_ca"] > 0  # the system store (or certifi when it is empty)
-    assert tls_context(None, True).verify_mode == ssl.CERT_NONE
+    assert tls_context(None, insecure=True).verify_mode == ssl.CERT_NONE
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
     with pytest.raises(ConfigError, match="is not a PEM certificate bundle"):
-        tls_context(str(bad), False)
-    assert tls_context(None, False) is system  # one context per run
+        tls_context(str(bad), insecure=False)
+    assert tls_context(None, insecure=False) is system  # one context per run
 
 
 def test_parse_endpoint_label_before_detection() -> None:

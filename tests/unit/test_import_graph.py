@@ -118,3 +118,17 @@ def test_no_import_loop_in_the_package() -> None:
 ])
 def test_leaves_import_nothing_above_them(leaf: str, allowed: set[str]) -> None:
     assert import_graph()[leaf] <= allowed
+
+
+def test_the_package_map_names_every_module() -> None:
+    """healthchecks/__init__.py's map: every module of the package is named there (by its file or folder)."""
+    doc = (PKG / "__init__.py").read_text().split('"""')[1]
+    missing = []
+    for name in _modules():
+        parts = name.split(".")[1:]
+        if not parts:
+            continue
+        leaf = parts[-1] + ("/" if (PKG.joinpath(*parts) / "__init__.py").exists() else ".py")
+        if leaf not in doc:
+            missing.append(name)
+    assert missing == []

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from healthchecks.bench import arrival_gaps, send_times
+from healthchecks.bench import send_times
 from healthchecks.metrics import RequestResult, calculate, parse_goodput, peak_per_second
 from healthchecks.workload import WorkloadSpec
 
@@ -44,6 +44,12 @@ def test_goodput_parse() -> None:
     for bad in ("ttft", "itl:5", "ttft:-1", "ttft:x", "ttft:nan", "ttft:inf"):
         with pytest.raises(ValueError):
             parse_goodput(bad)
+
+
+def arrival_gaps(n: int, rate: float, burstiness: float, seed: int) -> list[float]:
+    """The waits between successive sends of ``send_times`` (the first is the wait before the first request)."""
+    times = send_times(n, rate, burstiness, seed)
+    return [t - (times[i - 1] if i else 0.0) for i, t in enumerate(times)]
 
 
 def test_arrivals_follow_gamma_and_are_reproducible() -> None:

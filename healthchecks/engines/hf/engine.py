@@ -105,10 +105,10 @@ class HuggingFace(Engine):
                 continue
             keyed = ep if own and not token_file and ep.api_key_file in own \
                 else replace(ep, api_key_file=token.file, api_key_env=token.env)
-            out.extend(self._expand(keyed, providers, failover, token, several))
+            out.extend(self._expand(keyed, providers, token, failover=failover, several=several))
         return out
 
-    def _expand(self, ep: Endpoint, providers: tuple[str, ...], failover: bool, token: TokenSource,
+    def _expand(self, ep: Endpoint, providers: tuple[str, ...], token: TokenSource, *, failover: bool,
                 several: bool) -> list[Endpoint]:
         keyed = ep
         meta = dict(ep.meta)
@@ -184,7 +184,7 @@ class HuggingFace(Engine):
                     for c in (*POLICIES, *(str(p.get("provider")) for p in _providers(m)))]
         return plain + suffixed
 
-    async def gpu_residency(self, http: Http, model: str, expect_gpu: bool | None) -> Verdict | None:
+    async def gpu_residency(self, http: Http, model: str, *, expect_gpu: bool | None) -> Verdict | None:
         return None  # the providers' GPUs are not ours to see
 
     # -- function ------------------------------------------------------------------------------------------
@@ -237,8 +237,8 @@ class HuggingFace(Engine):
         return PASS, listed
 
     async def _completion_verdict(self, http: Http, base: str, chain: tuple[str, ...], max_tokens: int,
-                                  stream: bool) -> Verdict:
-        body = oa.chat_payload(base, PROMPT, max_tokens, stream)
+                                  *, stream: bool) -> Verdict:
+        body = oa.chat_payload(base, PROMPT, max_tokens, stream=stream)
         out = await call(http, base, chain, body, self.settings.retries, None)
         model = with_choice(base, chain[0])
         if out.answer is None:
@@ -271,7 +271,7 @@ class HuggingFace(Engine):
             extra["temperature"] = params.temperature
         if params.top_p is not None:
             extra["top_p"] = params.top_p
-        body = oa.chat_payload(base, prompt, params.max_tokens, True, **extra)
+        body = oa.chat_payload(base, prompt, params.max_tokens, stream=True, **extra)
         res = RequestResult()
         st = time.perf_counter()
         out = await call(http, base, chain, body, self.settings.retries, params.request_timeout,
