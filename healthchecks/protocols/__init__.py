@@ -249,25 +249,8 @@ class Http:
         if headers:
             hdrs = {**hdrs, **headers}
         sse = fmt == "sse"
-        loads: Any = getattr(Http, "_json_loads", None)  # imported once per process (failed imports are retried)
-        if loads is None:
-            try:
-                from orjson import loads
-            except ImportError:  # optional speed-up: the standard library decodes the same JSON
-                loads = json.loads
-            setattr(Http, "_json_loads", loads)  # noqa: B010
+        decode = _event_decoder(path)
         perf = time.perf_counter
-
-        def decode(raw: bytes, what: str) -> dict[str, Any]:
-            try:
-                event = loads(raw)
-            except ValueError:
-                event = parse_json(raw.decode(errors="replace"), f"stream {path}")
-            if type(event) is not dict:
-                raise ProtocolError(f"stream {path}: {what} is JSON but not an object: "
-                                    f"{one_line(raw.decode(errors='replace'), 60)}")
-            return event
-
         sent_any = False
         for attempt in (1, 2):  # once more when a reused keep-alive connection was closed under us (see _send)
             try:
@@ -297,32 +280,7 @@ class Http:
                             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                         lines = chunk.split(b"\n")
                         rest = lines.pop()
-                        events: list[dict[str, Any] | None] = []
-                        for raw in lines:
-                            if sse:
-                                if raw[:5] != b"data:":
-                                    continue  # blank separators, comments, event:/id: fields
-                                data = raw[5:].strip()
-                                if data == b"[DONE]":
-                                    finished = True
-                                    events.append(None)
-                                    break
-                                event = decode(data, "event")
-                                if strict and "error" in event and not event.get("choices"):
-                                    raise ProtocolError(error_reason(500, data.decode(errors="replace"),
-                                                                     "application/json"))
-                            else:
-                                line = raw.strip()
-                                if not line:
-                                    continue
-                                event = decode(line, "line")
-                                if strict and "error" in event:
-                                    raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
-                                if event.get("done") is True:
-                                    finished = True
-                                    events.append(event)
-                                    break
-                            events.append(event)
+                        events, finished = _line_events(lines, decode, sse=sse, strict=strict)
                         if events:
                             sent_any = True
                         if batch:
@@ -344,6 +302,59 @@ class Http:
             except httpx.HTTPError as exc:
                 raise ProtocolError(describe(exc, url)) from exc
             return
+
+
+def _event_decoder(path: str) -> Callable[[bytes, str], dict[str, Any]]:
+    """Bytes of one stream event -> its JSON object (orjson when installed, imported once per process); what is
+    not a JSON object is a ProtocolError naming the stream's ``path``."""
+    loads: Any = getattr(Http, "_json_loads", None)  # failed imports are retried, so remember the choice
+    if loads is None:
+        try:
+            from orjson import loads
+        except ImportError:  # optional speed-up: the standard library decodes the same JSON
+            loads = json.loads
+        setattr(Http, "_json_loads", loads)  # noqa: B010
+
+    def decode(raw: bytes, what: str) -> dict[str, Any]:
+        try:
+            event = loads(raw)
+        except ValueError:
+            event = parse_json(raw.decode(errors="replace"), f"stream {path}")
+        if type(event) is not dict:
+            raise ProtocolError(f"stream {path}: {what} is JSON but not an object: "
+                                f"{one_line(raw.decode(errors='replace'), 60)}")
+        return event
+    return decode
+
+
+def _line_events(lines: list[bytes], decode: Callable[[bytes, str], dict[str, Any]], *, sse: bool, strict: bool
+                 ) -> tuple[list[dict[str, Any] | None], bool]:
+    """The events of one network read's complete lines, and whether the stream's end marker was among them (SSE
+    ``data: [DONE]``, yielded as None; NDJSON: the object with ``done: true``). See :meth:`Http.stream`."""
+    events: list[dict[str, Any] | None] = []
+    for raw in lines:
+        if sse:
+            if raw[:5] != b"data:":
+                continue  # blank separators, comments, event:/id: fields
+            data = raw[5:].strip()
+            if data == b"[DONE]":
+                events.append(None)
+                return events, True
+            event = decode(data, "event")
+            if strict and "error" in event and not event.get("choices"):
+                raise ProtocolError(error_reason(500, data.decode(errors="replace"), "application/json"))
+        else:
+            line = raw.strip()
+            if not line:
+                continue
+            event = decode(line, "line")
+            if strict and "error" in event:
+                raise ProtocolError(f"stream error: {one_line(str(event['error']))}")
+            if event.get("done") is True:
+                events.append(event)
+                return events, True
+        events.append(event)
+    return events, False
 
 
 def read_api_key(path: str | None, env: str | None = None) -> str | None:
