@@ -10,13 +10,5 @@
     prepare_model.py  ``prepare-model``
 (``compose-preflight`` lives in :mod:`healthchecks.preflight`.) These modules are the only ones that print.
 
-Importing this package imports only :mod:`.common` (no rich, no httpx).
+Importing this package imports nothing else (no rich, no httpx): ``prepare-model`` runs in any Python with torch.
 """
-
-from __future__ import annotations
-
-from .common import Parser, safe_output
-
-_Parser = Parser  # transitional: healthchecks/preflight.py imports ``_Parser`` from here; use common.Parser
-
-__all__ = ["Parser", "_Parser", "safe_output"]
