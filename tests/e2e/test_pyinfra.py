@@ -178,7 +178,10 @@ def test_deploys_verifies_and_second_run_changes_nothing(lab: dict[str, Any]) ->
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o400), name
         assert (secret_dir / name).read_text() == content, name
     containers = sorted(project_containers(lab["project"]))
-    assert len(containers) == 2
+    # the two engines chosen (compose adds the services they depend on, e.g. vLLM's model check), no other engine
+    engines = subprocess.run(["docker", "inspect", "-f", '{{index .Config.Labels "io.gpu-inference-kit.engine"}}',
+                              *containers], capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(engines) == ["llamacpp", "vllm"], engines
     llamacpp_image = subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}", *containers], capture_output=True,
                                     text=True, check=True).stdout.split()
     assert lab["image"] in llamacpp_image, "llama.cpp does not run the image loaded from the tarball"
