@@ -10,6 +10,7 @@ Which module owns what. Data flows top to bottom; only the modules under ``cli/`
       endpoint_args.py  the endpoint flags both share, resolved into endpoints before any request
       healthcheck.py  ``healthcheck``          smoke_bench.py  ``smoke-bench``
       gpu_report.py   ``gpu-report``           prepare_model.py  ``prepare-model``
+      scripts.py      the entry points: each main run so that unwritable stdout/stderr is one line, never a traceback
     preflight.py    ``compose-preflight``: a compose project's settings, secrets, models and ports
     stack.py        the catalogue of the stack (stack.yml): engines, ports, settings with types and ranges
     endpoints/      where the endpoints are -> Endpoint

@@ -81,6 +81,7 @@ class BenchConfig:
     save_detailed: bool = False  # also the generated texts, as vLLM's --save-detailed
     ca_bundle: str | None = None  # also trusted for https endpoints (see protocols.tls_context)
     insecure: bool = False  # no certificate verification (--insecure)
+    max_failure_share: float = 0.0  # the share of failed requests an endpoint may have and still pass (exit 0)
 
     @property
     def spec(self) -> WorkloadSpec:
@@ -107,7 +108,7 @@ class BenchConfig:
             "extra_body": self.extra_body or None, "headers": sorted(self.headers) or None,
             "ramp_up_strategy": self.ramp_up_strategy, "ramp_up_start_rps": self.ramp_up_start_rps,
             "ramp_up_end_rps": self.ramp_up_end_rps, "tokenizer": self.tokenizer, "timeout": self.timeout,
-            "request_timeout": self.request_timeout,
+            "request_timeout": self.request_timeout, "max_failure_share": self.max_failure_share,
             **({"prefix_len": s.prefix_len, "suffix_len": s.suffix_len, "num_prefixes": s.num_prefixes}
                if s.dataset_name == "prefix_repetition" else {}),
         }
@@ -203,6 +204,31 @@ class EndpointResult:
     @property
     def failovers(self) -> int:
         return sum(r.failovers for r in self.requests)
+
+
+def failure_share(r: EndpointResult) -> float | None:
+    """Failed requests over the requests that ended (completed + failed; requests never sent or cancelled at
+    --max-seconds are neither); None when none ended."""
+    failed = int(r.metrics.get("failed", 0) or 0)
+    ended = r.completed + failed
+    return failed / ended if ended else None
+
+
+def verdict(r: EndpointResult, cfg: BenchConfig) -> str:
+    """Why this endpoint fails the run (exit 1), or "" when it passes. A single run passes when requests
+    completed and the failed share is at most ``cfg.max_failure_share``; a sweep passes when a load met the SLOs
+    (its failed requests already count against the attainment)."""
+    if r.setup_error:
+        return r.setup_error
+    if r.sweep is not None:
+        return "" if r.sweep.get("best") else "no load met the SLOs"
+    share = failure_share(r)
+    if r.completed == 0 or share is None:
+        return "no request completed"
+    if share > cfg.max_failure_share:
+        return (f"{share:.1%} of requests failed, more than --max-failure-share {cfg.max_failure_share:g} "
+                f"allows")
+    return ""
 
 
 def request_params(cfg: BenchConfig) -> RequestParams:

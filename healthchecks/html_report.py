@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import report
 from .bench import EndpointResult
+from .cli.common import write_whole
 
 if TYPE_CHECKING:
     from .bench import BenchConfig
@@ -135,4 +136,4 @@ def page(results: list[EndpointResult], cfg: BenchConfig) -> str:
 
 def write_html(results: list[EndpointResult], cfg: BenchConfig, path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(page(results, cfg), encoding="utf-8")
+    write_whole(path, page(results, cfg))

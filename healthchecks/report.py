@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from .bench import EndpointResult
+from .bench import EndpointResult, failure_share, verdict
+from .cli.common import write_whole
 from .metrics import _pct_name
 
 if TYPE_CHECKING:
@@ -165,8 +166,21 @@ def to_dict(r: EndpointResult, cfg: BenchConfig | None = None) -> dict[str, Any]
 def document(results: list[EndpointResult], cfg: BenchConfig | None = None) -> dict[str, Any]:
     from . import __version__
 
-    return {"tool": f"smoke-bench {__version__}", "settings": cfg.settings() if cfg else {},
-            "endpoints": [to_dict(r, cfg) for r in results]}
+    doc: dict[str, Any] = {"tool": f"smoke-bench {__version__}", "settings": cfg.settings() if cfg else {}}
+    if cfg is not None:
+        doc["verdict"] = run_verdict(results, cfg)
+    doc["endpoints"] = [to_dict(r, cfg) for r in results]
+    return doc
+
+
+def run_verdict(results: list[EndpointResult], cfg: BenchConfig) -> dict[str, Any]:
+    """What decided the exit code: the threshold applied, and per endpoint the observed failure share and why
+    it failed ("" when it passed)."""
+    per = [{"label": r.label, "failure_share": failure_share(r), "failed_because": verdict(r, cfg)}
+           for r in results]
+    return {"passed": not any(e["failed_because"] for e in per), "max_failure_share": cfg.max_failure_share,
+            "rule": "sweep: a load met the SLOs" if any(r.sweep is not None for r in results)
+            else "requests completed and failed share <= max_failure_share", "endpoints": per}
 
 
 def json_safe(v: Any) -> Any:
@@ -184,7 +198,7 @@ def json_safe(v: Any) -> Any:
 def write_json(results: list[EndpointResult], path: str, cfg: BenchConfig | None = None) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(json_safe(document(results, cfg)), indent=2, allow_nan=False, default=str)
-    Path(path).write_text(text + "\n")
+    write_whole(path, text + "\n")  # a full disk leaves the previous file (or none), never half a document
 
 
 def _plt() -> Any:

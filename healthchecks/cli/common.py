@@ -3,25 +3,29 @@ written whole, and plain one-line messages.
 
 Standard library and :mod:`healthchecks.errors` only, so that ``prepare-model`` runs in any Python with torch.
 
-Exit codes: 0 success, 1 an endpoint unhealthy / a run or check failed, 2 usage, configuration or input error,
-130 interrupted.
+Exit codes: 0 success, 1 an endpoint unhealthy / a run or check failed, 2 usage, configuration, input or output
+error (a file or standard output that cannot be written), 130 interrupted (SIGINT), 143 terminated (SIGTERM);
+standard output closed by its reader (``| head -c1``): the quiet end coreutils have, killed by SIGPIPE (141 in a
+shell).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
+import signal
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from ..errors import ConfigError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 EXIT_UNHEALTHY = EXIT_FAILED  # healthcheck's name for it
 
 
@@ -139,6 +143,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A share from 0 to 1, both included (``0.05`` is 5%)."""
+    value = number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a share from 0 to 1 (0.05 is 5%)")
+    return value
+
+
 def nonneg(text: str) -> float:
     value = number(text)
     if not math.isfinite(value) or value < 0:
@@ -195,3 +207,82 @@ def write_whole(path: str | Path, text: str, *, in_place_fallback: bool = False)
         with contextlib.suppress(OSError):
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+# -- standard output and error that cannot be written ----------------------------------------------------------
+class StreamFailed(Exception):
+    """A write to standard output or error failed; ``name`` says which, ``cause`` why."""
+
+    def __init__(self, name: str, cause: OSError) -> None:
+        super().__init__(f"{name}: {cause.strerror or cause}")
+        self.name, self.cause = name, cause
+
+
+class _Named:
+    """sys.stdout / sys.stderr that say which they are when a write fails (a full disk, a closed pipe), so the
+    console script can name the destination; everything else is the stream's own."""
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream, self._name = stream, name
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise StreamFailed(self._name, exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise StreamFailed(self._name, exc) from exc
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._stream, attr)
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point the stream's descriptor at /dev/null, so that the interpreter's last flush finds nothing to fail."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+
+
+def console_script(prog: str, main: Callable[[Any], int],
+                   argv: Sequence[str] | None = None) -> int:
+    """Run a console script's ``main`` so that its standard output and error are never a traceback: a closed
+    pipe ends quietly, killed by SIGPIPE as coreutils are (``smoke-bench ... | head -c1``; 141 in a shell); any
+    other failure (a full disk, an I/O error) is one line ``PROG: cannot write to standard output: CAUSE`` on
+    stderr and exit 2. Output files are each script's own (one line naming the flag and the file)."""
+    out, err = sys.stdout, sys.stderr
+    if out is not None:
+        sys.stdout = _Named(out, "standard output")  # type: ignore[assignment]
+    if err is not None:
+        sys.stderr = _Named(err, "standard error")  # type: ignore[assignment]
+    try:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+            if not isinstance(exc.code, int | None):
+                say(str(exc.code), err=True)
+        sys.stdout.flush()
+        return code
+    except StreamFailed as exc:
+        failed = out if exc.name == "standard output" else err
+        if failed is not None:
+            _to_devnull(failed)
+        if exc.cause.errno == errno.EPIPE:
+            if hasattr(signal, "SIGPIPE"):
+                with contextlib.suppress(StreamFailed, OSError):
+                    sys.stderr.flush()
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGPIPE)
+            return 128 + 13
+        if exc.name == "standard output":
+            with contextlib.suppress(StreamFailed, OSError):
+                say(f"{prog}: cannot write to standard output: {exc.cause.strerror or exc.cause}", err=True)
+        return EXIT_USAGE
+    finally:
+        sys.stdout, sys.stderr = out, err

@@ -123,14 +123,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         _render(reports)
     from ..check import junit_xml, prometheus_text
 
-    try:
-        if args.junit:
-            write_whole(args.junit, junit_xml(reports))
-        if args.prometheus:
-            write_whole(args.prometheus, prometheus_text(reports))
-    except OSError as exc:  # the results above are printed; the file is what failed
-        err.print(f"healthcheck: cannot write {exc.filename}: {exc.strerror}", markup=False, highlight=False)
-        return EXIT_USAGE
+    code = None
+    for flag, path, text in (("--junit", args.junit, junit_xml), ("--prometheus", args.prometheus, prometheus_text)):
+        if not path:
+            continue
+        try:
+            write_whole(path, text(reports))
+        except OSError as exc:  # the results above are printed; the file is what failed (the others are written)
+            err.print(f"healthcheck: {flag} {path}: cannot write: {exc.strerror or exc}", markup=False,
+                      highlight=False)
+            code = EXIT_USAGE
+    if code is not None:
+        return code
     return EXIT_OK if all(r.healthy for r in reports) else EXIT_UNHEALTHY
 
 

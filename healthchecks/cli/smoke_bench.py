@@ -6,7 +6,9 @@ Flags follow ``vllm bench serve`` (``--max-concurrency``, ``--num-warmups``, ``-
 Every setting is checked before the first request: numbers, files to read, files to write, the API of every
 endpoint (engines named in argv at once, bare URLs right after their engine is recognised).
 
-Exit codes: 0 done (every endpoint completed requests), 1 an endpoint failed, 2 usage or config error.
+Exit codes: 0 every endpoint passed (requests completed and at most ``--max-failure-share`` of them failed; with
+``--sweep``: a load met the SLOs), 1 an endpoint failed, 2 usage, config or output error, 130/143 interrupted
+(SIGINT/SIGTERM), 141 standard output closed (a pipe's reader went away).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .common import (
     rate,
     ratio,
     seconds,
+    share,
 )
 from .console import err, out, say, table_console
 from .endpoint_args import add_endpoint_arguments, resolve_endpoints
@@ -135,7 +138,9 @@ def bench_parser() -> argparse.ArgumentParser:
                 "request as `vllm bench serve` (same arrivals, request order, metrics and JSON fields); "
                 "--sweep finds the highest load each engine serves within latency targets.",
                 epilog=f"--sweep without --goodput uses the SLOs {SLO_TEXT} (ms: 2 s to the first token, "
-                "10 tokens/s per user). Exit codes: 0 done, 1 an endpoint failed, 2 usage or config error.")
+                "10 tokens/s per user). Exit codes: 0 every endpoint passed (requests completed, failed share at "
+                "most --max-failure-share; a sweep: a load met the SLOs), 1 an endpoint failed, 2 usage, config "
+                "or output error, 130/143 interrupted, 141 standard output closed.")
     add_endpoint_arguments(p)
     load = p.add_argument_group("load")
     load.add_argument("--num-prompts", type=count, required=True, metavar="N",
@@ -188,6 +193,10 @@ def bench_parser() -> argparse.ArgumentParser:
     stats = p.add_argument_group("metrics")
     stats.add_argument("--goodput", nargs="+", metavar="SLO",
                        help="service level objectives in ms: ttft:500 tpot:50 e2el:3000 (or comma-separated)")
+    stats.add_argument("--max-failure-share", type=share, default=0.0, metavar="F",
+                       help="share of failed requests (0 to 1) an endpoint may have and still pass; more fails "
+                       "the run (exit 1). Default 0: any failed request fails it. A --sweep is judged by its "
+                       "SLOs instead")
     stats.add_argument("--percentile-metrics", default="ttft,tpot,itl,e2el", metavar="LIST",
                        help="metrics with statistics (default ttft,tpot,itl,e2el)")
     stats.add_argument("--metric-percentiles", default="50,90,99", metavar="LIST",
@@ -275,7 +284,7 @@ def config_from_args(a: argparse.Namespace) -> Any:
         ramp_up_strategy=a.ramp_up_strategy, ramp_up_start_rps=a.ramp_up_start_rps,
         ramp_up_end_rps=a.ramp_up_end_rps, tokenizer=a.tokenizer, timeout=a.timeout,
         request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed,
-        ca_bundle=a.ca_bundle, insecure=a.insecure)
+        ca_bundle=a.ca_bundle, insecure=a.insecure, max_failure_share=a.max_failure_share)
 
 
 def check_known_apis(eps: list[Any], api: str | None) -> None:
@@ -339,22 +348,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
         if r.cut_short:
             say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at --max-seconds")
-    try:
-        if args.json_file:
-            report.write_json(results, args.json_file, cfg)
-            say(out, f"wrote {args.json_file}")
-        if args.plot:
-            if sweep_opts is not None:
-                report.write_sweep_plot(results, args.plot)
-            else:
-                report.write_plot(results, args.plot)
-            say(out, f"wrote {args.plot}")
-        if args.html:
-            from ..html_report import write_html
+    return write_outputs(args, results, cfg, sweep=sweep_opts is not None) or exit_code(results, cfg)
 
-            write_html(results, cfg, args.html)
-            say(out, f"wrote {args.html}")
-    except OSError as exc:
-        say(err, f"smoke-bench: cannot write output: {exc}")
-        return EXIT_USAGE
-    return EXIT_OK if all(r.completed > 0 for r in results) else EXIT_UNHEALTHY
+
+def exit_code(results: list[Any], cfg: Any) -> int:
+    """0 when every endpoint passes its verdict (bench.verdict), else 1, each failing one named in a line."""
+    from .. import bench
+
+    failing = [(r.label, why) for r in results if (why := bench.verdict(r, cfg))]
+    for label, why in failing:
+        say(err, f"smoke-bench: {label}: FAILED: {why}")
+    return EXIT_UNHEALTHY if failing else EXIT_OK
+
+
+def write_outputs(args: argparse.Namespace, results: list[Any], cfg: Any, *, sweep: bool) -> int:
+    """Every output flag's file, each on its own: one that cannot be written (full disk, read-only folder) is one
+    line naming the flag, the file and the cause, and the others are still written. Returns 2 when one failed."""
+    from .. import report
+
+    def html() -> None:
+        from ..html_report import write_html
+
+        write_html(results, cfg, args.html)
+
+    def plot() -> None:
+        (report.write_sweep_plot if sweep else report.write_plot)(results, args.plot)
+
+    code = 0
+    for flag, path, write in (("--json", args.json_file, lambda: report.write_json(results, args.json_file, cfg)),
+                              ("--plot", args.plot, plot), ("--html", args.html, html)):
+        if not path:
+            continue
+        try:
+            write()
+        except OSError as exc:
+            say(err, f"smoke-bench: {flag} {path}: cannot write: {exc.strerror or exc}")
+            code = EXIT_USAGE
+        else:
+            say(out, f"wrote {path}")
+    return code

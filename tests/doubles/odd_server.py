@@ -8,6 +8,9 @@ Ollama-style (``/MODE/`` "Ollama is running", ``/MODE/api/tags``, ``/MODE/api/ge
   ok, strcount (eval_count "2"), nulldur (null durations), missingcount (no eval_count), hugedur (1e308 ns),
   negcount (-2), fraccount (2.5).
 Every POST's headers are recorded; ``GET /MODE/_seen`` returns the last ones.
+Failures and pace (OpenAI-style, any suffix so that each test counts its own requests): ``fail4...`` answers
+every 4th POST of that exact mode with a 500 (the first, smoke-bench's initial test request, succeeds), ``slow...``
+sends each of its 3 tokens 0.3 s apart.
 
 Run: ``python tests/doubles/odd_server.py PORT`` (or :func:`serve` in a thread)."""
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -39,6 +44,8 @@ FINAL: dict[str, dict[str, Any]] = {
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[dict[str, dict[str, str]]] = {}
+    posts: ClassVar[Counter[str]] = Counter()
+    lock = threading.Lock()
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -76,6 +83,25 @@ class Handler(BaseHTTPRequestHandler):
         mode, rest = self.split()
         Handler.seen[mode] = dict(self.headers.items())
         req = json.loads(raw or b"{}")
+        with Handler.lock:
+            Handler.posts[mode] += 1
+            nth = Handler.posts[mode]
+        if mode.startswith("fail4") and nth % 4 == 0:
+            return self.send(500, '{"error": {"message": "injected failure", "type": "server_error"}}')
+        if rest == "/v1/chat/completions" and mode.startswith("slow"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for t in ("a", "b", "c"):
+                time.sleep(0.3)
+                self.wfile.write(b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": t}}]}).encode()
+                                 + b"\n\n")
+                self.wfile.flush()
+            usage = {"choices": [], "usage": {"completion_tokens": 3, "prompt_tokens": 4}}
+            self.wfile.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
+            self.close_connection = True
+            return None
         if rest == "/v1/chat/completions":
             chunks: list[Any] = [{"choices": [{"index": 0, "delta": {"content": t}}]} for t in ("a", "b", "c")]
             chunks.append({"choices": [], "usage": USAGE.get(mode, {"completion_tokens": 3, "prompt_tokens": 4})})

@@ -1,0 +1,185 @@
+"""The console scripts as gates in scripts and CI (issue 22), run as installed, against the odd-values double
+(tests/doubles/odd_server.py as its own process): a tolerated failure share decides smoke-bench's exit code and
+the JSON says which threshold was applied; output that cannot be written (a full disk, a read-only folder, a
+closed pipe, standard output included) is one line naming the destination and the cause with exit 2, or the quiet
+end of a closed pipe, for every CLI and every output flag; SIGINT/SIGTERM keep what was measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port, wait_http
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+DOUBLE = Path(__file__).parents[1] / "doubles" / "odd_server.py"
+QUICK = ["--model", "m", "--num-prompts", "8", "--input-len", "4", "--output-len", "3", "--no-gpu-sampling"]
+
+
+@pytest.fixture(scope="module")
+def odd() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(DOUBLE), str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_http(f"{url}/ok/v1/models", 20), "the odd-values double did not start"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def full_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """A real full disk: a 64 KiB tmpfs filled to the last byte (None where tmpfs cannot be mounted: not root)."""
+    where = tmp_path_factory.mktemp("full")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        yield None
+        return
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={where / 'filler'}", "bs=4k"], capture_output=True)
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def full_file(full_dir: Path | None, name: str) -> str:
+    """A file on the full disk, or /dev/full (every write: ENOSPC) where no tmpfs could be mounted."""
+    return str(full_dir / name) if full_dir is not None else "/dev/full"
+
+
+def run(tool: str, *args: str, stdout: int | None = subprocess.PIPE, timeout: float = 120,
+        ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([str(BIN / tool), *args], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout, env=env)
+    assert "Traceback" not in (r.stdout or "") + r.stderr, r.stderr
+    return r
+
+
+# -- 1. exit codes a gate can trust ----------------------------------------------------------------------------
+def test_failed_requests_fail_the_run_by_default(odd: str, tmp_path: Path) -> None:
+    """2 of 8 requests fail (HTTP 500): the default tolerates none, exit 1 naming the share; the JSON says the
+    threshold applied and the share observed."""
+    out = tmp_path / "r.json"
+    r = run("smoke-bench", f"openai={odd}/fail4-default", *QUICK, "--json", str(out))
+    assert r.returncode == 1, r.stderr
+    assert "FAILED: 25.0% of requests failed, more than --max-failure-share 0 allows" in r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["max_failure_share"] == 0
+    assert doc["verdict"]["passed"] is False and doc["verdict"]["max_failure_share"] == 0
+    assert doc["verdict"]["endpoints"][0]["failure_share"] == 0.25
+    assert doc["endpoints"][0]["completed"] == 6 and doc["endpoints"][0]["failed"] == 2
+
+
+@pytest.mark.parametrize(("share", "code"), [("0.25", 0), ("0.2", 1), ("1", 0)])
+def test_the_tolerated_share_decides_the_exit_code(odd: str, tmp_path: Path, share: str, code: int) -> None:
+    out = tmp_path / "r.json"
+    r = run("smoke-bench", f"openai={odd}/fail4-{share}", *QUICK, "--max-failure-share", share, "--json", str(out))
+    assert r.returncode == code, r.stderr
+    v = json.loads(out.read_text())["verdict"]
+    assert v["max_failure_share"] == float(share) and v["passed"] is (code == 0)
+    assert v["endpoints"][0]["failure_share"] == 0.25
+
+
+def test_one_failing_endpoint_fails_the_run_and_the_other_keeps_its_result(odd: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = run("smoke-bench", f"openai={odd}/ok", f"openai={odd}/fail4-two", *QUICK, "--json", str(out))
+    assert r.returncode == 1
+    v = json.loads(out.read_text())["verdict"]
+    assert [e["failed_because"] == "" for e in v["endpoints"]] == [True, False]
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "1.5", "nan", "x"])
+def test_a_bad_share_is_one_line(odd: str, bad: str) -> None:
+    r = run("smoke-bench", f"openai={odd}/ok", *QUICK, "--max-failure-share", bad)
+    assert r.returncode == 2 and "--max-failure-share" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_keeps_its_slo_verdict(odd: str, tmp_path: Path) -> None:
+    """A sweep is judged by its SLOs (failed requests already count against attainment), not by the share."""
+    out = tmp_path / "s.json"
+    r = run("smoke-bench", f"openai={odd}/ok", *QUICK, "--sweep", "--sweep-points", "1", "--goodput", "ttft:0.001",
+            "--json", str(out))
+    assert r.returncode == 1 and "FAILED: no load met the SLOs" in r.stderr, r.stderr
+    assert json.loads(out.read_text())["verdict"]["rule"] == "sweep: a load met the SLOs"
+    r = run("smoke-bench", f"openai={odd}/ok", *QUICK, "--sweep", "--sweep-points", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+
+
+# -- 3. output that cannot be written --------------------------------------------------------------------------
+def test_a_full_disk_names_the_flag_and_the_file_and_the_other_outputs_are_written(
+        odd: str, tmp_path: Path, full_dir: Path | None) -> None:
+    target = full_file(full_dir, "r.json")
+    page = tmp_path / "r.html"
+    r = run("smoke-bench", f"openai={odd}/ok", *QUICK, "--json", target, "--html", str(page))
+    assert r.returncode == 2
+    assert f"smoke-bench: --json {target}: cannot write: No space left on device" in r.stderr
+    assert page.read_text().startswith("<!DOCTYPE html>") or "<html" in page.read_text()
+    if full_dir is not None:
+        assert not (full_dir / "r.json").exists() and not list(full_dir.glob("*.tmp.*"))  # nothing half-written
+
+
+def test_healthcheck_full_disk_names_the_flag_not_none(odd: str, tmp_path: Path, full_dir: Path | None) -> None:
+    target = full_file(full_dir, "h.xml")
+    prom = tmp_path / "h.prom"
+    r = run("healthcheck", f"openai={odd}/ok", "--model", "m", "--junit", target, "--prometheus", str(prom))
+    assert r.returncode == 2
+    assert f"healthcheck: --junit {target}: cannot write: No space left on device" in r.stderr
+    assert "None" not in r.stderr and prom.read_text()
+
+
+def test_a_read_only_folder_stops_before_the_run(odd: str, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        ro.chmod(0o555)
+        if os.access(ro, os.W_OK):
+            pytest.skip("neither a read-only mount nor a read-only folder can be made here")
+    try:
+        for tool, flag in (("smoke-bench", "--json"), ("smoke-bench", "--html"), ("healthcheck", "--junit"),
+                           ("healthcheck", "--prometheus")):
+            extra = QUICK if tool == "smoke-bench" else ["--model", "m"]
+            r = run(tool, f"openai={odd}/ok", *extra, flag, str(ro / "x.out"))
+            assert r.returncode == 2, (tool, flag, r.stderr)
+            assert f"{tool}: {flag} {ro / 'x.out'}: cannot write in {ro}" in r.stderr
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True, check=False)
+
+
+FULL_STDOUT = [("healthcheck", ["openai={url}/ok", "--model", "m", "--json"]),
+               ("healthcheck", ["openai={url}/ok", "--model", "m"]),
+               ("smoke-bench", ["openai={url}/ok", *QUICK]),
+               ("gpu-report", ["--help"]), ("compose-preflight", ["--help"]), ("prepare-model", ["--help"])]
+
+
+@pytest.mark.parametrize(("tool", "args"), FULL_STDOUT)
+def test_standard_output_on_a_full_disk_is_one_line_exit_2(odd: str, tool: str, args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        r = run(tool, *[a.format(url=odd) for a in args], stdout=full.fileno())
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"{tool}: cannot write to standard output: No space left on device"
+
+
+@pytest.mark.parametrize(("tool", "args"), FULL_STDOUT)
+def test_a_closed_pipe_ends_quietly_as_coreutils_do(odd: str, tool: str, args: list[str]) -> None:
+    """The reader went away (``| head -c1``): killed by SIGPIPE (141 in a shell), nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = run(tool, *[a.format(url=odd) for a in args], stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert r.returncode == -signal.SIGPIPE, r.stderr
+    assert "Error" not in r.stderr and "Exception" not in r.stderr
