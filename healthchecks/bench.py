@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
+import os
+import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,6 +54,55 @@ from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenize
 
 INF = float("inf")
 RAMP_STRATEGIES = ("linear", "exponential")
+STOP_GRACE = 5.0  # seconds an endpoint may take to wrap up after SIGINT/SIGTERM before it is cancelled
+
+
+class Stop:
+    """SIGINT or SIGTERM during a run (Ctrl-C, a CI job's timeout): sending stops, requests in flight are
+    cancelled (counted ``cut_short``), and what completed is kept and reported, marked interrupted. A second
+    signal ends the process at once, as the signal's default would."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signum: int | None = None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def fire(self, signum: int) -> None:
+        if self.signum is not None:  # the second one: no more waiting
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        self.event.set()
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Catch SIGINT and SIGTERM on the running loop (main thread only; elsewhere nothing changes)."""
+        loop = asyncio.get_running_loop()
+        sigs: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(sig, self.fire, sig)
+                sigs.append(sig)
+        token = STOP.set(self)
+        try:
+            yield
+        finally:
+            STOP.reset(token)
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+
+STOP: contextvars.ContextVar[Stop | None] = contextvars.ContextVar("smoke_bench_stop", default=None)
+
+
+def stopping() -> bool:
+    """True once SIGINT/SIGTERM asked the run to stop."""
+    stop = STOP.get()
+    return stop is not None and stop.event.is_set()
 
 
 @dataclass(frozen=True)
@@ -189,7 +241,8 @@ class EndpointResult:
     tokens_from: str = ""  # whose tokenizer counted the prompts (engine endpoint, local file, words)
     warnings: Counter[str] = field(default_factory=Counter)  # the kit's stricter findings on vLLM successes
     sweep: dict[str, Any] | None = None  # sweep.py: the load ladder and the best point within the SLOs
-    cut_short: int = 0  # requests not sent or cancelled at --max-seconds
+    cut_short: int = 0  # requests not sent or cancelled at --max-seconds (or at SIGINT/SIGTERM)
+    interrupted: str = ""  # "SIGINT"/"SIGTERM" when the run was stopped by it (what completed is kept)
 
     @property
     def completed(self) -> int:
@@ -220,6 +273,8 @@ def verdict(r: EndpointResult, cfg: BenchConfig) -> str:
     (its failed requests already count against the attainment)."""
     if r.setup_error:
         return r.setup_error
+    if r.interrupted and r.completed == 0:
+        return f"interrupted by {r.interrupted} before a request completed"
     if r.sweep is not None:
         return "" if r.sweep.get("best") else "no load met the SLOs"
     share = failure_share(r)
@@ -365,6 +420,7 @@ async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], r
             on_done()
         return res
 
+    stop = STOP.get()
     start = time.perf_counter()
     tasks: list[asyncio.Task[RequestResult]] = []
     for req, at in zip(reqs, times, strict=True):
@@ -373,17 +429,33 @@ async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], r
             if deadline is not None and time.perf_counter() + max(wait, 0.0) > deadline:
                 break
             if wait > 0:
-                await asyncio.sleep(wait)
+                if stop is None:
+                    await asyncio.sleep(wait)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.event.wait(), wait)
+        if stop is not None and stop.event.is_set():
+            break
         tasks.append(asyncio.create_task(one(req, time.perf_counter())))
-    if deadline is None:
+    if deadline is None and stop is None:
         results = list(await asyncio.gather(*tasks))
-    else:
-        done, pending = await asyncio.wait(tasks, timeout=max(deadline - time.perf_counter(), 0.0)) if tasks \
-            else (set(), set())
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        results = [t.result() for t in tasks if t in done]
+    else:  # all answered, or the deadline / a signal cuts the rest: O(n), two waiters whatever n is
+        every = asyncio.gather(*tasks, return_exceptions=True)
+        waiters: set[asyncio.Future[Any]] = {every}
+        stopped = asyncio.ensure_future(stop.event.wait()) if stop is not None else None
+        if stopped is not None:
+            waiters.add(stopped)
+        timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if stopped is not None:
+            stopped.cancel()
+        for task in tasks:
+            task.cancel()  # a no-op for those done
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+        results = [t.result() for t in tasks if not t.cancelled()]
     duration = time.perf_counter() - start
     return Point(results, duration, len(reqs) - len(results))
 
@@ -505,6 +577,16 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
     limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8, keepalive_expiry=1.0)
     progress = progress_bar(console)
     results: list[EndpointResult] = []
+    stop = Stop()
+    with stop.handling():
+        await _run_each(eps, cfg, local, limits, progress, runner, stop, results)
+    for r in results:
+        r.interrupted = stop.name
+    return results
+
+
+async def _run_each(eps: list[Endpoint], cfg: BenchConfig, local: LocalTokenizer | None, limits: httpx.Limits,
+                    progress: Progress, runner: Runner | None, stop: Stop, results: list[EndpointResult]) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout), limits=limits,
                                  verify=tls_context(cfg.ca_bundle, insecure=cfg.insecure)) as client:
         fastnet.install(client)  # httpcore on plain asyncio streams: the pool's per-request checks stay cheap
@@ -515,10 +597,37 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
                 if isinstance(t, EndpointResult):
                     results.append(t)
                     continue
+                if stop.event.is_set():
+                    results.append(failed_result(ep, cfg, f"not run: interrupted by {stop.name}", t))
+                    continue
                 try:
-                    results.append(await (runner or run_endpoint)(t, cfg, local, progress))
+                    results.append(await _until_stopped((runner or run_endpoint)(t, cfg, local, progress), stop))
                 except KitError as exc:
                     results.append(failed_result(ep, cfg, exc.reason, t))
+                except _Abandoned:
+                    results.append(failed_result(ep, cfg, f"interrupted by {stop.name} before its timed run "
+                                                 "ended", t))
                 except Exception as exc:  # one endpoint's surprise never loses the others' results
                     results.append(failed_result(ep, cfg, unexpected(exc), t))
-    return results
+
+
+class _Abandoned(Exception):  # internal: an endpoint cancelled STOP_GRACE after the signal
+    pass
+
+
+async def _until_stopped(work: Awaitable[EndpointResult], stop: Stop) -> EndpointResult:
+    """The endpoint's result; after a signal it has STOP_GRACE seconds to stop its timed run and report (its
+    initial test request or warm-ups may hang on a slow server): past that it is cancelled."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.event.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=STOP_GRACE)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise _Abandoned
+        return task.result()
+    finally:
+        stopped.cancel()

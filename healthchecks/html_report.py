@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import report
-from .bench import EndpointResult
+from .bench import EndpointResult, failure_share, verdict
 from .cli.common import write_whole
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def comparison(results: list[EndpointResult]) -> str:
     for key, title, fmt in report.rows(results):
         if key == "request_goodput" and all(r.metrics.get(key) is None for r in results):
             continue
-        rows.append([_e(title), *[_e(report._fmt(r.metrics.get(key), fmt)) for r in results]])
+        rows.append([_e(title), *[_e(report.cell(r, key, fmt)) for r in results]])
     if any(r.kv_cache_peak_pct is not None for r in results):
         rows.append(["KV cache peak (%)", *[_e(report._fmt(r.kv_cache_peak_pct, "{:.1f}")) for r in results]])
     for k in sorted({k for r in results for k in r.engine_stats}):
@@ -100,12 +100,38 @@ def sweep_section(results: list[EndpointResult], cfg: BenchConfig) -> str:
     return "\n".join(parts)
 
 
+def verdicts(results: list[EndpointResult], cfg: BenchConfig) -> str:
+    """What a person reads first: per endpoint, passed or why not, and the figures that matter most (request
+    and output throughput, median and p99 TTFT, failed share); "-" where nothing completed."""
+    rows = []
+    for r in results:
+        why = verdict(r, cfg)
+        share = failure_share(r)
+        state = ('<span class="ok">PASS</span>' if not why else f'<span class="bad">FAIL</span>: {_e(why)}')
+        rows.append([_e(f"{r.label} ({r.engine})"), state,
+                     _e(report.cell(r, "request_throughput", "{:.2f}")),
+                     _e(report.cell(r, "output_throughput", "{:.1f}")),
+                     _e(report.cell(r, "median_ttft_ms", "{:.0f}")), _e(report.cell(r, "p99_ttft_ms", "{:.0f}")),
+                     _e(f"{r.completed} / {int(r.metrics.get('failed', 0) or 0)}"
+                        + ("" if share is None else f" ({share:.0%})"))])
+    rule = ("a sweep passes when a load met the SLOs" if any(r.sweep is not None for r in results) else
+            f"passes when requests completed and at most {cfg.max_failure_share:.0%} failed (--max-failure-share)")
+    return ("<h2>Verdict</h2>" + _table(["endpoint", "verdict", "req/s", "output tok/s", "TTFT median (ms)",
+                                         "TTFT p99 (ms)", "completed / failed"], rows)
+            + f"<p class='note'>{_e(rule)}</p>")
+
+
 def page(results: list[EndpointResult], cfg: BenchConfig) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>smoke-bench report</title>"
              f"<style>{STYLE}</style></head><body>",
              f"<h1>smoke-bench: {len(results)} endpoint(s)</h1><p class='note'>{_e(when)}; metrics as "
              "<code>vllm bench serve</code> defines them</p>"]
+    stopped_by = next((r.interrupted for r in results if r.interrupted), "")
+    if stopped_by:
+        parts.append(f"<p class='bad'><b>Interrupted by {_e(stopped_by)}</b>: the figures are what completed "
+                     "before it; requests in flight were cancelled and are not counted.</p>")
+    parts.append(verdicts(results, cfg))
     if any(r.sweep is not None for r in results):
         lines = report.sweep_summary(results, cfg.goodput, (results[0].sweep or {}).get("attainment_required", 0.9))
         parts.append("<h2>How many users can this box serve?</h2><ul>"

@@ -56,6 +56,17 @@ def _fmt(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
+COUNTS = ("completed", "failed")
+
+
+def cell(r: EndpointResult, key: str, fmt: str) -> str:
+    """One figure of one endpoint: "-" where nothing completed (a throughput of 0.00 or a latency of 0.00 would
+    read as a measurement), the counts always."""
+    if r.completed == 0 and key not in COUNTS:
+        return "-"
+    return _fmt(r.metrics.get(key), fmt)
+
+
 def comparison_table(results: list[EndpointResult], cfg: BenchConfig | None = None) -> Table:
     table = Table(title="smoke-bench (metrics as in vllm bench serve)")
     table.add_column("metric")
@@ -64,7 +75,7 @@ def comparison_table(results: list[EndpointResult], cfg: BenchConfig | None = No
     for key, title, fmt in rows(results):
         if key == "request_goodput" and all(r.metrics.get(key) is None for r in results):
             continue
-        table.add_row(title, *[_fmt(r.metrics.get(key), fmt) for r in results])
+        table.add_row(title, *[cell(r, key, fmt) for r in results])
     if any(r.warnings for r in results):
         table.add_row("warnings (kit rules)", *[str(sum(r.warnings.values())) for r in results])
     if any(r.kv_cache_peak_pct is not None for r in results):
@@ -151,7 +162,7 @@ def to_dict(r: EndpointResult, cfg: BenchConfig | None = None) -> dict[str, Any]
               "gpu_peak_memory_mib": r.gpu_peak_mib,  # device totals, as before
               "gpu_memory": r.gpu_memory.to_dict() if r.gpu_memory else None,
               "served_by": r.served_by, "failovers": r.failovers, "prompt_tokens_from": r.tokens_from,
-              "cut_short": r.cut_short})
+              "cut_short": r.cut_short, "interrupted": r.interrupted or None})
     for k, v in r.meta.items():
         d.setdefault(k, v)
     if r.engine_stats:
@@ -167,6 +178,7 @@ def document(results: list[EndpointResult], cfg: BenchConfig | None = None) -> d
     from . import __version__
 
     doc: dict[str, Any] = {"tool": f"smoke-bench {__version__}", "settings": cfg.settings() if cfg else {}}
+    doc["interrupted"] = next((r.interrupted for r in results if r.interrupted), None)
     if cfg is not None:
         doc["verdict"] = run_verdict(results, cfg)
     doc["endpoints"] = [to_dict(r, cfg) for r in results]

@@ -151,7 +151,7 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
     else:
         loads = ladder("concurrency", opts.points, 1, top_conc)
     for load in loads:
-        if end is not None and time.perf_counter() >= end:
+        if (end is not None and time.perf_counter() >= end) or bench.stopping():
             break
         if opts.mode == "rate":
             cur = await run("rate", f"{load:.2f} req/s", load, cfg.max_concurrency)

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_UNHEALTHY,
     EXIT_USAGE,
     Parser,
@@ -347,8 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for reason, n in sorted(r.warnings.items(), key=lambda kv: -kv[1]):
             say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
         if r.cut_short:
-            say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at --max-seconds")
-    return write_outputs(args, results, cfg, sweep=sweep_opts is not None) or exit_code(results, cfg)
+            say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at "
+                 f"{'the ' + r.interrupted if r.interrupted else '--max-seconds'}")
+    stopped_by = next((r.interrupted for r in results if r.interrupted), "")
+    if stopped_by:
+        say(err, f"smoke-bench: interrupted by {stopped_by}: the figures above are what completed before it")
+    code = write_outputs(args, results, cfg, sweep=sweep_opts is not None) or exit_code(results, cfg)
+    if stopped_by and code != EXIT_USAGE:
+        return EXIT_INTERRUPTED if stopped_by == "SIGINT" else EXIT_TERMINATED
+    return code
 
 
 def exit_code(results: list[Any], cfg: Any) -> int:

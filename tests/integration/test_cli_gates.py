@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,3 +184,36 @@ def test_a_closed_pipe_ends_quietly_as_coreutils_do(odd: str, tool: str, args: l
         os.close(write_end)
     assert r.returncode == -signal.SIGPIPE, r.stderr
     assert "Error" not in r.stderr and "Exception" not in r.stderr
+
+
+# -- 2. interrupted runs keep what they measured ---------------------------------------------------------------
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_what_completed(odd: str, tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    """A real signal mid-run (0.9 s per request, 2 at a time, 20 requests: about 9 s): the run ends at once,
+    prints the table of what completed, writes the JSON and HTML marked interrupted, and exits 128 + signal; the
+    endpoint not yet started is listed as not run."""
+    out, page = tmp_path / "i.json", tmp_path / "i.html"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.Popen([str(BIN / "smoke-bench"), f"openai={odd}/slow-{sig.name}", f"openai={odd}/ok",
+                             "--model", "m", "--num-prompts", "20", "--max-concurrency", "2", "--input-len", "4",
+                             "--output-len", "3", "--no-gpu-sampling", "--json", str(out), "--html", str(page)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(3.5)  # the initial request (0.9 s), then about 2 requests per 0.9 s
+    t0 = time.perf_counter()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert time.perf_counter() - t0 < 10, "the run did not end soon after the signal"
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "smoke-bench (metrics as in vllm bench serve)" in stdout and f"wrote {out}" in stdout
+    assert f"interrupted by {sig.name}" in stderr
+    assert re.search(r"requests/s\s*│\s*[\d.]+\s*│\s*-\s*│", stdout), stdout  # nothing completed: "-", not 0.00
+    doc = json.loads(out.read_text())
+    slow, other = doc["endpoints"]
+    assert doc["interrupted"] == sig.name and slow["interrupted"] == sig.name
+    assert 2 <= slow["completed"] < 20 and slow["failed"] == 0
+    assert slow["completed"] + slow["cut_short"] == 20
+    assert other["completed"] == 0 and f"not run: interrupted by {sig.name}" in other["errors"][0]
+    html = page.read_text()
+    assert f"Interrupted by {sig.name}" in html
+    assert html.index("<h2>Verdict</h2>") < html.index("<h2>Side by side</h2>")
