@@ -45,7 +45,6 @@ Which module owns what. Data flows top to bottom; only the modules under ``cli/`
     numbers.py      whole numbers in text other tools wrote
     errors.py       the one exception tree: KitError > ConfigError (exit 2) > InputError > BadGGUF |
                     ProtocolError (exit 1); unexpected(): the one line for a surprise  (leaf)
-    residency.py    transitional re-export of gpu/residency.py (until tests/e2e imports the new path)
 """
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthchecks.endpoints import from_compose, load_compose, parse_dotenv, project_name
+from healthchecks.endpoints.compose import from_compose, load_compose, parse_dotenv, project_name
 from healthchecks.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
@@ -96,7 +96,7 @@ def test_process_environment_and_non_utf8_match_compose(tmp_path: Path) -> None:
     assert want is not None and got is not None, err
     assert (got["B"], got["C"]) == (want["B"], want["C"]) == ("proc", "inh")
     raw = b"# caf\xe9\nA=caf\xe9\nB=ok\n"
-    from healthchecks.endpoints import read_dotenv
+    from healthchecks.endpoints.compose import read_dotenv
 
     d = project(tmp_path, raw)
     assert {k: v for k, v in read_dotenv(d / ".env", {}).items() if k in KEYS} == compose_values(d)[0]

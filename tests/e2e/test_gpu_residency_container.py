@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import free_port, wait_http
 
-from healthchecks import residency
 from healthchecks.engines import ENGINES
+from healthchecks.gpu import residency
 
 pytestmark = pytest.mark.e2e
 
@@ -56,10 +56,10 @@ def test_verdict_attributes_gpu_memory_to_the_container(container: tuple[str, in
     name, port, pid = container
     monkeypatch.setenv("PATH", f"{smi_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("NVSMI_DOUBLE_PIDS", f"{pid}:20480")  # host nvidia-smi: host PIDs
-    verdict = residency.verdict(ENGINES["vllm"].signatures, "127.0.0.1", port, True)
+    verdict = residency.verdict(ENGINES["vllm"].signatures, "127.0.0.1", port, expect_gpu=True)
     assert verdict == ("pass", f"container {name} holds GPU 0: 20480 MiB (nvidia-smi)")
     monkeypatch.setenv("NVSMI_DOUBLE_PIDS", "1:20480")  # PID 1 on the host is not the container's process
-    verdict = residency.verdict(ENGINES["vllm"].signatures, "127.0.0.1", port, True)
+    verdict = residency.verdict(ENGINES["vllm"].signatures, "127.0.0.1", port, expect_gpu=True)
     assert verdict is not None and verdict[0] == "fail" and f"container {name} holds no GPU memory" in verdict[1]
 
 
@@ -76,5 +76,5 @@ def test_nvidia_smi_inside_the_container_reports_namespace_pids(container: tuple
         subprocess.run(["docker", "cp", str(src), f"{name}:{dst}"], check=True, capture_output=True, timeout=60)
     monkeypatch.setenv("PATH", ":".join(p for p in os.environ["PATH"].split(":")
                                         if not (Path(p) / "nvidia-smi").exists()))
-    verdict = residency.verdict(ENGINES["vllm"].signatures, "127.0.0.1", port, True)
+    verdict = residency.verdict(ENGINES["vllm"].signatures, "127.0.0.1", port, expect_gpu=True)
     assert verdict == ("pass", f"container {name} holds GPU 0: 4096 MiB (nvidia-smi in container {name})")
