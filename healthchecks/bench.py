@@ -327,6 +327,10 @@ async def resolve(ep: Endpoint, cfg: BenchConfig, client: httpx.AsyncClient) -> 
         # detected for a bare URL: its label names the engine, its own --model / --api-key-file apply
         ep, engine, http = await engines.resolve(ep, http)
         model = ep.model
+        if model is not None and engine.missing_model_hint(model):  # an engine that pulls: say how, up front
+            served = await engine.models(http)
+            if not any(engine.same_model(model, s) for s in served):
+                raise ProtocolError(f"model {model!r} is not served; {engine.missing_model_hint(model)}")
         if model is None:
             served = await engine.models(http)
             if not served:

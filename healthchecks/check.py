@@ -119,7 +119,8 @@ def pick_model(engine: Engine, wanted: str | None, served: list[str],
     """The served model to use: ``wanted`` by the engine's own name matching, else ``preferred`` (e.g. one
     already loaded), else the first served."""
     if not served:
-        return None, "no models served"
+        hint = engine.missing_model_hint(wanted) if wanted else ""
+        return None, "no models served" + (f"; model {wanted!r} {hint}" if hint else "")
     if wanted is None:
         if preferred in served:
             return preferred, f"serving {', '.join(served[:5])}; {preferred} already loaded"
@@ -127,7 +128,8 @@ def pick_model(engine: Engine, wanted: str | None, served: list[str],
     for s in served:
         if engine.same_model(wanted, s):
             return s, f"{wanted} served"
-    return None, f"model {wanted!r} is not served; served: {', '.join(served[:5])}"
+    hint = engine.missing_model_hint(wanted)
+    return None, f"model {wanted!r} is not served; served: {', '.join(served[:5])}" + (f"; {hint}" if hint else "")
 
 
 async def _ready(run: _Run, engine: Engine) -> bool:

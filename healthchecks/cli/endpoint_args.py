@@ -42,7 +42,8 @@ def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-request timeout (default 30)")
     p.add_argument("--api-key-file", metavar="[ENGINE=]FILE", action="append",
                    help="file holding the API key (never pass keys in argv); ENGINE=FILE for one engine's "
-                        "endpoints (repeatable; a bare FILE applies to every endpoint)")
+                        "endpoints (repeatable; a bare FILE applies to every endpoint). Without one, "
+                        f"${OPENAI_KEY_ENV} is used where set, as vllm bench serve and the OpenAI SDK read it")
     tls = p.add_mutually_exclusive_group()
     tls.add_argument("--ca-bundle", metavar="FILE",
                      help="also trust the CAs in this PEM file or hashed directory (an internal CA); the system "
@@ -75,6 +76,8 @@ def deployed_only(eps: list[Endpoint]) -> list[Endpoint]:
     return kept
 
 
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+NO_BEARER_KEY = {"ollama", "hf"}  # Ollama's API takes no key; HF reads its own token (HF_TOKEN, token file)
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
@@ -126,6 +129,24 @@ def distinct(eps: list[Endpoint]) -> list[Endpoint]:
     return final
 
 
+def openai_key_from_env(eps: list[Endpoint]) -> list[Endpoint]:
+    """Endpoints with no key file and no key variable of their own take ``$OPENAI_API_KEY`` when it is set, as
+    ``vllm bench serve`` and the OpenAI SDK do (key files stay the recommended way); one line on stderr says
+    which endpoints use it, never the value."""
+    if not os.environ.get(OPENAI_KEY_ENV, "").strip():
+        return eps
+    out, used = [], []
+    for e in eps:
+        if not e.api_key_file and not e.api_key_env and e.engine not in NO_BEARER_KEY:
+            e = replace(e, api_key_env=OPENAI_KEY_ENV)
+            used.append(e.label)
+        out.append(e)
+    if used:
+        err.print(f"note: API key from ${OPENAI_KEY_ENV} (no --api-key-file given) for {', '.join(used)}",
+                  markup=False, highlight=False)
+    return out
+
+
 def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     """Endpoints from argv, --compose and --inventory with every per-endpoint setting applied; all of the
     settings validated (ConfigError naming the flag) before any request."""
@@ -155,6 +176,7 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     for eng in ENGINES.values():
         eps = eng.configure(args, eps)
     eps = distinct(eps)
+    eps = openai_key_from_env(eps)
     for e in eps:  # every key source (files, environment variables named by engines) readable now
         read_api_key(e.api_key_file, env=e.api_key_env)
     if args.insecure:

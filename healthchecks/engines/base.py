@@ -132,6 +132,10 @@ class Engine:
     def same_model(self, wanted: str, served: str) -> bool:
         return wanted == served
 
+    def missing_model_hint(self, wanted: str) -> str:
+        """How to get a model the engine does not serve (e.g. Ollama's pull); "" when the engine has no such way."""
+        return ""
+
     async def preferred_model(self, http: Http, served: list[str]) -> str | None:
         """With no --model: the served model to check (e.g. one already loaded); None: the first served."""
         return None

@@ -70,6 +70,11 @@ class Ollama(Engine):
     def same_model(self, wanted: str, served: str) -> bool:
         return ol.same_model(wanted, served)
 
+    def missing_model_hint(self, wanted: str) -> str:
+        return (f"it is not pulled: run `ollama pull {wanted}` on the Ollama host (compose: `docker compose exec "
+                f"ollama ollama pull {wanted}`), or set OLLAMA_MODEL={wanted} in the compose .env "
+                f"(Ansible: inference_stack_ollama_model) and deploy again: the kit pulls it")
+
     async def preferred_model(self, http: Http, served: list[str]) -> str | None:
         """A model already loaded (``/api/ps``), so that a health check never loads (and evicts for) an
         arbitrary model of ``/api/tags``."""

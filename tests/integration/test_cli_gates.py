@@ -217,3 +217,36 @@ def test_a_signal_keeps_what_completed(odd: str, tmp_path: Path, sig: signal.Sig
     html = page.read_text()
     assert f"Interrupted by {sig.name}" in html
     assert html.index("<h2>Verdict</h2>") < html.index("<h2>Side by side</h2>")
+
+
+# -- 4. the ecosystem's conventions ----------------------------------------------------------------------------
+def test_openai_api_key_from_the_environment_when_no_key_file(odd: str, tmp_path: Path) -> None:
+    """As vllm bench serve and the OpenAI SDK: $OPENAI_API_KEY is sent as the Bearer key when no key file is
+    given; stderr says its source, never its value; a key file still wins."""
+    import httpx
+
+    secret = "sk-env-" + os.urandom(6).hex()
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"OPENAI_API_KEY": secret}
+    for tool, extra in (("smoke-bench", QUICK), ("healthcheck", ["--model", "m"])):
+        mode = f"envkey-{tool}"
+        r = subprocess.run([str(BIN / tool), f"openai={odd}/{mode}", *extra], capture_output=True, text=True,
+                           timeout=120, env=env)
+        assert "Traceback" not in r.stderr and secret not in r.stdout + r.stderr
+        assert "API key from $OPENAI_API_KEY (no --api-key-file given)" in r.stderr, r.stderr
+        if tool == "smoke-bench":  # healthcheck's last POST is its deliberately keyless auth probe
+            assert httpx.get(f"{odd}/{mode}/_seen").json().get("Authorization") == f"Bearer {secret}"
+    key = tmp_path / "key"
+    key.write_text("sk-file-key\n")
+    r = subprocess.run([str(BIN / "smoke-bench"), f"openai={odd}/filekey", *QUICK, "--api-key-file", str(key)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and "OPENAI_API_KEY" not in r.stderr, r.stderr
+    assert httpx.get(f"{odd}/filekey/_seen").json().get("Authorization") == "Bearer sk-file-key"
+
+
+def test_an_ollama_model_not_pulled_says_how_to_pull_it(ollama_double) -> None:
+    for tool, extra in (("smoke-bench", ["--num-prompts", "2", "--no-gpu-sampling"]), ("healthcheck", [])):
+        r = run(tool, f"ollama={ollama_double.url}", "--model", "qwen3:0.6b", *extra)
+        assert r.returncode == 1, r.stderr
+        text = r.stdout + r.stderr
+        assert "ollama pull qwen3:0.6b" in text and "OLLAMA_MODEL=qwen3:0.6b" in text, text
+        assert "inference_stack_ollama_model" in text
