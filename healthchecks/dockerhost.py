@@ -57,3 +57,31 @@ def deployed_services(project: str) -> set[str] | None:
     except DockerException:
         return None
     return {c.labels.get("com.docker.compose.service", "") for c in containers}
+
+
+def running_labelled(label: str) -> list[dict[str, str]] | None:
+    """The running containers carrying ``{label}.engine`` (the kit's compose services), each as its labels plus
+    ``host_ip``/``host_port`` (where the container port named by ``{label}.port`` is published; "" when it is
+    not), ``service`` and ``project``. None when Docker cannot be reached."""
+    try:
+        from docker.errors import DockerException
+    except ImportError:  # pragma: no cover
+        return None
+    dc = client(timeout=5)
+    if dc is None:
+        return None
+    try:
+        containers = dc.containers.list(filters={"label": f"{label}.engine", "status": "running"})
+    except DockerException:
+        return None
+    found = []
+    for c in containers:
+        labels = dict(c.labels)
+        port = labels.get(f"{label}.port", "")
+        bindings = ((c.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
+        first = bindings[0] if bindings else {}
+        found.append({**labels, "host_ip": str(first.get("HostIp") or ""),
+                      "host_port": str(first.get("HostPort") or ""),
+                      "service": labels.get("com.docker.compose.service", c.name),
+                      "project": labels.get("com.docker.compose.project", "")})
+    return found

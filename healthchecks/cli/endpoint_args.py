@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..endpoints.compose import from_compose
+from ..endpoints.compose import LABEL, from_compose
 from ..endpoints.inventory import from_inventory
 from ..endpoints.url import Endpoint, default_endpoints, parse_endpoint, with_defaults
 from ..engines import ENGINES, NAMES
@@ -129,6 +129,30 @@ def distinct(eps: list[Endpoint]) -> list[Endpoint]:
     return final
 
 
+def running_here() -> list[Endpoint]:
+    """No endpoint named: the kit's compose services running on this machine's Docker (after ``make demo`` or
+    ``docker compose up``), each at its published port with its labelled model; [] when none runs or Docker
+    cannot be reached (then the engines' default ports are tried)."""
+    from ..dockerhost import running_labelled
+
+    eps = []
+    for c in sorted(running_labelled(LABEL) or [], key=lambda c: (c["project"], c["service"])):
+        engine = c.get(f"{LABEL}.engine", "")
+        if engine not in ENGINES or not c["host_port"].isdigit():
+            continue  # not an engine the kit knows, or not published: unreachable from here
+        host = "127.0.0.1" if c["host_ip"] in ("", "0.0.0.0", "::") else c["host_ip"]
+        gpu = c.get(f"{LABEL}.gpu", "").lower()
+        eps.append(Endpoint(engine=engine, url=f"http://{'[' + host + ']' if ':' in host else host}:{c['host_port']}",
+                            model=c.get(f"{LABEL}.model") or None, name=c["service"],
+                            expect_gpu=True if gpu == "true" else False if gpu == "false" else None,
+                            meta={"compose_service": c["service"], "compose_project": c["project"]}))
+    if eps:
+        projects = sorted({e.meta["compose_project"] for e in eps})
+        err.print(f"note: no endpoint given: the compose services running here ({', '.join(projects)}): "
+                  f"{', '.join(e.label for e in eps)}", markup=False, highlight=False)
+    return eps
+
+
 def openai_key_from_env(eps: list[Endpoint]) -> list[Endpoint]:
     """Endpoints with no key file and no key variable of their own take ``$OPENAI_API_KEY`` when it is set, as
     ``vllm bench serve`` and the OpenAI SDK do (key files stay the recommended way); one line on stderr says
@@ -165,7 +189,7 @@ def resolve_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if args.inventory:
         eps += from_inventory(args.inventory, args.group, args.host)
     if not eps:
-        eps = default_endpoints()
+        eps = running_here() or default_endpoints()
     if all(e.engine for e in eps):  # engines to detect may still match a per-engine value
         have = {e.engine for e in eps}
         for flag, values in (("--model", models), ("--api-key-file", key_files)):

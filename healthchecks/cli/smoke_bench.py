@@ -45,6 +45,7 @@ from .endpoint_args import add_endpoint_arguments, resolve_endpoints
 
 DEFAULT_SLO = {"ttft": 2000.0, "tpot": 100.0}  # --sweep without --goodput: an interactive chat user
 SLO_TEXT = "ttft:2000 tpot:100"
+DEFAULT_PROMPTS = 16
 METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
 
 
@@ -144,8 +145,9 @@ def bench_parser() -> argparse.ArgumentParser:
                 "or output error, 130/143 interrupted, 141 standard output closed.")
     add_endpoint_arguments(p)
     load = p.add_argument_group("load")
-    load.add_argument("--num-prompts", type=count, required=True, metavar="N",
-                      help="requests per run (per load point with --sweep)")
+    load.add_argument("--num-prompts", type=count, default=DEFAULT_PROMPTS, metavar="N",
+                      help=f"requests per run (per load point with --sweep; default {DEFAULT_PROMPTS}, a smoke run: "
+                      "vllm bench serve's is 1000)")
     load.add_argument("--max-concurrency", "--concurrency", dest="max_concurrency", type=count, metavar="C",
                       help="max requests in flight per endpoint")
     load.add_argument("--request-rate", type=rate, default=float("inf"), metavar="R",

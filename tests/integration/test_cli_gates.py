@@ -250,3 +250,38 @@ def test_an_ollama_model_not_pulled_says_how_to_pull_it(ollama_double) -> None:
         text = r.stdout + r.stderr
         assert "ollama pull qwen3:0.6b" in text and "OLLAMA_MODEL=qwen3:0.6b" in text, text
         assert "inference_stack_ollama_model" in text
+
+
+# -- 5. what a person sees first: no arguments after `make demo` -----------------------------------------------
+def test_no_arguments_means_the_compose_services_running_here(tmp_path: Path) -> None:
+    """A container labelled as the kit's compose service (engine vllm, container port 8000 published at a free
+    host port, as `make demo` leaves it): with no endpoint argument both CLIs take it (at its published port, its
+    labelled model), not the engines' default ports."""
+    import shutil
+
+    if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker daemon here")
+    image = "local/debian:bookworm"
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
+        pytest.skip(f"{image} is not built (tests/setup.sh builds it)")
+    name, project, port = f"gik-a1b-noargs-{os.getpid()}", f"gik-noargs-{os.getpid()}", free_port()
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+                    "--label", "io.gpu-inference-kit.engine=vllm", "--label", "io.gpu-inference-kit.port=8000",
+                    "--label", "io.gpu-inference-kit.model=demo-model",
+                    "--label", f"com.docker.compose.project={project}", "--label", "com.docker.compose.service=vllm",
+                    image, "sleep", "120"], check=True, capture_output=True)
+    try:
+        out = tmp_path / "n.json"
+        r = run("smoke-bench", "--num-prompts", "2", "--no-gpu-sampling", "--timeout", "3", "--json", str(out))
+        assert "note: no endpoint given: the compose services running here (" in r.stderr and project in r.stderr
+        eps = json.loads(out.read_text())["endpoints"]
+        mine = [e for e in eps if e.get("compose_project") == project]
+        assert [(e["label"], e["model_id"]) for e in mine] == [("vllm", "demo-model")], eps
+        assert all(e.get("compose_project") for e in eps)  # only running compose services, no default port
+        r = run("healthcheck", "--json", "--timeout", "3")
+        doc = json.loads(r.stdout)
+        urls = [e.get("url") for e in doc["endpoints"]]
+        assert f"http://127.0.0.1:{port}" in urls, urls
+        assert "http://127.0.0.1:11434" not in urls or any("ollama" in e.get("name", "") for e in doc["endpoints"])
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
