@@ -26,7 +26,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,6 +134,12 @@ class BenchConfig:
     ca_bundle: str | None = None  # also trusted for https endpoints (see protocols.tls_context)
     insecure: bool = False  # no certificate verification (--insecure)
     max_failure_share: float = 0.0  # the share of failed requests an endpoint may have and still pass (exit 0)
+    error_budget: bool = False  # stop a run once more requests failed than max_failure_share allows of all
+
+    def max_failures(self, n: int) -> int | None:
+        """With --error-budget: the failures a run of ``n`` requests may have; one more decides its verdict
+        whatever the rest do (failed / ended > share), so the run stops there. None: no budget."""
+        return math.floor(self.max_failure_share * n + 1e-9) if self.error_budget else None
 
     @property
     def spec(self) -> WorkloadSpec:
@@ -161,6 +167,7 @@ class BenchConfig:
             "ramp_up_strategy": self.ramp_up_strategy, "ramp_up_start_rps": self.ramp_up_start_rps,
             "ramp_up_end_rps": self.ramp_up_end_rps, "tokenizer": self.tokenizer, "timeout": self.timeout,
             "request_timeout": self.request_timeout, "max_failure_share": self.max_failure_share,
+            "error_budget": self.error_budget,
             **({"prefix_len": s.prefix_len, "suffix_len": s.suffix_len, "num_prefixes": s.num_prefixes}
                if s.dataset_name == "prefix_repetition" else {}),
         }
@@ -241,7 +248,8 @@ class EndpointResult:
     tokens_from: str = ""  # whose tokenizer counted the prompts (engine endpoint, local file, words)
     warnings: Counter[str] = field(default_factory=Counter)  # the kit's stricter findings on vLLM successes
     sweep: dict[str, Any] | None = None  # sweep.py: the load ladder and the best point within the SLOs
-    cut_short: int = 0  # requests not sent or cancelled at --max-seconds (or at SIGINT/SIGTERM)
+    cut_short: int = 0  # requests not sent or cancelled at --max-seconds (or at SIGINT/SIGTERM, the error budget)
+    stopped_early: str = ""  # why the run stopped before its last request (the error budget), "" otherwise
     interrupted: str = ""  # "SIGINT"/"SIGTERM" when the run was stopped by it (what completed is kept)
 
     @property
@@ -257,6 +265,12 @@ class EndpointResult:
     @property
     def failovers(self) -> int:
         return sum(r.failovers for r in self.requests)
+
+
+def budget_line(point: Point, cfg: BenchConfig) -> str:
+    failed = sum(1 for r in point.requests if not r.success)
+    return (f"error budget spent: {failed} requests failed, more than --max-failure-share {cfg.max_failure_share:g} "
+            f"allows of {len(point.requests) + point.cut_short}; stopped early")
 
 
 def failure_share(r: EndpointResult) -> float | None:
@@ -401,15 +415,17 @@ class Point:
     requests: list[RequestResult]
     duration: float
     cut_short: int = 0
+    budget_spent: bool = False  # stopped by the error budget (more failures than --max-failure-share allows)
 
 
 async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], reqs: list[SampleRequest], *,
                     rate: float, burstiness: float, seed: int, max_concurrency: int | None,
                     ramp: tuple[str, float, float] | None = None, deadline: float | None = None,
-                    on_done: Callable[[], None] | None = None) -> Point:
+                    on_done: Callable[[], None] | None = None, max_failures: int | None = None) -> Point:
     """vLLM's benchmark loop: send each request at its time, bounded by the semaphore; the duration runs from
     before the first send time to the last answer. With ``deadline`` (perf_counter), requests not yet sent
-    are dropped and those in flight cancelled when it passes (``cut_short``)."""
+    are dropped and those in flight cancelled when it passes (``cut_short``); the same when SIGINT/SIGTERM
+    arrive (:class:`Stop`) or, with ``max_failures`` (the error budget), once more requests than that failed."""
     times = send_times(len(reqs), rate, burstiness, seed, ramp)
     sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
 
@@ -422,9 +438,37 @@ async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], r
         res.queue_wait = max(res.start_time - arrival, 0.0)
         if on_done is not None:
             on_done()
+        if not res.success and max_failures is not None and halt is not None:
+            failures[0] += 1
+            if failures[0] > max_failures:
+                halt.set()
         return res
 
-    stop = STOP.get()
+    signalled = STOP.get()
+    failures = [0]
+    halt: asyncio.Event | None = signalled.event if signalled is not None else None
+    relay: asyncio.Future[Any] | None = None
+    if max_failures is not None:
+        halt = asyncio.Event()
+        if signalled is not None:
+            relay = asyncio.ensure_future(_relay(signalled.event, halt))
+    try:
+        point = await _send_all(reqs, times, one, halt, deadline)
+    finally:
+        if relay is not None:
+            relay.cancel()
+    point.budget_spent = max_failures is not None and failures[0] > max_failures
+    return point
+
+
+async def _relay(src: asyncio.Event, dst: asyncio.Event) -> None:
+    await src.wait()
+    dst.set()
+
+
+async def _send_all(reqs: list[SampleRequest], times: list[float],
+                    one: Callable[[SampleRequest, float], Coroutine[Any, Any, RequestResult]],
+                    stop: asyncio.Event | None, deadline: float | None) -> Point:
     start = time.perf_counter()
     tasks: list[asyncio.Task[RequestResult]] = []
     for req, at in zip(reqs, times, strict=True):
@@ -437,8 +481,8 @@ async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], r
                     await asyncio.sleep(wait)
                 else:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.event.wait(), wait)
-        if stop is not None and stop.event.is_set():
+                        await asyncio.wait_for(stop.wait(), wait)
+        if stop is not None and stop.is_set():
             break
         tasks.append(asyncio.create_task(one(req, time.perf_counter())))
     if deadline is None and stop is None:
@@ -446,7 +490,7 @@ async def timed_run(send: Callable[[SampleRequest], Awaitable[RequestResult]], r
     else:  # all answered, or the deadline / a signal cuts the rest: O(n), two waiters whatever n is
         every = asyncio.gather(*tasks, return_exceptions=True)
         waiters: set[asyncio.Future[Any]] = {every}
-        stopped = asyncio.ensure_future(stop.event.wait()) if stop is not None else None
+        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
         if stopped is not None:
             waiters.add(stopped)
         timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
@@ -554,9 +598,11 @@ async def run_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | None
         if cfg.ramp_up_strategy else None
     point = await timed_run(lambda r: t.send(r, params), t.workload, rate=cfg.request_rate,
                             burstiness=cfg.burstiness, seed=cfg.seed, max_concurrency=cfg.max_concurrency,
-                            ramp=ramp, on_done=advance)
+                            ramp=ramp, on_done=advance, max_failures=cfg.max_failures(len(t.workload)))
     await samplers.finish(result)
     fill(result, point, cfg, t)
+    if point.budget_spent:
+        result.stopped_early = budget_line(point, cfg)
     return result
 
 

@@ -132,7 +132,10 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
         task: TaskID = progress.add_task(f"{t.ep.label} · {kind} {offered}", total=len(t.workload))
         point = await bench.timed_run(lambda r: t.send(r, params), t.workload, rate=rate, burstiness=cfg.burstiness,
                                       seed=cfg.seed, max_concurrency=conc, deadline=Budget.point_end(end, loads_left),
-                                      on_done=lambda: progress.advance(task))
+                                      on_done=lambda: progress.advance(task),
+                                      max_failures=cfg.max_failures(len(t.workload)))
+        if point.budget_spent and not result.stopped_early:
+            result.stopped_early = f"{offered}: {bench.budget_line(point, cfg)}; the sweep stopped climbing"
         loads_left -= 1
         progress.update(task, visible=False)
         progress.advance(overall)
@@ -151,7 +154,7 @@ async def sweep_endpoint(t: Target, cfg: BenchConfig, local: LocalTokenizer | No
     else:
         loads = ladder("concurrency", opts.points, 1, top_conc)
     for load in loads:
-        if (end is not None and time.perf_counter() >= end) or bench.stopping():
+        if (end is not None and time.perf_counter() >= end) or bench.stopping() or result.stopped_early:
             break
         if opts.mode == "rate":
             cur = await run("rate", f"{load:.2f} req/s", load, cfg.max_concurrency)

@@ -200,6 +200,9 @@ def bench_parser() -> argparse.ArgumentParser:
                        help="share of failed requests (0 to 1) an endpoint may have and still pass; more fails "
                        "the run (exit 1). Default 0: any failed request fails it. A --sweep is judged by its "
                        "SLOs instead")
+    stats.add_argument("--error-budget", action="store_true",
+                       help="stop a run as soon as more requests failed than --max-failure-share allows of "
+                       "--num-prompts (its verdict cannot change any more); a sweep stops climbing there")
     stats.add_argument("--percentile-metrics", default="ttft,tpot,itl,e2el", metavar="LIST",
                        help="metrics with statistics (default ttft,tpot,itl,e2el)")
     stats.add_argument("--metric-percentiles", default="50,90,99", metavar="LIST",
@@ -287,7 +290,8 @@ def config_from_args(a: argparse.Namespace) -> Any:
         ramp_up_strategy=a.ramp_up_strategy, ramp_up_start_rps=a.ramp_up_start_rps,
         ramp_up_end_rps=a.ramp_up_end_rps, tokenizer=a.tokenizer, timeout=a.timeout,
         request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed,
-        ca_bundle=a.ca_bundle, insecure=a.insecure, max_failure_share=a.max_failure_share)
+        ca_bundle=a.ca_bundle, insecure=a.insecure, max_failure_share=a.max_failure_share,
+        error_budget=a.error_budget)
 
 
 def check_known_apis(eps: list[Any], api: str | None) -> None:
@@ -349,7 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(err, f"{r.label}: {n} failed: {reason}")
         for reason, n in sorted(r.warnings.items(), key=lambda kv: -kv[1]):
             say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
-        if r.cut_short:
+        if r.stopped_early:
+            say(err, f"{r.label}: {r.stopped_early}")
+        elif r.cut_short:
             say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at "
                  f"{'the ' + r.interrupted if r.interrupted else '--max-seconds'}")
     stopped_by = next((r.interrupted for r in results if r.interrupted), "")

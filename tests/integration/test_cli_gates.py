@@ -285,3 +285,30 @@ def test_no_arguments_means_the_compose_services_running_here(tmp_path: Path) ->
         assert "http://127.0.0.1:11434" not in urls or any("ollama" in e.get("name", "") for e in doc["endpoints"])
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+# -- 6. the error budget ---------------------------------------------------------------------------------------
+def test_the_error_budget_stops_a_run_once_its_verdict_is_decided(odd: str, tmp_path: Path) -> None:
+    """Every 4th request fails. Tolerating none, the run stops at the first failure (the verdict cannot change);
+    tolerating 25% of 40, the 10 failures fit and the run goes to the end."""
+    out = tmp_path / "b.json"
+    base = ["--model", "m", "--num-prompts", "40", "--max-concurrency", "1", "--input-len", "4", "--output-len", "3",
+            "--no-gpu-sampling", "--error-budget", "--json", str(out)]
+    r = run("smoke-bench", f"openai={odd}/fail4-budget0", *base)
+    assert r.returncode == 1 and "error budget spent: 1 requests failed" in r.stderr, r.stderr
+    e = json.loads(out.read_text())["endpoints"][0]
+    assert (e["completed"], e["failed"], e["cut_short"]) == (2, 1, 37)
+    assert "stopped early" in e["stopped_early"]
+    r = run("smoke-bench", f"openai={odd}/fail4-budget25", *base, "--max-failure-share", "0.25")
+    assert r.returncode == 0 and "error budget" not in r.stderr, r.stderr
+    e = json.loads(out.read_text())["endpoints"][0]
+    assert (e["completed"], e["failed"], e["cut_short"], e["stopped_early"]) == (30, 10, 0, None)
+
+
+def test_the_error_budget_stops_a_sweep_climbing(odd: str, tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    r = run("smoke-bench", f"openai={odd}/fail4-sweep", *QUICK, "--sweep", "--sweep-points", "4", "--error-budget",
+            "--json", str(out))
+    e = json.loads(out.read_text())["endpoints"][0]
+    assert "the sweep stopped climbing" in (e["stopped_early"] or ""), r.stderr
+    assert len(e["sweep"]["points"]) <= 2  # one user and the burst; no ladder
