@@ -163,7 +163,7 @@ def to_dict(r: EndpointResult, cfg: BenchConfig | None = None) -> dict[str, Any]
               "gpu_memory": r.gpu_memory.to_dict() if r.gpu_memory else None,
               "served_by": r.served_by, "failovers": r.failovers, "prompt_tokens_from": r.tokens_from,
               "cut_short": r.cut_short, "interrupted": r.interrupted or None,
-              "stopped_early": r.stopped_early or None})
+              "stopped_early": r.stopped_early or None, "server_metrics_scrapes": r.scrapes})
     for k, v in r.meta.items():
         d.setdefault(k, v)
     if r.engine_stats:

@@ -163,6 +163,8 @@ def output_file(flag: str, path: str, *, suffixes: tuple[str, ...] = (), make_fo
     """A file the run will write, checked before any request (ConfigError naming ``flag``): the right suffix,
     not a directory, writable; its folder must exist, or with ``make_folders`` (created at write time) the
     nearest existing folder must be writable."""
+    if "\0" in path:
+        raise ConfigError(f"{flag} {path!r}: a file name cannot hold a NUL character")
     p = Path(path)
     if suffixes and p.suffix.lower() not in suffixes:
         raise ConfigError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")

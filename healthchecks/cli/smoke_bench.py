@@ -46,6 +46,7 @@ from .endpoint_args import add_endpoint_arguments, resolve_endpoints
 DEFAULT_SLO = {"ttft": 2000.0, "tpot": 100.0}  # --sweep without --goodput: an interactive chat user
 SLO_TEXT = "ttft:2000 tpot:100"
 DEFAULT_PROMPTS = 16
+SCRAPE_INTERVAL = 2.0  # bench.SCRAPE_INTERVAL (not imported here: the parser loads before the benchmark)
 METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
 
 
@@ -226,6 +227,10 @@ def bench_parser() -> argparse.ArgumentParser:
     outs.add_argument("--plot", metavar="FILE.png", help="PNG comparing the endpoints (sweep: latency vs "
                       "throughput curves)")
     outs.add_argument("--html", metavar="FILE.html", help="one self-contained report page (no network)")
+    outs.add_argument("--scrape-interval", type=seconds, default=SCRAPE_INTERVAL, metavar="S",
+                      help=f"seconds between scrapes of the engine's /metrics (vLLM's KV-cache gauge; default "
+                      f"{SCRAPE_INTERVAL:g}: each costs the server ~9 ms, well under 1%%); the cost is printed")
+    outs.add_argument("--no-server-metrics", action="store_true", help="do not scrape the engine's /metrics")
     outs.add_argument("--no-gpu-sampling", action="store_true", help="do not sample nvidia-smi during the run")
     return p
 
@@ -246,6 +251,9 @@ def config_from_args(a: argparse.Namespace) -> Any:
                                   (a.html, "--html", ())):
         if value:
             output_file(flag, value, suffixes=suffixes, make_folders=True)
+    for flag, value in (("--dataset-path", a.dataset_path), ("--tokenizer", a.tokenizer)):
+        if value and "\0" in value:
+            raise ConfigError(f"{flag} {value!r}: a file name cannot hold a NUL character")
     pm = _csv(a.percentile_metrics, "--percentile-metrics")
     if bad := [m for m in pm if m not in METRIC_NAMES]:
         raise ConfigError(f"--percentile-metrics {bad[0]}: expected names from {','.join(METRIC_NAMES)}")
@@ -291,7 +299,7 @@ def config_from_args(a: argparse.Namespace) -> Any:
         ramp_up_end_rps=a.ramp_up_end_rps, tokenizer=a.tokenizer, timeout=a.timeout,
         request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed,
         ca_bundle=a.ca_bundle, insecure=a.insecure, max_failure_share=a.max_failure_share,
-        error_budget=a.error_budget)
+        error_budget=a.error_budget, scrape_interval=None if a.no_server_metrics else a.scrape_interval)
 
 
 def check_known_apis(eps: list[Any], api: str | None) -> None:
@@ -353,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(err, f"{r.label}: {n} failed: {reason}")
         for reason, n in sorted(r.warnings.items(), key=lambda kv: -kv[1]):
             say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
+        if r.scrapes and r.scrapes["scrapes"]:
+            sc = r.scrapes
+            share = sc["response_share_of_run"]
+            say(err, f"{r.label}: server metrics: {sc['scrapes']} scrapes of /metrics every {sc['interval_s']:g} s, "
+                 f"{sc['mean_response_ms']:.1f} ms each"
+                 + (f", {100 * share:.2f}% of the run's time (an upper bound of the server's cost)" if share else ""))
         if r.stopped_early:
             say(err, f"{r.label}: {r.stopped_early}")
         elif r.cut_short:

@@ -368,6 +368,8 @@ def read_api_key(path: str | None, env: str | None = None) -> str | None:
             raise ConfigError(f"environment variable {env} is empty or not set")
         register_secret(value)
         return _one_token(value, f"environment variable {env}")
+    if "\0" in path:  # open() would raise ValueError before any system call
+        raise ConfigError(f"API key file {path!r} cannot be read: a file name cannot hold a NUL character")
     if path in _READ_ONCE:  # a pipe (`--api-key-file <(pass show lab/vllm)`) can be read only once
         return _READ_ONCE[path]
     try:

@@ -10,7 +10,8 @@ Ollama-style (``/MODE/`` "Ollama is running", ``/MODE/api/tags``, ``/MODE/api/ge
 Every POST's headers are recorded; ``GET /MODE/_seen`` returns the last ones.
 Failures and pace (OpenAI-style, any suffix so that each test counts its own requests): ``fail4...`` answers
 every 4th POST of that exact mode with a 500 (the first, smoke-bench's initial test request, succeeds), ``slow...``
-sends each of its 3 tokens 0.3 s apart.
+sends each of its 3 tokens 0.3 s apart. ``GET /MODE/metrics`` is vLLM's KV-cache gauge (0.42), each scrape counted:
+``GET /MODE/_scrapes`` returns how many.
 
 Run: ``python tests/doubles/odd_server.py PORT`` (or :func:`serve` in a thread)."""
 
@@ -69,6 +70,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, "Ollama is running", "text/plain")
         if rest == "/_seen":
             return self.send(200, json.dumps(Handler.seen.get(mode, {})))
+        if rest == "/_scrapes":
+            return self.send(200, json.dumps(Handler.posts.get(mode + "/metrics", 0)))
+        if rest == "/metrics":  # vLLM's KV-cache gauge; every scrape counted per mode
+            with Handler.lock:
+                Handler.posts[mode + "/metrics"] += 1
+            return self.send(200, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc 0.42\n",
+                             "text/plain")
         if rest.startswith("/v1/models"):
             return self.send(200, json.dumps({"object": "list", "data": [{"id": "m"}]}))
         if rest == "/api/tags":

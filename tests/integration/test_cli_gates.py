@@ -312,3 +312,26 @@ def test_the_error_budget_stops_a_sweep_climbing(odd: str, tmp_path: Path) -> No
     e = json.loads(out.read_text())["endpoints"][0]
     assert "the sweep stopped climbing" in (e["stopped_early"] or ""), r.stderr
     assert len(e["sweep"]["points"]) <= 2  # one user and the burst; no ladder
+
+
+# -- 6. server metrics: a setting, its cost printed, off with one flag -----------------------------------------
+def test_server_metrics_scrape_interval_cost_and_off(odd: str, tmp_path: Path) -> None:
+    import httpx
+
+    out = tmp_path / "m.json"
+    args = ["--model", "m", "--num-prompts", "6", "--max-concurrency", "2", "--input-len", "4", "--output-len", "3",
+            "--no-gpu-sampling", "--json", str(out)]
+    r = run("smoke-bench", f"vllm={odd}/slow-scrape", *args, "--scrape-interval", "0.5")
+    assert r.returncode == 0, r.stderr
+    e = json.loads(out.read_text())["endpoints"][0]
+    sc = e["server_metrics_scrapes"]
+    seen = httpx.get(f"{odd}/slow-scrape/_scrapes").json()
+    assert sc["interval_s"] == 0.5 and sc["scrapes"] == seen and 3 <= seen <= 12, (sc, seen)
+    assert e["kv_cache_peak_pct"] == 42.0 and 0 < sc["response_share_of_run"] < 0.5
+    assert re.search(r"server metrics: \d+ scrapes of /metrics every 0\.5 s, [\d.]+ ms each, [\d.]+% of the run",
+                     r.stderr), r.stderr
+    r = run("smoke-bench", f"vllm={odd}/slow-noscrape", *args, "--no-server-metrics")
+    assert r.returncode == 0 and "server metrics" not in r.stderr
+    assert httpx.get(f"{odd}/slow-noscrape/_scrapes").json() == 0
+    e = json.loads(out.read_text())["endpoints"][0]
+    assert e["server_metrics_scrapes"] is None and e["kv_cache_peak_pct"] is None
