@@ -335,3 +335,13 @@ def test_server_metrics_scrape_interval_cost_and_off(odd: str, tmp_path: Path) -
     assert httpx.get(f"{odd}/slow-noscrape/_scrapes").json() == 0
     e = json.loads(out.read_text())["endpoints"][0]
     assert e["server_metrics_scrapes"] is None and e["kv_cache_peak_pct"] is None
+
+
+def test_num_prompts_defaults_to_a_smoke_run(odd: str, tmp_path: Path) -> None:
+    """--num-prompts is no longer required (smoke-bench with no arguments after `make demo`): 16 requests."""
+    out = tmp_path / "d.json"
+    r = run("smoke-bench", f"openai={odd}/ok", "--model", "m", "--input-len", "4", "--output-len", "3",
+            "--no-gpu-sampling", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["num_prompts"] == 16 and doc["endpoints"][0]["completed"] == 16

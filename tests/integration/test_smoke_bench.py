@@ -117,7 +117,7 @@ def test_engine_killed_during_run(engine_logs: Path, tmp_path: Path) -> None:
         (["--num-prompts", "2", "--api", "ollama"], "--api ollama is not served by vllm@127.0.0.1:9"),
         (["--num-prompts", "2", "--dataset", "/nonexistent.jsonl"], "No such file"),
         (["--num-prompts", "2", "--api", "grpc"], "invalid choice"),
-        ([], "--num-prompts"),
+        (["--num-prompts"], "argument --num-prompts: expected one argument"),  # issue 22: no longer required
     ],
 )
 def test_bad_arguments(args: list[str], needle: str) -> None:
