@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import __version__
-from .endpoints import compose_files, load_compose, project_name, read_dotenv
+from .endpoints.compose import compose_files, load_compose, project_name, read_dotenv
 from .errors import ConfigError
 from .numbers import ascii_int
 from .stack import SettingError

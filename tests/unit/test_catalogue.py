@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from healthchecks import preflight, stack
-from healthchecks.endpoints import from_compose, read_dotenv
+from healthchecks.endpoints.compose import from_compose, read_dotenv
 from healthchecks.engines import CATALOGUE, DEPLOYED, ENGINES, NAMES
 
 pytestmark = pytest.mark.unit
@@ -143,7 +143,7 @@ def test_no_engine_name_branch_outside_the_engine_modules() -> None:
 
 
 def test_an_engine_with_a_public_address_is_named_alone() -> None:
-    from healthchecks.endpoints import parse_endpoint
+    from healthchecks.endpoints.url import parse_endpoint
     from healthchecks.errors import ConfigError
 
     ep = parse_endpoint("hf")
