@@ -310,6 +310,16 @@ def test_check_mode_lists_the_packages_a_real_run_installs() -> None:
     assert _check_listing("nvidia_driver", "Say which driver packages", t, present) == ([], False)
     assert _check_listing("nvidia_driver", "Say which driver packages", t,
                           {**present, "nvidia-open": "580.105.08-1"}) == (["nvidia-open=580.95.05-*"], True)
+    # the branch lock alone: an installed release of the branch is asked for exactly (apt would install the newest
+    # match of 580.*, moving a serving host to 580.105.08), another branch's or none by the glob
+    t = render("nvidia_driver", "debian12", nvidia_driver_fm_wanted=False, nvidia_driver_nvlink5_wanted=False)
+    assert _check_listing("nvidia_driver", "Say which driver packages", t, present) == ([], False)
+    assert value(t, "nvidia_driver_apt_driver_specs") == ["nvidia-open=580.95.05-1"]
+    t = render("nvidia_driver", "debian12", nvidia_driver_branch="590", nvidia_driver_fm_wanted=False,
+               nvidia_driver_nvlink5_wanted=False)
+    t.available_variables = {**t.available_variables, "ansible_facts": {
+        **t.available_variables["ansible_facts"], "packages": {"nvidia-open": [{"version": "580.95.05-1"}]}}}
+    assert value(t, "nvidia_driver_apt_driver_specs") == ["nvidia-open=590.*"]
     t = render("nvidia_driver", "ubuntu2204", nvidia_driver_fm_wanted=True, nvidia_driver_nvlink5_wanted=True)
     missing, _ = _check_listing("nvidia_driver", "Say which driver packages", t, {})
     assert missing[0] == "nvidia-open-580=580.*" and "nvidia-driver-pinning-580" not in missing
