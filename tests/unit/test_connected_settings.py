@@ -82,6 +82,19 @@ def test_proxy_task_environment(http: str, https: str, want: dict) -> None:
     assert bool(value(t, "proxy_has_credentials")) is ("@" in http + https)
 
 
+def test_apt_reaches_the_no_proxy_mirrors_directly() -> None:
+    """apt has no no_proxy: the lab's mirrors become apt's per-host DIRECT entries (apt.conf(5))."""
+    t = templar("proxy", proxy_http="http://proxy.lab:3128", ansible_managed="managed",
+                proxy_no_proxy="localhost, 127.0.0.1,apt-mirror.lab,10.0.0.0/8,.lab.example,hub.lab:8080,*.corp")
+    hosts = t.template(t.available_variables["proxy_apt_direct_hosts"])
+    assert hosts == ["localhost", "127.0.0.1", "apt-mirror.lab", "lab.example", "hub.lab"]
+    task = next(x for x in flat_tasks(yaml.safe_load((ROLES / "proxy" / "tasks" / "main.yml").read_text()))
+                if x.get("ansible.builtin.copy", {}).get("dest") == "/etc/apt/apt.conf.d/95gik-proxy")
+    conf = t.template(trust_as_template(task["ansible.builtin.copy"]["content"]))
+    assert 'Acquire::http::Proxy "http://proxy.lab:3128";' in conf
+    assert 'Acquire::http::Proxy::apt-mirror.lab "DIRECT";' in conf and "10.0.0.0" not in conf
+
+
 def test_every_downloading_task_of_these_roles_uses_the_proxy_environment() -> None:
     """get_url, uri and apt deb= use a proxy only from the task's environment (not apt's proxy setting)."""
     downloaders = ("ansible.builtin.get_url", "ansible.builtin.uri")
