@@ -198,3 +198,16 @@ def llamacpp_with_key(engine_logs: Path, tmp_path_factory: pytest.TempPathFactor
     engine = _start("llamacpp-key", argv, f"http://127.0.0.1:{port}", "/health", engine_logs, 120)
     yield engine, key_file
     _stop(engine)
+
+
+def trust_templates(o: Any) -> Any:
+    """Role YAML as Ansible loads it: every string trusted as a template (ansible-core 2.19), at any depth."""
+    from ansible.template import trust_as_template
+
+    if isinstance(o, str):
+        return trust_as_template(o)
+    if isinstance(o, dict):
+        return {k: trust_templates(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [trust_templates(v) for v in o]
+    return o

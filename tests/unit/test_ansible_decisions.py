@@ -11,6 +11,7 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from conftest import trust_templates
 
 pytestmark = pytest.mark.unit
 ROLES = Path(__file__).resolve().parents[2] / "roles"
@@ -130,14 +131,7 @@ EXPECTED_DOCKER = {
 CONFLICTS = {"Debian": {"docker.io", "containerd", "runc"}, "RedHat": {"podman", "runc", "buildah"}}
 
 
-def _trust(o: Any) -> Any:
-    if isinstance(o, str):
-        return trust_as_template(o)
-    if isinstance(o, dict):
-        return {k: _trust(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_trust(v) for v in o]
-    return o
+_trust = trust_templates
 
 
 def render(role: str, host: str, **overrides: Any) -> Templar:

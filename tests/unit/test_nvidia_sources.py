@@ -17,7 +17,7 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from conftest import flat_tasks
+from conftest import flat_tasks, trust_templates
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,14 +40,7 @@ SOURCES = ("GDC@", "NARD", "NCT", "DIG", "CTIG", "developer.download.nvidia.com"
            "apt_preferences(5)", "fabric-manager-user-guide")
 
 
-def _trust(o: Any) -> Any:
-    if isinstance(o, str):
-        return trust_as_template(o)
-    if isinstance(o, dict):
-        return {k: _trust(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_trust(v) for v in o]
-    return o
+_trust = trust_templates
 
 
 def render(role: str, host: str, **overrides: Any) -> Templar:
