@@ -43,8 +43,9 @@ def container_for_port(docker_client: Any, port: int) -> Any | None:
     return None
 
 
-def deployed_services(project: str) -> set[str] | None:
-    """Service names with a container in compose project ``project``; None when docker is unreachable."""
+def _list_containers(**filters: Any) -> list[Any] | None:
+    """The local daemon's containers matching docker's ``filters`` (``all`` lists stopped ones too); None when
+    Docker cannot be reached."""
     try:
         from docker.errors import DockerException
     except ImportError:  # pragma: no cover
@@ -52,9 +53,17 @@ def deployed_services(project: str) -> set[str] | None:
     dc = client(timeout=5)
     if dc is None:
         return None
+    list_all = bool(filters.pop("all", False))
     try:
-        containers = dc.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+        return list(dc.containers.list(all=list_all, filters=filters))
     except DockerException:
+        return None
+
+
+def deployed_services(project: str) -> set[str] | None:
+    """Service names with a container in compose project ``project``; None when docker is unreachable."""
+    containers = _list_containers(all=True, label=f"com.docker.compose.project={project}")
+    if containers is None:
         return None
     return {c.labels.get("com.docker.compose.service", "") for c in containers}
 
@@ -63,16 +72,8 @@ def running_labelled(label: str) -> list[dict[str, str]] | None:
     """The running containers carrying ``{label}.engine`` (the kit's compose services), each as its labels plus
     ``host_ip``/``host_port`` (where the container port named by ``{label}.port`` is published; "" when it is
     not), ``service`` and ``project``. None when Docker cannot be reached."""
-    try:
-        from docker.errors import DockerException
-    except ImportError:  # pragma: no cover
-        return None
-    dc = client(timeout=5)
-    if dc is None:
-        return None
-    try:
-        containers = dc.containers.list(filters={"label": f"{label}.engine", "status": "running"})
-    except DockerException:
+    containers = _list_containers(label=f"{label}.engine", status="running")
+    if containers is None:
         return None
     found = []
     for c in containers:
