@@ -28,6 +28,12 @@ def gpu_report(argv: Sequence[str] | None = None) -> int:
     return console_script("gpu-report", main, argv)
 
 
+def lab_report(argv: Sequence[str] | None = None) -> int:
+    from .lab_report import main
+
+    return console_script("lab-report", main, argv)
+
+
 def prepare_model(argv: Sequence[str] | None = None) -> int:
     from .prepare_model import main
 
