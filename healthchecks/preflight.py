@@ -1,8 +1,9 @@
 """``compose-preflight``: validate a compose project's settings before ``up`` and name every bad value.
 
 Checks .env syntax and values (ports, fractions, flags, addresses), that the secret files exist as
-regular files and are not readable by others, that model paths under MODELS_DIR exist, that enabled
-engines do not share a port, and that each port is free (or already held by this same project).
+regular files and are not readable by others, that no engine is published beyond loopback without an API
+key (healthchecks/exposure.py; ALLOW_UNAUTHENTICATED=1 opts out), that model paths under MODELS_DIR exist,
+that enabled engines do not share a port, and that each port is free (or already held by this same project).
 Never prints a secret's content.
 """
 
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import __version__
+from . import __version__, exposure
 from .endpoints.compose import compose_files, load_compose, project_name, read_dotenv
 from .errors import ConfigError
 from .numbers import ascii_int
@@ -96,6 +97,29 @@ def _check_secret(project: Path, env: Mapping[str, str], key: str) -> list[str]:
         return [f"secret file {raw} ({key}) has mode {stat.S_IMODE(st.st_mode):04o}: "
                 f"make it 0600 or stricter (chmod 600 {path})"]
     return []
+
+
+def _has_key(project: Path, env: Mapping[str, str], key: str) -> bool:
+    """Whether the key file ``key`` names holds a key (anything but blanks); its content is never shown."""
+    raw = _get(env, key)
+    path = (project / raw) if not os.path.isabs(raw) else Path(raw)
+    try:
+        return path.is_file() and path.read_bytes().strip() != b""
+    except OSError:
+        return False
+
+
+def _check_exposure(project: Path, env: Mapping[str, str], doc: Mapping[str, object],
+                    services: list[str]) -> list[str]:
+    """No engine published beyond loopback without an API key (the one rule: healthchecks/exposure.py)."""
+    keyed = {}
+    for name in services:
+        setting = exposure.key_file_setting(name, STACK)
+        keyed[name] = bool(setting and setting.env and _has_key(project, env, setting.env))
+    try:
+        return exposure.compose_refusals(doc, env, services, keyed, STACK)
+    except ConfigError as exc:  # a ${VAR:?message} in a ports line
+        return [str(exc)]
 
 
 def _check_models(project: Path, env: Mapping[str, str], services: list[str]) -> list[str]:
@@ -195,14 +219,18 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
     for f in missing:
         errors.append(f"COMPOSE_FILE names {f.name}, which is not in {project}")
     name = None
+    doc: dict[str, object] = {}
     if not missing:
         _, _, doc = load_compose(project, src)
         name = doc.get("name")
     proj = project_name(project, compose_env, name if isinstance(name, str) else None)
+    if not errors:  # the exposure rule needs every value right and the compose files read
+        errors += _check_exposure(project, env, doc, services)
     errors += _check_secret(project, env, STACK.settings["hf_token_file"].env or "")
-    for name, engine in STACK.engines.items():
-        if name in services and engine.api_key_file_setting and engine.api_key_file_setting.env:
-            errors += _check_secret(project, env, engine.api_key_file_setting.env)
+    for name in STACK.engines:
+        key_file = exposure.key_file_setting(name, STACK)
+        if name in services and key_file and key_file.env and _get(env, key_file.env) != os.devnull:
+            errors += _check_secret(project, env, key_file.env)
     errors += _check_models(project, env, services)
     errors += _check_ports(env, services, proj)
     return errors

@@ -1,0 +1,222 @@
+"""No engine exposed without authentication: the one rule compose-preflight, the Ansible settings check (the first
+play, roles/preflight) and the pyinfra deploy apply before any change.
+
+An engine whose port is published on an address other than loopback (127.0.0.0/8, ::1, localhost) must require an
+API key. An engine that can take one (the catalogue gives it an API key file setting: vLLM, llama.cpp) must be
+given one; an engine that cannot (Ollama) is never published beyond loopback: the gateway is the way in from the
+network. A lab that accepts engines anyone on its network can use says so once (``preflight_allow_unauthenticated``,
+compose ``ALLOW_UNAUTHENTICATED=1``).
+
+Which address each engine's port is published on is read from the compose file the deployers ship (its ``ports:``
+lines and the settings they interpolate), so a per-engine bind setting (``OLLAMA_BIND_ADDRESS``) counts as well
+as the shared one (``BIND_ADDRESS``). Everything here is pure: settings in, one line per refused engine out; the
+callers read the key files (only whether they hold a key, never their content).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import stack
+from .endpoints.compose import interpolate
+
+# the kit's compose file: what Ansible and pyinfra ship with the .env they render
+KIT_COMPOSE = Path(__file__).resolve().parent.parent / "compose" / "compose.yaml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One published port of an engine: the host address and what chose it (a setting's name, or the compose
+    file itself when the address is written there)."""
+
+    address: str
+    setting: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """An engine that will run: where its port is published, the setting that gives it an API key (None: the engine
+    cannot take one, or this deployer cannot give it one) and whether it has one."""
+
+    engine: str
+    bindings: tuple[Binding, ...]
+    key_setting: str | None
+    keyed: bool
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``; every other address (0.0.0.0, ::, a host's address, "") is the network."""
+    text = address.strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def refusals(engines: Sequence[Published], *, allow_unauthenticated: bool, allow_setting: str) -> list[str]:
+    """One line per engine published beyond loopback without an API key, naming the settings to change; none when
+    the lab opted out (``allow_setting`` is how it does: ``ALLOW_UNAUTHENTICATED=1``)."""
+    if allow_unauthenticated:
+        return []
+    out = []
+    for e in engines:
+        exposed = [b for b in e.bindings if not is_loopback(b.address)]
+        if not exposed or e.keyed:
+            continue
+        b = exposed[0]
+        where = f"{e.engine} would be published on {b.address or '0.0.0.0'} ({b.setting})"
+        if e.key_setting is None:
+            out.append(f"{where} but cannot require an API key here: publish it on 127.0.0.1 (the gateway is the "
+                       f"way in from the network), or set {allow_setting} to accept an engine anyone on the network "
+                       "can use")
+        else:
+            out.append(f"{where} without an API key: give it one ({e.key_setting}), publish it on 127.0.0.1, or set "
+                       f"{allow_setting} to accept an engine anyone on the network can use")
+    return out
+
+
+# -- where each engine is published: the compose file's ports lines ---------------------------------------------
+def bindings(doc: Mapping[str, Any], env: Mapping[str, str], service: str,
+             names: Mapping[str, str] | None = None) -> tuple[Binding, ...]:
+    """The host addresses ``service``'s ports are published on, as compose interpolates them with ``env``; each
+    named by the variable that chose it (``names`` renames variables, e.g. to Ansible's names)."""
+    services = doc.get("services")
+    svc = services.get(service) if isinstance(services, Mapping) else None
+    ports = svc.get("ports") if isinstance(svc, Mapping) else None
+    out = []
+    for p in ports if isinstance(ports, list) else []:
+        if isinstance(p, Mapping):  # long syntax: host_ip (absent: every interface)
+            if p.get("published") in (None, ""):
+                continue
+            raw = str(p.get("host_ip") or "")
+        else:
+            host = _host_part(str(p))
+            if host is None:
+                continue
+            raw = host
+        address = interpolate(raw, env, f"service {service}: ports") if raw else ""
+        var = _VAR.search(raw)
+        name = (var.group(1) or var.group(2)) if var else None
+        what = (names or {}).get(name, name) if name else f"the compose file's ports of {service}"
+        out.append(Binding(address.strip("[]") or "0.0.0.0", what))
+    return tuple(out)
+
+
+def _host_part(text: str) -> str | None:
+    """The host address part of a short-syntax port (``[HOST:]PUBLISHED:TARGET[/proto]``), "" when absent, None
+    when nothing is published. ``:`` inside ``${VAR:-default}`` or ``[ipv6]`` does not split."""
+    parts, cur, braces, brackets = [], "", 0, 0
+    for ch in text.split("/")[0]:
+        braces += (ch == "{") - (ch == "}")
+        brackets += (ch == "[") - (ch == "]")
+        if ch == ":" and braces == 0 and brackets == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    if len(parts) == 1:
+        return None  # a container port only: a random host port, not how an engine is published
+    return ":".join(parts[:-2])  # "" without a host part; an unbracketed IPv6 address keeps its colons
+
+
+# -- the engines' API keys: the catalogue's key file setting -------------------------------------------------------
+def key_file_setting(name: str, catalogue: stack.Catalogue | None = None) -> stack.Setting | None:
+    """The setting holding ``name``'s API key file: the catalogue's ``api_key_file_setting``, else its setting
+    ``<engine>_api_key_file``; None for an engine that cannot take a key."""
+    cat = catalogue or stack.load()
+    entry = cat.engines.get(name)
+    if entry is not None and entry.api_key_file_setting is not None:
+        return entry.api_key_file_setting
+    return cat.settings.get(f"{name}_api_key_file")
+
+
+@cache
+def kit_compose() -> dict[str, Any]:
+    """The kit's compose file (compose/compose.yaml), which Ansible and pyinfra ship."""
+    doc = yaml.safe_load(KIT_COMPOSE.read_text(encoding="utf-8"))
+    return doc if isinstance(doc, dict) else {}
+
+
+# -- a compose project (compose-preflight) ------------------------------------------------------------------------
+def compose_refusals(doc: Mapping[str, Any], env: Mapping[str, str], services: Sequence[str],
+                     keyed: Mapping[str, bool], catalogue: stack.Catalogue | None = None) -> list[str]:
+    """The rule for a compose project: ``doc`` its merged compose files (not interpolated), ``env`` its settings
+    (.env and the process environment, as compose resolves them), ``services`` the engines to start, ``keyed``
+    whether each engine's key file holds a key (read by the caller)."""
+    cat = catalogue or stack.load()
+    allow = cat.settings["preflight_allow_unauthenticated"]
+    try:
+        allowed = bool(allow.convert(env.get(allow.env or "", ""), source="env"))
+    except stack.SettingError:
+        return []  # named by the settings check
+    published = []
+    for e in services:
+        if e not in cat.engines:
+            continue
+        ks = key_file_setting(e, cat)
+        published.append(Published(e, bindings(doc, env, e), ks.env if ks else None, bool(keyed.get(e))))
+    return refusals(published, allow_unauthenticated=allowed, allow_setting=f"{allow.env}=1")
+
+
+# -- the deployers' settings (Ansible names: the inventory, -e, pyinfra --data) -------------------------------------
+def deployer_refusals(values: Mapping[str, Any], *, keyed: Mapping[str, bool], key_names: Mapping[str, str],
+                      compose: Mapping[str, Any] | None = None, catalogue: stack.Catalogue | None = None) -> list[str]:
+    """The rule for a deployer that renders the compose .env from its settings (``values`` by their Ansible names,
+    typed or as text): the engines it runs (``inference_stack_engines``), the address each is published on (the
+    .env it renders: every catalogue setting with an Ansible name, the others at compose's default), whether each
+    has a key (``keyed``, engine -> bool, read by the caller) and what gives it one (``key_names``, engine -> the
+    deployer's setting). Settings that do not convert are left to the settings check."""
+    cat = catalogue or stack.load()
+    typed: dict[str, Any] = {}
+    for name, setting in cat.by_ansible().items():
+        if values.get(name) is not None:
+            try:
+                typed[name] = setting.convert(values[name], name=name)
+            except stack.SettingError:
+                return []  # the settings check names it; the rule needs every value
+    env = cat.env_defaults()
+    names: dict[str, str] = {}
+    for s in cat.settings.values():
+        if s.env and s.ansible:
+            env[s.env] = s.env_text(typed.get(s.ansible, s.default))
+            names[s.env] = s.ansible
+    engines_setting = cat.settings["engines"]
+    engines = typed.get(engines_setting.ansible or "", engines_setting.default)
+    allow = cat.settings["preflight_allow_unauthenticated"]
+    doc = kit_compose() if compose is None else compose
+    published = [Published(e, bindings(doc, env, e, names), key_names.get(e) if key_file_setting(e, cat) else None,
+                           bool(keyed.get(e)))
+                 for e in engines if e in cat.engines]
+    return refusals(published, allow_unauthenticated=bool(typed.get(allow.ansible or "", allow.default)),
+                    allow_setting=f"{allow.ansible}: true")
+
+
+def ansible_refusals(hostvars: Mapping[str, Any], options: Collection[str], allow_default: Any = None) -> list[str]:
+    """The rule for an Ansible host (``hostvars[inventory_hostname]``, read only for the settings it needs): an
+    engine's key is ``hf_secret_<engine>_api_key``, else ``vault_<engine>_api_key``; the roles can give an engine a
+    key when the hf_secret role has that option (``options``: the roles' argument-spec options; it writes the key
+    file). ``allow_default``: the preflight role's default of the opt-out (role defaults are not host vars)."""
+    cat = stack.load()
+    values = {n: hostvars[n] for n in cat.by_ansible() if n in hostvars}
+    allow = cat.settings["preflight_allow_unauthenticated"].ansible or ""
+    if allow not in values and allow_default is not None:
+        values[allow] = allow_default
+    keyed = {}
+    for e in cat.engines:
+        own, vault = f"hf_secret_{e}_api_key", f"vault_{e}_api_key"
+        key = hostvars[own] if own in hostvars else hostvars.get(vault)
+        keyed[e] = key is not None and str(key).strip() != ""
+    key_names = {e: f"vault_{e}_api_key" for e in cat.engines if f"hf_secret_{e}_api_key" in options}
+    return deployer_refusals(values, keyed=keyed, key_names=key_names, catalogue=cat)
