@@ -265,6 +265,7 @@ class EngineEntry:
     model_path_setting: Setting | None
     api_key_file_setting: Setting | None
     companions: tuple[str, ...] = ()
+    model_check: str | None = None  # the compose service that checks the model can be had before the engine starts
 
 
 @dataclass(frozen=True)
@@ -354,7 +355,8 @@ def parse(doc: Mapping[str, Any]) -> Catalogue:
                                     deployed=bool(raw.get("deployed", False)),
                                     port_setting=settings[raw["port_setting"]],
                                     model_setting=settings[raw["model_setting"]],
-                                    companions=tuple(raw.get("companions", ())), **opt)
+                                    companions=tuple(raw.get("companions", ())),
+                                    model_check=raw.get("model_check"), **opt)
     return Catalogue(engines=engines, settings=settings)
 
 

@@ -304,8 +304,6 @@ def test_typed_settings_given_as_text_work(lab: dict) -> None:
     assert recap(r.stdout)["failed"] == 0 and "Check free disk space" in r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="roles/inference_stack/tasks/deploy.yml still compares "
-                                       "inference_stack_vllm_gpu_memory_utilization unfiltered (helper C, issue 19)")
 def test_typed_settings_given_as_text_reach_the_stack(lab: dict) -> None:
     r = ansible("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), "--vault-password-file", str(lab["pw"]),
                 "--check", "--diff", "--tags", "preflight,inference_stack", *_typed_as_text(lab), timeout=300)

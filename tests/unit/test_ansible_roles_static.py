@@ -3,6 +3,7 @@ which handlers reload systemd, which package states can move an installed driver
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -183,15 +184,7 @@ def _unfiltered_reads(expression: str, names: dict[str, str]) -> list[str]:
     return bad
 
 
-# inference_stack (issue 19's owner edits it now) still asserts inference_stack_vllm_gpu_memory_utilization > 0 in
-# the second play: that range is checked in the first play from stack.yml, and the comparison stops `-e
-# inference_stack_vllm_gpu_memory_utilization=0.5` with a Jinja type error. Strict: passes once it is removed.
-_PENDING = {"inference_stack": "the second-play range assert on inference_stack_vllm_gpu_memory_utilization (text "
-                               "from -e) is still in roles/inference_stack/tasks/deploy.yml"}
-
-
-@pytest.mark.parametrize("role", [pytest.param(r.name, marks=pytest.mark.xfail(strict=True, reason=_PENDING[r.name]))
-                                  if r.name in _PENDING else r.name for r in sorted(ROLES.iterdir()) if r.is_dir()])
+@pytest.mark.parametrize("role", [r.name for r in sorted(ROLES.iterdir()) if r.is_dir()])
 def test_roles_read_typed_stack_settings_through_their_type_filter(role: str) -> None:
     from healthchecks import stack
 
@@ -219,3 +212,35 @@ def test_the_typed_read_check_finds_a_comparison() -> None:
     doc = [{"ansible.builtin.assert": {"that": ["preflight_min_free_disk_gb > 1"]}, "when": "a | bool",
             "vars": {"m": "{{ preflight_min_free_disk_gb }}"}}]
     assert _expressions(doc) == ["preflight_min_free_disk_gb > 1", "a | bool"]
+
+
+# -- the compose services inference_stack starts, from the stack catalogue -----------------------------------------
+_DEPLOYED = ["vllm", "ollama", "llamacpp"]
+
+
+@pytest.mark.parametrize("engines", [e for n in range(1, 4) for e in itertools.combinations(_DEPLOYED, n)],
+                         ids="+".join)
+def test_inference_stack_services_and_model_checks_come_from_the_catalogue(engines: tuple[str, ...]) -> None:
+    """inference_stack starts each engine and its companions and reads the verdict of each engine's model check as
+    healthchecks/stack.yml lists them (it named ollama-models and vllm-model-check by hand)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.template import Templar
+    from conftest import trust_templates
+
+    from healthchecks import stack
+
+    init_plugin_loader()  # the vars read the catalogue through the file lookup, as on the controller
+    cat = stack.load()
+    assert sorted(cat.deployed) == sorted(_DEPLOYED)
+    variables: dict[str, Any] = {}
+    for part in ("defaults", "vars"):
+        variables.update(trust_templates(yaml.safe_load((ROLES / "inference_stack" / part / "main.yml").read_text())))
+    variables.update(role_path=str(ROLES / "inference_stack"), inference_stack_engines=list(engines))
+    t = Templar(loader=DataLoader(), variables=variables)
+    assert t.template(variables["inference_stack_services"]) == cat.services(list(engines))
+    want = [{"service": cat.engines[e].model_check, "title": cat.engines[e].title}
+            for e in engines if cat.engines[e].model_check]
+    assert t.template(variables["inference_stack_model_checks"]) == want
+    if "vllm" in engines:
+        assert want == [{"service": "vllm-model-check", "title": "vLLM"}]

@@ -363,10 +363,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("compose/images/vllm-cpu/Dockerfile", "port"): "the image's EXPOSE metadata (the service's container port)",
     ("compose/images/llamacpp/Dockerfile", "port"): "the image's EXPOSE metadata (the service's container port)",
     ("inventory/hosts.yml", "list"): "the example inventory's per-host choice of engines (a user's value)",
-    # helper C's files (issue 19), changes requested in the closing report: read the catalogue's companions
-    # (stack.yml engines.ollama.companions) and api_key_file_setting instead of naming the engine
-    ("roles/inference_stack/vars/main.yml", "branch"): "to change: services from the catalogue's companions",
-    ("roles/inference_stack/tasks/deploy.yml", "branch"): "to change: the model check from the catalogue",
 }
 _N = "|".join(CAT.engines)
 SCAN_RULES = {
@@ -460,3 +456,14 @@ def test_one_ansible_boolean_reading() -> None:
         except ConfigError:
             pkg = "error"
         assert got == want == pkg, word
+
+
+@pytest.mark.parametrize("engine", [e for e in CAT.engines.values() if e.model_check], ids=lambda e: e.name)
+def test_an_engines_model_check_is_the_compose_service_it_waits_for(engine: stack.EngineEntry) -> None:
+    """stack.yml engines.<name>.model_check: compose starts that service before the engine (depends_on, healthy once
+    the model can be had) and it prints its verdict as "<service>: <cause>", the line the deployers report."""
+    services = _yaml(COMPOSE / "compose.yaml")["services"]
+    assert engine.model_check in services
+    assert services[engine.name]["depends_on"][engine.model_check] == {"condition": "service_healthy"}
+    script = "\n".join(map(str, services[engine.model_check]["entrypoint"]))
+    assert f'"{engine.model_check}: " + msg' in script
