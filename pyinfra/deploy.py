@@ -6,16 +6,21 @@
     ... --dry [--diff]                                                 # what would change; changes nothing
 
 Settings: the roles' defaults, inventory/group_vars/gpu_hosts/, then a settings file (``--data gik_settings=FILE``
-or ``GIK_SETTINGS=FILE``), then per-host data and ``--data key=value``; see gik_settings.py. Secrets come from files
-on the controller: ``hf_secret_token_file`` and ``hf_secret_vllm_api_key_file`` (pyinfra has no vault).
-A bad setting stops the run before any change, naming the setting.
+or ``GIK_SETTINGS=FILE``), then per-host data and ``--data key=value``; see gik_settings.py. Secrets: the vault
+(an encrypted group_vars/gpu_hosts/vault.yml, decrypted with ``ANSIBLE_VAULT_PASSWORD_FILE`` or
+``--data gik_vault_password_file=FILE``, as ansible-playbook does) or files on the controller
+(``hf_secret_token_file``, ``hf_secret_vllm_api_key_file``). A bad setting, an unreadable vault, a secret with no
+value where the host holds one, or a user that cannot become root stops the run before any change, in one line.
 
-Installs Docker + compose where missing (Docker's repository or the distribution's packages, as the docker role
-does), writes /etc/docker/daemon.json and the root-only secret files, ships compose/ with the .env rendered from
-the inference_stack role's template, loads image tarballs whose images are not on the host, brings the engines up
-(``up --wait``) and verifies them from the controller with ``healthcheck`` (and ``smoke-bench`` when
-``verify_smoke_bench``). The NVIDIA driver and container toolkit stay with Ansible (nvidia_driver,
-container_toolkit): on a GPU host this checks they are there and stops otherwise.
+Sends apt through the proxy (proxy role: apt reaches the no_proxy hosts DIRECT), installs Docker + compose where
+missing (Docker's repository as deb822 docker.sources, or the distribution's packages, as the docker role does:
+a distribution docker.io without compose is replaced by Docker's packages whole, never left without an engine),
+writes /etc/docker/daemon.json, logs in to the lab's registries (``docker login --password-stdin``), writes the
+root-only secret files, ships compose/ with the .env rendered from the inference_stack role's template (0600 and
+never diffed when a proxy URL in it carries credentials), loads image tarballs whose images are not on the host,
+brings the engines up (``up --pull <inference_stack_image_pull> --wait``) and verifies them from the controller
+with ``healthcheck`` (and ``smoke-bench`` when ``verify_smoke_bench``). The NVIDIA driver and container toolkit
+stay with Ansible (nvidia_driver, container_toolkit): on a GPU host this checks they are there and stops otherwise.
 """
 
 from __future__ import annotations
@@ -33,14 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gik_ops
 import gik_settings as gs
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import File, FileContents
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
 
 from healthchecks.stack import load as load_catalogue
 from healthchecks.stack import verify_commands
-from pyinfra import host
+from pyinfra import config, host
 
 
 def stop(message: str) -> None:
@@ -66,8 +71,11 @@ def workstation_defaults(probe: dict[str, str]) -> dict[str, object]:
 
 
 def workstation_engines(settings: gs.Settings) -> list[str]:
-    """``@local`` without a user choice of engines: those whose image this workstation has (an offline machine
-    cannot pull; make demo does the same). Images are compose's own answer for the rendered .env."""
+    """``@local`` of an air-gapped lab (inference_stack_image_pull: never) without a user choice of engines: those
+    whose image this workstation has (nothing can be pulled; make demo does the same). A connected workstation keeps
+    every engine: compose pulls what is missing. Images are compose's own answer for the rendered .env."""
+    if str(settings.value("inference_stack_image_pull")) != "never":
+        return settings.engines
     with tempfile.TemporaryDirectory() as d:
         Path(d, ".env").write_text(gs.render_env(settings))
         present = []
@@ -78,14 +86,49 @@ def workstation_engines(settings: gs.Settings) -> list[str]:
             if not image or subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
                 present.append(engine)
             else:
-                print(f"pyinfra/deploy.py: {host.name}: no {engine} image ({image}) on this workstation and no "
-                      "registry to pull from: leaving it out (set inference_stack_engines to choose)", file=sys.stderr)
+                print(f"pyinfra/deploy.py: {host.name}: no {engine} image ({image}) on this workstation and "
+                      "inference_stack_image_pull is never (air-gapped): leaving it out (set inference_stack_engines "
+                      "to choose)", file=sys.stderr)
     return present or settings.engines
 
 
-# -- settings: resolved and validated before any change -------------------------------------------------------------
-probe = host.get_fact(gik_ops.HostProbe)
+def privileges(probe: dict[str, str], local: bool) -> None:
+    """The deploy writes /etc (apt, docker), the stack folder and root-only secrets: it runs as root or through sudo
+    (site.yml's ``become: true``). ``@local`` as a user who may sudo without a password escalates (pyinfra's
+    ``_sudo``); otherwise one line says what to do, before any change."""
+    escalating = host.data.get("_sudo") if host.data.get("_sudo") is not None else config.SUDO
+    priv, user = probe.get("priv", "none"), probe.get("user", "?")
+    if priv == "root":
+        return
+    if escalating:
+        if priv == "none" and not config.SUDO_PASSWORD:
+            stop(f"user {user} cannot sudo without a password here, and the deploy writes /etc and "
+                 f"{s_dir_hint()} as root: give the sudo password (--use-sudo-password) or deploy as a user who may "
+                 "sudo (nothing was changed)")
+        return
+    if local and priv == "sudo":
+        config.SUDO = True  # as site.yml's become: true
+        return
+    how = ("run it as root or with --sudo (and --use-sudo-password if sudo asks for one)" if local else
+           "let it sudo (ansible_become: true, the default, and --use-sudo-password if sudo asks for one) or connect "
+           "as root")
+    stop(f"runs as {user}, not root, without sudo, and the deploy writes /etc and {s_dir_hint()} as root: {how} "
+         "(nothing was changed)")
+
+
+def s_dir_hint() -> str:
+    return str(host.data.get("inference_stack_dir") or "/opt/gpu-inference-kit")
+
+
+# -- who we are: the deploy needs root, checked before any other fact (they run through sudo) ----------------------
+probe = host.get_fact(gik_ops.HostProbe, _sudo=False)
 local = host.name == "@local" or host.data.get("ansible_connection") == "local"
+privileges(probe, local)
+if probe.get("priv") != "root":
+    as_root: dict[str, str] = host.get_fact(gik_ops.HostProbe)
+    probe = {**probe, **as_root}  # docker, as root sees it
+
+# -- settings: resolved and validated before any change -------------------------------------------------------------
 has_docker = bool(probe.get("docker"))
 distro = host.get_fact(LinuxDistribution) or {}
 facts = gik_ops.ansible_facts(distro, host.get_fact(Arch))
@@ -96,7 +139,8 @@ overrides = {k: v for k, v in host.data.dict().items() if gs.setting_name(k, gs.
 def load_settings(workstation: dict[str, object] | None) -> gs.Settings:
     return gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
                    group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
-                   workstation=workstation, facts=facts)
+                   workstation=workstation, facts=facts,
+                   vault_password_file=host.data.get("gik_vault_password_file") or None)
 
 
 try:
@@ -131,35 +175,84 @@ if s.gpu:
             gs.manages_daemon_json(s) and v("docker_manage_service")):
         stop(f"inference_stack_gpu is true but Docker has no nvidia runtime; {ansible_hint}")
 
+# -- the secrets: never an empty value over a secret the host holds (a vault not read, a file not given) -----------
+secret_contents = gik_ops.secret_files(s)
+for fname, content in secret_contents.items():
+    remote = host.get_fact(File, path=f"{s.secret_dir}/{fname}") if not content else None
+    if remote and int(remote.get("size") or 0) > 0:
+        file_setting, vault_var = gs.SECRET_SOURCES[fname]
+        stop(f"{file_setting} is not set and {vault_var} is empty or missing, but {s.secret_dir}/{fname} on the host "
+             f"holds a secret: the deploy never writes an empty secret over it; give {file_setting}, or the vault "
+             "(group_vars/gpu_hosts/vault.yml with ANSIBLE_VAULT_PASSWORD_FILE or --data "
+             "gik_vault_password_file=FILE), or remove the file to deploy without it (nothing was changed)")
+
+# -- the proxy role: apt through the proxy, the no_proxy hosts (the lab's mirrors) DIRECT ------------------------
+if family == "Debian" and (v("proxy_http") or v("proxy_https")):
+    proxy_secret = gs.bool_filter(s.raw.get("proxy_has_credentials"))
+    if proxy_secret:
+        gik_ops.secret_file(name="Send apt through the proxy", dest=gs.APT_PROXY_FILE, content=gs.render_apt_proxy(s),
+                            mode=0o600)
+    else:
+        files.put(name="Send apt through the proxy", src=StringIO(gs.render_apt_proxy(s)), dest=gs.APT_PROXY_FILE,
+                  user="root", group="root", mode="644")
+elif family == "Debian":
+    files.file(name="Remove the apt proxy this deploy wrote when none is set", path=gs.APT_PROXY_FILE, present=False)
+
 # -- Docker and compose (where missing), from the docker role's own repository settings ---------------------------
 source = v("docker_install_from")
 packages = list(v(f"docker_packages_{source}"))
-wanted = packages if not has_docker else [p for p in packages if "compose" in p] if compose == "none" else []
+if wanted_all := (not has_docker or compose == "none"):
+    installed = host.get_fact(DebPackages if family == "Debian" else RpmPackages) or {}
+    conflicting = [p for p in (v("docker_conflicting_packages") or {}).get(family, []) if p in installed]
+else:
+    installed, conflicting = {}, []
+if not wanted_all:
+    wanted: list[str] = []
+elif not has_docker or (source == "docker" and conflicting):
+    # a host without Docker, or the distribution's Docker (docker.io, containerd, runc) without compose: Docker's
+    # packages whole, as the docker role installs them (never the compose plugin alone beside a removed engine)
+    wanted = packages
+else:
+    wanted = [p for p in packages if "compose" in p]  # an engine of the same source (or none known): compose
 if wanted and family == "RedHat" and source == "distro":
     stop("docker_install_from: distro: RHEL/Rocky ship no Docker Engine packages; use docker_install_from: docker "
          "(or a local mirror of it)")
-if wanted:
-    installed = host.get_fact(DebPackages if family == "Debian" else RpmPackages) or {}
-    missing = [p for p in wanted if p not in installed]
-    conflicting = [p for p in (v("docker_conflicting_packages") or {}).get(family, []) if p in installed]
-    if missing and source == "docker" and v("docker_remove_conflicting") and conflicting:
-        (apt if family == "Debian" else dnf).packages(name="Remove packages that conflict with Docker's",
-                                                      packages=conflicting, present=False)
-    if missing and source == "docker" and family == "Debian":
-        files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
-        gik_ops.fetch(name="Add Docker's repository key (or the mirror's)", url=str(v("docker_apt_key_url")),
-                      dest=str(v("docker_apt_keyring")))
-        files.put(name="Add Docker's repository (or the mirror)", src=StringIO(f"{v('docker_apt_line')}\n"),
-                  dest="/etc/apt/sources.list.d/docker.list", user="root", group="root", mode="644")
-    elif missing and source == "docker":
-        files.put(name="Add Docker's repository (or a mirror)", dest="/etc/yum.repos.d/docker-ce.repo", user="root",
-                  group="root", mode="644", src=StringIO(
-                      f"[docker-ce-stable]\nname=Docker CE Stable - $basearch\nbaseurl={v('docker_dnf_baseurl')}\n"
-                      f"enabled=1\ngpgcheck=1\ngpgkey={v('docker_dnf_key_url')}\n"))
-    if missing and family == "Debian":
-        apt.packages(name=f"Install Docker and compose ({source})", packages=missing, update=True)
-    elif missing:
-        dnf.packages(name=f"Install Docker and compose ({source})", packages=missing)
+missing = [p for p in wanted if p not in installed]
+if missing and source == "docker" and conflicting and not v("docker_remove_conflicting"):
+    stop(f"{', '.join(conflicting)} (the distribution's Docker) {'is' if len(conflicting) == 1 else 'are'} installed "
+         "and docker_remove_conflicting is false, so Docker's packages cannot replace them: set "
+         "docker_install_from: distro to keep this engine (adds the distribution's compose), or "
+         "docker_remove_conflicting: true to replace it with Docker's packages (nothing was changed)")
+if missing and source == "docker" and family == "Debian":
+    # apt refuses every source while two of them give Docker's URI different Signed-By values (roles/docker)
+    others = host.get_fact(gik_ops.AptSourcesFor, uri=str(v("docker_apt_uri")))
+    legacy, sources_file = str(v("docker_apt_legacy_list")), str(v("docker_apt_sources"))
+    left = [f for f in others if f not in (legacy, sources_file)]
+    if left:
+        stop(f"{', '.join(left)} also point{'s' if len(left) == 1 else ''} at {v('docker_apt_uri')}: apt refuses two "
+             f"sources for one URI with different Signed-By. Remove them; this deploy keeps Docker's documented "
+             f"{sources_file} (deb822, Signed-By {v('docker_apt_keyring')}) (nothing was changed)")
+if missing and source == "docker" and conflicting:
+    (apt if family == "Debian" else dnf).packages(name="Remove packages that conflict with Docker's",
+                                                  packages=conflicting, present=False)
+if missing and source == "docker" and family == "Debian":
+    if legacy in others:
+        files.file(name="Remove the one-line docker.list that older versions wrote", path=legacy, present=False)
+    files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+    gik_ops.fetch(name="Add Docker's repository key (or the mirror's)", url=str(v("docker_apt_key_url")),
+                  dest=str(v("docker_apt_keyring")))
+    files.put(name="Add Docker's repository (or the mirror) as Docker's documentation does (deb822 docker.sources)",
+              src=StringIO(gs.render_docker_sources(s, facts)), dest=sources_file, user="root", group="root",
+              mode="644")
+elif missing and source == "docker":
+    files.put(name="Add Docker's repository (or a mirror)", dest="/etc/yum.repos.d/docker-ce.repo", user="root",
+              group="root", mode="644", src=StringIO(
+                  f"[docker-ce-stable]\nname=Docker CE Stable - $basearch\nbaseurl={v('docker_dnf_baseurl')}\n"
+                  f"enabled=1\ngpgcheck=1\ngpgkey={v('docker_dnf_key_url')}\n"))
+if missing and family == "Debian":
+    apt.packages(name=f"Install Docker and compose ({source})", packages=missing, update=True)
+elif missing:
+    dnf.packages(name=f"Install Docker and compose ({source})", packages=missing)
 
 if gs.manages_daemon_json(s):
     files.directory(name="Create /etc/docker", path="/etc/docker", user="root", group="root", mode="755")
@@ -174,10 +267,15 @@ if gs.manages_daemon_json(s):
 if v("docker_manage_service"):
     server.service(name="Enable and start docker", service="docker", running=True, enabled=True)
 
+# the lab's private registries (docker role: root's Docker config, 0600; the password goes through stdin)
+for login in v("docker_registry_logins") or []:
+    gik_ops.registry_login(name=f"Log in to {login['registry']}", registry=str(login["registry"]),
+                           username=str(login["username"]), password=str(login["password"]))
+
 # -- secrets (hf_secret): root-only files, never shown ----------------------------------------------------------------
 files.directory(name="Create the secrets directory", path=s.secret_dir, user="root", group="root",
                 mode=f"{gik_ops.SECRET_DIR_MODE:o}")
-for fname, content in gik_ops.secret_files(s).items():
+for fname, content in secret_contents.items():
     gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
 
 # -- the compose project (inference_stack) --------------------------------------------------------------------------
@@ -189,8 +287,12 @@ for sub in sorted({"."} | {str(Path(f).parent) for f in shipped}):
 inputs = [files.put(name=f"Ship compose/{f}", src=str(gs.ROOT / "compose" / f), dest=f"{compose_dir}/{f}",
                     user="root", group="root", mode="755" if f.endswith(".sh") else "644", create_remote_dir=False)
           for f in shipped]
-inputs.append(files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env",
-                        user="root", group="root", mode="644", create_remote_dir=False))
+if gs.bool_filter(s.raw.get("inference_stack_env_has_secret")):  # a proxy URL with credentials: root-only, never diffed
+    inputs.append(gik_ops.secret_file(name="Render .env", dest=f"{compose_dir}/.env", content=gs.render_env(s),
+                                      mode=0o600))
+else:
+    inputs.append(files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env",
+                            user="root", group="root", mode="644", create_remote_dir=False))
 
 if tarballs:
     files.directory(name="Create the image tarball folder", path=f"{stack}/images", user="root", group="root",
@@ -204,7 +306,7 @@ for tarball, images in tarballs.items():
 gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory=compose_dir,
                    project=str(v("inference_stack_project_name")), services=s.services,
                    wait_timeout=int(v("inference_stack_wait_timeout")),
-                   offline=bool(v("inference_stack_hf_hub_offline")),
+                   pull=str(v("inference_stack_image_pull")),
                    host_name=host.name, compose="v1" if compose == "v1" else "v2",
                    # what --dry lists: the facts were read before this run's file changes
                    inputs_changed=any(op.will_change for op in inputs))
@@ -219,7 +321,6 @@ if not (bin_dir / "healthcheck").exists() and shutil.which("healthcheck"):
 # the controller's copies of the engines' API keys (the host's are root-only): hf_secret_<engine>_api_key_file
 # for each engine the catalogue gives a key file whose secret is set
 catalogue = load_catalogue()
-secret_contents = gik_ops.secret_files(s)
 key_files = {e: str(v(f"hf_secret_{e}_api_key_file")) for e in s.engines
              if (kf := catalogue.engines[e].api_key_file_setting) and secret_contents.get(Path(str(kf.default)).name)}
 reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")

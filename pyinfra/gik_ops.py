@@ -3,16 +3,20 @@ yields commands only where they differ, so a second run reports no change and ``
 
 - ``secret_file``: root-only file from a value, compared by SHA1, never shown (``--diff`` prints no secret)
 - ``image_load``: ``docker load`` a shipped tarball only when the host's images differ from the tarball's
-- ``compose_up``: ``up`` only when a service's container is missing, stopped, built from another config (compose's
-  config hash) or another image; stops when an image is missing on an offline host
+- ``compose_up``: ``up --pull <inference_stack_image_pull>`` only when a service's container is missing, stopped,
+  built from another config (compose's config hash) or another image; stops when an image is missing and may not
+  be pulled (never: air-gapped)
+- ``registry_login``: ``docker login --password-stdin`` as root unless its Docker config holds the credentials
 - ``verify``: ``healthcheck`` (and ``smoke-bench``) from the controller; no host change, fails the host when
   an endpoint is unhealthy
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 import shlex
 import subprocess
 import tarfile
@@ -65,10 +69,14 @@ def ansible_facts(distro: Mapping[str, Any], arch: str | None) -> dict[str, Any]
 
 # -- facts ------------------------------------------------------------------------------------------------------
 class HostProbe(FactBase[dict[str, str]]):
-    """docker / compose / NVIDIA driver / runtime / init system, in one round trip."""
+    """who runs it (root, may sudo without a password, or neither) / docker / compose / NVIDIA driver / runtime /
+    init system, in one round trip."""
 
     def command(self) -> str:
         return r"""
+echo "user=$(id -un)"
+if [ "$(id -u)" = 0 ]; then echo priv=root
+elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then echo priv=sudo; else echo priv=none; fi
 d=$(command -v docker || true); echo "docker=$d"
 if [ -n "$d" ] && docker compose version >/dev/null 2>&1; then echo compose=v2
 elif command -v docker-compose >/dev/null 2>&1; then echo compose=v1; else echo compose=none; fi
@@ -82,6 +90,35 @@ true"""
 
     def process(self, output: list[str]) -> dict[str, str]:
         return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+class AptSourcesFor(FactBase[list[str]]):
+    """apt source files (``*.list``, ``*.sources``) with an active line naming ``uri`` (the docker role's find)."""
+
+    def command(self, uri: str) -> str:
+        pattern = shlex.quote(r"^\s*[^#[:space:]].*" + re.escape(uri.rstrip("/")) + r"/?(\s|$)")
+        return (f"for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do "
+                f"[ -f \"$f\" ] && grep -qE {pattern} \"$f\" && echo \"$f\"; done; true")
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.strip() for line in output if line.strip()]
+
+
+class RegistryAuth(FactBase[str]):
+    """SHA-256 of root's stored ``auth`` for ``registry`` in Docker's config.json ("" when none): compared with
+    the wanted credentials' hash, so the credentials never travel back nor appear in a command line."""
+
+    def command(self, registry: str) -> str:
+        script = ("import hashlib, json, os, sys\n"
+                  "d = os.environ.get('DOCKER_CONFIG') or os.path.expanduser('~/.docker')\n"
+                  "p = os.path.join(d, 'config.json')\n"
+                  "try:\n    a = json.load(open(p)).get('auths', {}).get(sys.argv[1], {}).get('auth', '')\n"
+                  "except (OSError, ValueError, AttributeError):\n    a = ''\n"
+                  "print(hashlib.sha256(a.encode()).hexdigest() if a else '-')\n")
+        return f"python3 -c {shlex.quote(script)} {shlex.quote(registry)} 2>/dev/null || echo -"
+
+    def process(self, output: list[str]) -> str:
+        return output[0].strip() if output and output[0].strip() != "-" else ""
 
 
 class ImageIds(FactBase[dict[str, str]]):
@@ -165,6 +202,22 @@ def fetch(url: str, dest: str, mode: int = 0o644):
                         f"else python3 -c {py} > {d}.part; fi) && chmod {mode:o} {d}.part && mv {d}.part {d}")
 
 
+@operation()
+def registry_login(registry: str, username: str, password: str):
+    """``docker login`` to ``registry`` as root, unless root's Docker config already holds these credentials (the
+    docker role's ``docker_login`` with ``reauthorize: false``). The password reaches ``docker login`` on stdin from
+    a root-only file that is removed at once: never in a command line, an output or a diff; config.json is 0600."""
+    want = hashlib.sha256(base64.b64encode(f"{username}:{password}".encode())).hexdigest()
+    if host.get_fact(RegistryAuth, registry=registry) == want:
+        return
+    tmp = f"/root/.docker/.gik-login-{hashlib.sha256(registry.encode()).hexdigest()[:12]}"
+    yield StringCommand("mkdir", "-p", "-m", "700", "/root/.docker")
+    yield FileUploadCommand(StringIO(password), tmp, remote_temp_filename=host.get_temp_filename(tmp))
+    yield StringCommand(f"chmod 600 {tmp}; HOME=/root docker login --username {shlex.quote(username)} "
+                        f"--password-stdin {shlex.quote(registry)} < {tmp} >/dev/null; rc=$?; rm -f {tmp}; "
+                        "chmod 600 /root/.docker/config.json 2>/dev/null; exit $rc")
+
+
 def tarball_images(path: str | Path) -> dict[str, str]:
     """Tag -> image ID of a ``docker save`` tarball (manifest.json; classic and OCI layouts)."""
     try:
@@ -192,33 +245,38 @@ def image_load(dest: str, images: dict[str, str]):
 
 
 @operation()
-def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, offline: bool,
+def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, pull: str,
                host_name: str, compose: str = "v2", inputs_changed: bool = False):
     """``up`` the services when any differs from the rendered project (or this run changes the project's files:
-    ``inputs_changed``); stop with the image's name when an image is missing on an offline host (no registry:
-    ship its tarball or build it)."""
+    ``inputs_changed``), pulling images as ``pull`` says (inference_stack_image_pull: missing, always, never);
+    with ``always`` every run pulls (and reports a change). Stops with the image's name when an image is missing
+    and may not be pulled (never: an air-gapped lab has no registry: ship its tarball or build it)."""
     current = host.get_fact(StackState, directory=directory, project=project, services=services)
     if current and "" not in current:
         missing = [(s, current[s]["image"]) for s in services
                    if s in current and current[s]["image"] != "-" and current[s]["image_id"] == "-"]
-        if missing and offline and state.is_executing:
+        if missing and pull == "never" and state.is_executing:
             s, image = missing[0]
-            yield _fail(f"image {s} ({image}) is not on {host_name}: list its `docker save` tarball in "
-                        "inference_stack_image_tarballs, build it (compose/images/build.sh) or set "
-                        f"inference_stack_{s}_image")
+            yield _fail(f"image {s} ({image}) is not on {host_name} and inference_stack_image_pull is never "
+                        "(air-gapped: no registry): list its `docker save` tarball in inference_stack_image_tarballs, "
+                        f"build it (compose/images/build.sh), set inference_stack_{s}_image, or let it be pulled "
+                        "(inference_stack_image_pull: missing)")
             return
-        stale = [s for s in services if s not in current or not _up_to_date(current[s])]
-        if not stale and not (inputs_changed and not state.is_executing):
+        stale = [s for s in services if s not in current or not _up_to_date(current[s]) or
+                 (pull != "never" and current[s]["image_id"] == "-")]
+        if not stale and pull != "always" and not (inputs_changed and not state.is_executing):
             return
     svc = " ".join(shlex.quote(s) for s in services)
+    d, p = shlex.quote(directory), shlex.quote(project)
     if compose == "v1":
-        # v1 has no --wait: compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
-        yield StringCommand(f"cd {shlex.quote(directory)} && docker-compose -p {shlex.quote(project)} up -d {svc} && "
-                            f"COMPOSE_PROJECT_NAME={shlex.quote(project)} bash wait-healthy.sh {int(wait_timeout)} "
-                            f"{svc}")
+        # v1 has no --pull: `up` pulls what is missing itself, `pull` first for always; no --wait either:
+        # compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
+        first = f"docker-compose -p {p} pull {svc} && " if pull == "always" else ""
+        yield StringCommand(f"cd {d} && {first}docker-compose -p {p} up -d {svc} && "
+                            f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
     else:
-        yield StringCommand(f"cd {shlex.quote(directory)} && docker compose -p {shlex.quote(project)} up -d "
-                            f"--pull never --wait --wait-timeout {int(wait_timeout)} {svc}")
+        yield StringCommand(f"cd {d} && docker compose -p {p} up -d --pull {shlex.quote(pull)} --wait "
+                            f"--wait-timeout {int(wait_timeout)} {svc}")
 
 
 def _up_to_date(svc: dict[str, str]) -> bool:

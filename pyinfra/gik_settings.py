@@ -3,8 +3,11 @@
 Layers, lowest first (Ansible's precedence for the same sources):
 
 1. every role's ``defaults/main.yml`` (roles in site.yml's order)
-2. the lab settings, ``inventory/group_vars/gpu_hosts/*.yml`` (encrypted vault files are skipped: pyinfra has no
-   vault; the token comes from a file, ``hf_secret_token_file``)
+2. the lab settings, ``inventory/group_vars/gpu_hosts/`` as Ansible reads them (the one inventory reader,
+   ``healthchecks.endpoints.inventory.read_inventory``): an encrypted ``vault.yml`` is decrypted with the vault
+   password file (``--data gik_vault_password_file=FILE``, Ansible's ``ANSIBLE_VAULT_PASSWORD_FILE`` or
+   ansible.cfg), or the run stops naming the missing password. Secrets may also come from files
+   (``hf_secret_token_file``, ``hf_secret_vllm_api_key_file``), which win over the vault's values.
 3. a settings file (YAML, like host_vars): ``--data gik_settings=FILE`` or ``GIK_SETTINGS=FILE``
 4. per-host data (``pyinfra/inventory.py`` from the Ansible inventory's host entries) and ``--data key=value``
 5. the roles' ``vars/main.yml`` (derived values such as ``inference_stack_overlay``; Ansible ranks role vars above
@@ -21,11 +24,14 @@ Engine names, ports and setting names come from the engine catalogue (``healthch
 from __future__ import annotations
 
 import configparser
+import copy
 import datetime
+import functools
 import json
 import os
 import pwd
 import socket
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,21 +44,26 @@ import jinja2.nativetypes
 import yaml
 
 from healthchecks import stack
-from healthchecks.endpoints.inventory import ansible_bool
+from healthchecks.endpoints.inventory import ansible_bool, read_inventory
 from healthchecks.engines import CATALOGUE
+from healthchecks.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES_DIR = ROOT / "roles"
 GROUP_VARS = ROOT / "inventory" / "group_vars" / "gpu_hosts"
 ENV_TEMPLATE = ROLES_DIR / "inference_stack" / "templates" / "env.j2"
+APT_PROXY_FILE = "/etc/apt/apt.conf.d/95gik-proxy"
 DAEMON_TEMPLATE = ROLES_DIR / "docker" / "templates" / "daemon.json.j2"
 # Engines the kit deploys, in the catalogue's order: names, ports and setting names come from there
 DEPLOYED = {name: spec for name, spec in CATALOGUE.items() if spec.deployed}
-# Settings only the pyinfra deployer has (pyinfra has no vault: secrets come from files on the controller)
+# Settings only the pyinfra deployer has: secrets from files on the controller (they win over the vault's values)
 PYINFRA_SPEC: dict[str, dict[str, Any]] = {
     "hf_secret_token_file": {"type": "path", "description": "File holding the HF token (empty: no token)."},
     "hf_secret_vllm_api_key_file": {"type": "path", "description": "File holding the vLLM API key (empty: none)."},
 }
+# The secret files hf_secret writes: file name -> (pyinfra's file setting, the vault variable)
+SECRET_SOURCES = {"hf_token": ("hf_secret_token_file", "vault_hf_token"),
+                  "vllm_api_key": ("hf_secret_vllm_api_key_file", "vault_vllm_api_key")}
 SECRET_KEYS = ("hf_secret_token", "hf_secret_vllm_api_key", "vault_hf_token", "vault_vllm_api_key")
 
 
@@ -80,6 +91,12 @@ def _lookup(name: str, *terms: str, default: Any = None, **_: Any) -> Any:
     if name in ("env", "ansible.builtin.env"):
         values = [os.environ.get(t, default if default is not None else "") for t in terms]
         return values[0] if len(values) == 1 else ",".join(values)
+    if name in ("file", "ansible.builtin.file"):  # a controller file's text, trailing whitespace stripped (rstrip)
+        try:
+            texts = [Path(t).read_text().rstrip() for t in terms]
+        except OSError as e:
+            raise SettingsError(f"lookup('file'): cannot read {e.filename} ({e.strerror})") from None
+        return texts[0] if len(texts) == 1 else ",".join(texts)
     raise SettingsError(f"lookup({name!r}) is not supported by the pyinfra deployer")
 
 
@@ -152,7 +169,8 @@ def site_roles() -> list[str]:
 def _yaml_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if text.startswith("$ANSIBLE_VAULT"):
-        return {}  # pyinfra has no vault: secrets come from hf_secret_token_file / hf_secret_vllm_api_key_file
+        raise SettingsError(f"{path}: encrypted with Ansible Vault; only the inventory's group_vars are decrypted "
+                            "(keep secrets in inventory/group_vars/gpu_hosts/vault.yml)")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -180,21 +198,45 @@ def argument_specs() -> dict[str, dict[str, Any]]:
     return {**spec, **PYINFRA_SPEC}
 
 
-def group_vars_layer(folder: Path = GROUP_VARS) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if folder.is_file():
-        return _yaml_file(folder)
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml")):
-            data.update(_yaml_file(path))
-    return data
+def group_vars_layer(folder: Path = GROUP_VARS, vault_password_file: str | None = None) -> dict[str, Any]:
+    """The lab settings of ``group_vars/gpu_hosts`` (a folder or one file) as Ansible reads them: through the one
+    inventory reader (``ansible-inventory``), an encrypted ``vault.yml`` decrypted with the vault password file.
+    Read once per content (the deploy loads settings more than once)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return {}
+    files = sorted(folder.rglob("*")) if folder.is_dir() else [folder]
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+    return copy.deepcopy(_group_vars(str(folder.resolve()), vault_password_file or None, stamp))
+
+
+@functools.lru_cache(maxsize=16)
+def _group_vars(folder: str, vault_password_file: str | None, _stamp: object) -> dict[str, Any]:
+    source = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="gik-group-vars-") as tmp:
+        inv = Path(tmp, "hosts.yml")
+        inv.write_text("gpu_hosts:\n  hosts:\n    gik-settings-layer: {}\n")
+        Path(tmp, "group_vars").mkdir()
+        link = Path(tmp, "group_vars", "gpu_hosts" + ("" if source.is_dir() else source.suffix or ".yml"))
+        link.symlink_to(source)
+        try:
+            hosts = read_inventory(inv, host="gik-settings-layer", vault_password_file=vault_password_file)
+        except ConfigError as e:
+            if "no vault password" in str(e):
+                raise SettingsError(f"{source}: holds a file encrypted with Ansible Vault and no vault password was "
+                                    "given: set ANSIBLE_VAULT_PASSWORD_FILE or --data gik_vault_password_file=FILE "
+                                    "(a file holding the password, as ansible-playbook --vault-password-file)"
+                                    ) from None
+            raise SettingsError(str(e).replace(f"could not read {inv}", f"could not read {source}")) from None
+    return dict(hosts[0].vars) if hosts else {}
 
 
 # Derived values the deployer uses besides the specs' options and the templates' variables
 NEEDED = ("inference_stack_services", "inference_stack_compose_files", "inference_stack_overlay",
           "container_toolkit_daemon_json_owner", "docker_json_owner", "docker_nvidia_runtime",
-          "docker_conflicting_packages", "docker_apt_key_url", "docker_apt_keyring", "docker_apt_line",
-          "docker_dnf_baseurl", "docker_dnf_key_url")
+          "docker_conflicting_packages", "docker_apt_key_url", "docker_apt_keyring", "docker_apt_uri",
+          "docker_apt_sources", "docker_apt_legacy_list", "docker_deb_arch", "docker_dnf_baseurl",
+          "docker_dnf_key_url", "inference_stack_env_has_secret", "proxy_has_credentials", "proxy_apt_direct_hosts")
 
 
 def template_variables(template: Path) -> set[str]:
@@ -303,15 +345,19 @@ def _read_secret(path_value: Any, setting: str) -> str | None:
 
 def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.PathLike[str] | None = None,
          group_vars: str | os.PathLike[str] | None = None, workstation: Mapping[str, Any] | None = None,
-         facts: Mapping[str, Any] | None = None) -> Settings:
+         facts: Mapping[str, Any] | None = None, vault_password_file: str | None = None) -> Settings:
     """Resolve and validate one host's settings. ``overrides``: host data and ``--data`` (highest user layer).
     ``workstation``: defaults for ``@local`` that apply only where no user layer set the value. ``facts``: the
-    host's ``ansible_facts`` subset the roles' vars use (distribution, distribution_release, architecture...)."""
+    host's ``ansible_facts`` subset the roles' vars use (distribution, distribution_release, architecture...).
+    ``vault_password_file``: for an encrypted group_vars file (default: Ansible's ANSIBLE_VAULT_PASSWORD_FILE)."""
     roles = site_roles()
     layers: list[tuple[str, dict[str, Any]]] = []
     for role in roles:
         layers.append((f"roles/{role}/defaults", role_file(role, "defaults", "main.yml")))
-    layers.append(("group_vars", group_vars_layer(Path(group_vars) if group_vars else GROUP_VARS)))
+    vpf = vault_password_file or (overrides or {}).get("gik_vault_password_file") or os.environ.get(
+        "ANSIBLE_VAULT_PASSWORD_FILE")
+    layers.append(("group_vars", group_vars_layer(Path(group_vars) if group_vars else GROUP_VARS,
+                                                  str(vpf) if vpf else None)))
     if settings_file:
         path = Path(os.path.expanduser(str(settings_file)))
         if not path.is_file():
@@ -330,11 +376,15 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
         if k not in user_set:
             raw[k] = v
             sources[k] = "workstation"
-    # pyinfra has no vault: the secrets are files on the controller
+    # the secrets: a file on the controller (hf_secret_*_file), else the vault's value (hf_secret's defaults)
     token = _read_secret(raw.get("hf_secret_token_file"), "hf_secret_token_file")
     key = _read_secret(raw.get("hf_secret_vllm_api_key_file"), "hf_secret_vllm_api_key_file")
     raw["hf_secret_token"] = token if token is not None else raw.get("vault_hf_token", "")
     raw["hf_secret_vllm_api_key"] = key if key is not None else raw.get("vault_vllm_api_key", "")
+    for name, (file_setting, vault_var) in SECRET_SOURCES.items():
+        given = raw.get(file_setting) not in (None, "") or vault_var in raw
+        sources[f"secret:{name}"] = (file_setting if raw.get(file_setting) not in (None, "") else vault_var) \
+            if given else ""
     spec = argument_specs()
     needed = (set(spec) | template_variables(ENV_TEMPLATE) | template_variables(DAEMON_TEMPLATE) | set(NEEDED)
               | set(role_file("verify", "defaults", "main.yml")))
@@ -436,6 +486,36 @@ def render_daemon_json(settings: Settings, current: str | None = None) -> str:
             doc = {}
         kept = {k: doc[k] for k in ("runtimes", "default-runtime") if isinstance(doc, dict) and k in doc}
     return render_template(DAEMON_TEMPLATE, {**settings.raw, "docker_kept_from_file": kept})
+
+
+def _role_copy_content(role: str, dest: str) -> str:
+    """The ``content:`` of the role task that copies to ``dest`` (its text is rendered here, never restated)."""
+    tasks = yaml.safe_load((ROLES_DIR / role / "tasks" / "main.yml").read_text()) or []
+    for path in sorted((ROLES_DIR / role / "tasks").glob("*.yml")):
+        tasks += yaml.safe_load(path.read_text()) or [] if path.name != "main.yml" else []
+    for task in tasks:
+        copy_args = task.get("ansible.builtin.copy") if isinstance(task, dict) else None
+        if isinstance(copy_args, dict) and copy_args.get("dest") == dest and "content" in copy_args:
+            return str(copy_args["content"])
+    raise SettingsError(f"roles/{role}/tasks: no copy task writes {dest}")
+
+
+def _render_content(text: str, variables: Mapping[str, Any]) -> str:
+    """A task's templated ``content:`` as Ansible's templar renders it (trim_blocks, trailing newline kept)."""
+    env = _env(native=False, trim_blocks=True, keep_trailing_newline=True)
+    return env.from_string(text).render(dict(variables))
+
+
+def render_apt_proxy(settings: Settings) -> str:
+    """The proxy role's /etc/apt/apt.conf.d/95gik-proxy (apt through the proxy; the no_proxy hosts DIRECT)."""
+    return _render_content(_role_copy_content("proxy", APT_PROXY_FILE), settings.raw)
+
+
+def render_docker_sources(settings: Settings, facts: Mapping[str, Any]) -> str:
+    """The docker role's deb822 docker.sources (Docker's install guide's form)."""
+    dest = str(settings.raw.get("docker_apt_sources") or "/etc/apt/sources.list.d/docker.sources")
+    text = _role_copy_content("docker", "{{ docker_apt_sources }}")
+    return _render_content(text, {**settings.raw, "docker_apt_sources": dest, "ansible_facts": dict(facts)})
 
 
 def manages_daemon_json(settings: Settings) -> bool:

@@ -46,17 +46,36 @@ def ansible_inventory_exe() -> str:
     return exe
 
 
-def read_inventory(path: str | Path, *, group: str | None = None, host: str | None = None) -> list[InventoryHost]:
+def read_inventory(path: str | Path, *, group: str | None = None, host: str | None = None,
+                   vault_password_file: str | Path | None = None) -> list[InventoryHost]:
     """Every host of the inventory at ``path`` (a file or folder), sorted by name; only the hosts of ``group``
     (children included) and/or the one named ``host`` when given. An empty list when none matches. A missing
-    inventory, a missing ``ansible-inventory`` or one Ansible cannot read is a one-line ConfigError."""
+    inventory, a missing ``ansible-inventory`` or one Ansible cannot read is a one-line ConfigError.
+
+    Encrypted files (Ansible Vault: ``group_vars/gpu_hosts/vault.yml``) are read as ``ansible-playbook`` reads them:
+    with ``vault_password_file`` (``--vault-password-file``: a file holding the password, or a script printing it)
+    or Ansible's own ``ANSIBLE_VAULT_PASSWORD_FILE`` / ansible.cfg setting. With ``vault_password_file`` given,
+    inline ``!vault`` values are decrypted too (otherwise they stay encrypted). No password, or a wrong one, is a
+    one-line ConfigError naming it; no secret is ever in a message."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"inventory {p} does not exist")
-    proc = subprocess.run([ansible_inventory_exe(), "-i", str(p), "--list"], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    argv = [ansible_inventory_exe(), "-i", str(p), "--list"]
+    if vault_password_file:
+        vpf = Path(os.path.expanduser(str(vault_password_file)))
+        if not vpf.is_file():
+            raise ConfigError(f"vault password file {vpf} does not exist")
+        argv += ["--vault-password-file", str(vpf)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        if "no vault secrets found" in last:
+            raise ConfigError(f"ansible-inventory could not read {p}: it holds a file encrypted with Ansible Vault "
+                              "and no vault password was given (a vault password file: ANSIBLE_VAULT_PASSWORD_FILE "
+                              "or --vault-password-file)")
+        if "Decryption failed" in last:
+            raise ConfigError(f"ansible-inventory could not read {p}: the vault password does not decrypt its "
+                              "encrypted file (Ansible Vault: wrong vault password file)")
         raise ConfigError(f"ansible-inventory could not read {p}: {last}")
     try:
         data = json.loads(proc.stdout)
@@ -78,7 +97,49 @@ def read_inventory(path: str | Path, *, group: str | None = None, host: str | No
         if host and host != name:
             continue
         out.append(InventoryHost(name=name, vars=dict(hv), groups=frozenset(member)))
+    if vault_password_file and any(_has_inline_vault(h.vars) for h in out):
+        vault = _vault(Path(os.path.expanduser(str(vault_password_file))))
+        out = [InventoryHost(name=h.name, vars=_decrypt(h.vars, vault, p), groups=h.groups) for h in out]
     return out
+
+
+def _has_inline_vault(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "__ansible_vault" in value or any(_has_inline_vault(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_inline_vault(v) for v in value)
+    return False
+
+
+def _vault(password_file: Path) -> Any:
+    """Ansible's own VaultLib with the password file's secret (a script is run, as Ansible runs it)."""
+    from ansible.errors import AnsibleError
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.vault import VaultLib, get_file_vault_secret
+
+    try:
+        secret = get_file_vault_secret(filename=str(password_file), vault_id="default", loader=DataLoader())
+        secret.load()
+    except AnsibleError as e:
+        raise ConfigError(f"vault password file {password_file}: {str(e).splitlines()[0]}") from None
+    return VaultLib([("default", secret)])
+
+
+def _decrypt(value: Any, vault: Any, inventory: Path) -> Any:
+    """Inline ``!vault`` values (``{"__ansible_vault": "$ANSIBLE_VAULT;..."}`` in ``--list``) decrypted."""
+    from ansible.errors import AnsibleError
+
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_vault"}:
+            try:
+                return vault.decrypt(str(value["__ansible_vault"])).decode()
+            except AnsibleError:
+                raise ConfigError(f"{inventory}: the vault password does not decrypt an inline !vault value "
+                                  "(wrong vault password file)") from None
+        return {k: _decrypt(v, vault, inventory) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decrypt(v, vault, inventory) for v in value]
+    return value
 
 
 def _groups_of_hosts(data: Mapping[str, Any]) -> dict[str, set[str]]:

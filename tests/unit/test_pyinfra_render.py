@@ -260,29 +260,138 @@ def test_inventory_py_reads_the_ansible_inventory(tmp_path: Path, monkeypatch: p
     assert "_sudo" not in hosts["@local"]
 
 
-def test_inventory_py_says_in_one_line_that_an_ini_inventory_is_not_read(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """An INI inventory (Ansible reads both) gets one line naming the file and the conversion, not a YAML
-    parser traceback; the conversion it names gives an inventory the deployer reads."""
+def test_inventory_py_reads_an_ini_inventory_as_ansible_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One inventory reader (issue 18): an INI inventory (Ansible reads both) is read by Ansible itself and gives
+    the same hosts and data as its YAML conversion; an inventory without the group is one line, no traceback."""
     import runpy
 
     ini = tmp_path / "hosts.ini"
-    grouped = "[gpu_hosts]\ngpu01 ansible_host=10.0.0.1\n\n[gpu_hosts:vars]\ninference_stack_engines=vllm,ollama\n"
-    for text in (grouped, "gpu01 ansible_host=10.0.0.1\n"):
-        ini.write_text(text)
-        monkeypatch.setenv("GIK_INVENTORY", str(ini))
-        with pytest.raises(SystemExit) as e:
-            runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))
-        msg = str(e.value.code)
-        assert "\n" not in msg and str(ini) in msg and "not a YAML inventory" in msg and "ansible-inventory" in msg
-    ini.write_text(grouped)
+    ini.write_text("[gpu_hosts]\ngpu01 ansible_host=10.0.0.1 ansible_user=admin ansible_port=2222\n\n"
+                   "[gpu_hosts:vars]\ninference_stack_engines=vllm,ollama\n")
+    monkeypatch.setenv("GIK_INVENTORY", str(ini))
+    from_ini = dict(runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))["gpu_hosts"])
+    g = from_ini["gpu01"]
+    assert (g["ssh_hostname"], g["ssh_user"], g["ssh_port"], g["_sudo"]) == ("10.0.0.1", "admin", 2222, True)
+    assert gs.load(g).value("inference_stack_engines") == ["vllm", "ollama"]
     converted = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(ini), "--list", "--yaml", "--export"],
                                capture_output=True, text=True, check=True).stdout
     (tmp_path / "hosts.yml").write_text(converted)
     monkeypatch.setenv("GIK_INVENTORY", str(tmp_path / "hosts.yml"))
+    assert dict(runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))["gpu_hosts"]) == from_ini
+
+    ini.write_text("gpu01 ansible_host=10.0.0.1\n")  # no gpu_hosts group
+    monkeypatch.setenv("GIK_INVENTORY", str(ini))
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))
+    msg = str(e.value.code)
+    assert "\n" not in msg and str(ini) in msg and "no host in group gpu_hosts" in msg
+
+
+def _vault_inventory(tmp_path: Path) -> dict[str, Any]:
+    """The README's layout: group_vars/gpu_hosts/vault.yml encrypted with ansible-vault (and an inline !vault)."""
+    token, key, inline = "hf_" + secrets.token_hex(12), "sk-" + secrets.token_hex(8), "pw-" + secrets.token_hex(6)
+    gv = tmp_path / "group_vars" / "gpu_hosts"
+    gv.mkdir(parents=True)
+    (gv / "main.yml").write_text("inference_stack_gpu: false\n")
+    (gv / "vault.yml").write_text(yaml.safe_dump({"vault_hf_token": token, "vault_vllm_api_key": key}))
+    pw = tmp_path / "vault-pass"
+    pw.write_text("correct horse\n")
+    vault = str(BIN / "ansible-vault")
+    subprocess.run([vault, "encrypt", "--vault-password-file", str(pw), str(gv / "vault.yml")], check=True,
+                   capture_output=True)
+    enc = subprocess.run([vault, "encrypt_string", "--vault-password-file", str(pw), inline, "--name",
+                          "vault_registry_password"], check=True, capture_output=True, text=True).stdout
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "gpu01.yml").write_text(enc)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {
+        "gpu01": {"ansible_host": "10.0.0.1", "ansible_user": "admin"}}}}}}))
+    wrong = tmp_path / "wrong-pass"
+    wrong.write_text("battery staple\n")
+    return {"token": token, "key": key, "inline": inline, "pw": pw, "wrong": wrong, "group_vars": gv,
+            "inventory": tmp_path / "hosts.yml"}
+
+
+def test_encrypted_vault_is_read_as_ansible_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19 item 6: the README's encrypted vault.yml gives the secrets (with ANSIBLE_VAULT_PASSWORD_FILE or
+    --data gik_vault_password_file), inline !vault values included; no password or a wrong one is one line naming
+    it, never a secret and never an empty token."""
+    import runpy
+
+    from healthchecks.endpoints.inventory import read_inventory
+    from healthchecks.errors import ConfigError
+
+    v = _vault_inventory(tmp_path)
+    (h,) = read_inventory(v["inventory"], group="gpu_hosts", vault_password_file=v["pw"])
+    assert (h.vars["vault_hf_token"], h.vars["vault_vllm_api_key"]) == (v["token"], v["key"])
+    assert h.vars["vault_registry_password"] == v["inline"]
+    for pw, needle in ((None, "no vault password was given"), (v["wrong"], "wrong vault password")):
+        with pytest.raises(ConfigError) as e:
+            read_inventory(v["inventory"], vault_password_file=pw)
+        assert needle in str(e.value) and "\n" not in str(e.value)
+        assert v["token"] not in str(e.value)
+
+    # the settings layer: the vault's values become hf_secret's (files would win; none here)
+    s = gs.load(group_vars=v["group_vars"], vault_password_file=str(v["pw"]))
+    assert gik_ops.secret_files(s) == {"hf_token": v["token"], "vllm_api_key": v["key"]}
+    assert s.sources["secret:hf_token"] == "vault_hf_token"
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(v["pw"]))
+    assert gik_ops.secret_files(gs.load(group_vars=v["group_vars"]))["hf_token"] == v["token"]
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE")
+    with pytest.raises(gs.SettingsError) as se:
+        gs.load(group_vars=v["group_vars"])
+    assert "ANSIBLE_VAULT_PASSWORD_FILE" in str(se.value) and "gik_vault_password_file" in str(se.value)
+    assert str(v["group_vars"]) in str(se.value)
+
+    # pyinfra's inventory: the host through Ansible, the vault with Ansible's own variable
+    monkeypatch.setenv("GIK_INVENTORY", str(v["inventory"]))
+    with pytest.raises(SystemExit) as e2:
+        runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))
+    assert "no vault password" in str(e2.value.code) and v["token"] not in str(e2.value.code)
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(v["pw"]))
     hosts = dict(runpy.run_path(str(ROOT / "pyinfra" / "inventory.py"))["gpu_hosts"])
-    assert hosts["gpu01"]["ssh_hostname"] == "10.0.0.1"
-    assert gs.load(hosts["gpu01"]).value("inference_stack_engines") == ["vllm", "ollama"]
+    g = hosts["gpu01"]
+    assert g["gik_group_vars"] == str(v["group_vars"]) and g["vault_registry_password"] == v["inline"]
+    assert "vault_hf_token" not in g  # it comes in with its layer, group_vars, below a settings file
+    assert gik_ops.secret_files(gs.load(g, group_vars=g["gik_group_vars"]))["hf_token"] == v["token"]
+
+
+def test_apt_proxy_and_docker_sources_byte_identical(tmp_path: Path) -> None:
+    """The proxy role's apt file (DIRECT for the no_proxy hosts) and the docker role's deb822 docker.sources, as
+    pyinfra renders them from the roles' own tasks, are the bytes Ansible writes (one ansible-playbook run)."""
+    settings = {"proxy_http": "http://lab:s3cret@proxy.lab:3128", "proxy_https": "http://proxy.lab:3128",
+                "proxy_no_proxy": "localhost,127.0.0.1,mirror.lab.example:5000,.hub.lab,10.0.0.0/8,*.corp",
+                "docker_repo_base": "http://mirror.lab.example/docker/linux/"}
+    tasks = []
+    for role, dest in (("proxy", gs.APT_PROXY_FILE), ("docker", "{{ docker_apt_sources }}")):
+        task = next(copy.deepcopy(t) for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml"))
+                    for t in _walk(yaml.safe_load(path.read_text()))
+                    if isinstance(t.get("ansible.builtin.copy"), dict) and t["ansible.builtin.copy"]["dest"] == dest)
+        task.pop("when", None)
+        task.pop("register", None)
+        task["ansible.builtin.copy"].update(dest=str(tmp_path / role), owner=None, group=None)
+        tasks.append(task)
+    (tmp_path / "settings.yml").write_text(yaml.safe_dump(settings))  # the lab's values over the roles' defaults
+    play = [{"name": "render", "hosts": "localhost", "gather_facts": True, "gather_subset": ["!all", "min"],
+             "vars_files": [*(str(ROOT / "roles" / r / f) for r in ("proxy", "docker") for f in
+                              ("defaults/main.yml", "vars/main.yml")), str(tmp_path / "settings.yml")],
+             "tasks": tasks}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    r = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"),
+                        "-e", f"ansible_python_interpreter={sys.executable}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    import platform
+
+    # pyinfra's facts of this machine, mapped as the deploy maps them (LinuxDistribution's release_meta, Arch)
+    meta = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    facts = gik_ops.ansible_facts({"release_meta": {k: v.strip('"') for k, v in meta.items()}}, platform.machine())
+    s = gs.load(settings, facts=facts)
+    apt_file = gs.render_apt_proxy(s)
+    assert apt_file == (tmp_path / "proxy").read_text()
+    assert 'Acquire::http::Proxy::mirror.lab.example "DIRECT";' in apt_file and "10.0.0.0" not in apt_file
+    assert gs.render_docker_sources(s, facts) == (tmp_path / "docker").read_text()
+    assert "URIs: http://mirror.lab.example/docker/linux/debian\n" in (tmp_path / "docker").read_text()
+    assert gs.bool_filter(s.raw["proxy_has_credentials"]) is True
 
 
 def test_infra_suite_reads_a_compose_env() -> None:
