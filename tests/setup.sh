@@ -140,7 +140,7 @@ PY
   fi
   if [ ! -f "$hf_dir/config.json" ]; then
     log "model: GGUF -> safetensors for vLLM ($hf_dir)"
-    PYTHONPATH="$ROOT" "$GIK_CACHE/venv-vllm/bin/python" -m healthchecks.modelprep \
+    PYTHONPATH="$ROOT" "$GIK_CACHE/venv-vllm/bin/python" -m healthchecks.cli.prepare_model \
       "$gguf_dir/$GGUF_NAME" "$hf_dir"
   fi
 }
