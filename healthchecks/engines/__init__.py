@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..endpoints.url import Endpoint
 
 # Detection order: the most specific probe first; ``openai`` (any /v1/models) last.
-_MODULES = ("ollama", "llamacpp", "sglang", "vllm", "hf", "openai")
+_MODULES = ("ollama", "llamacpp", "sglang", "vllm", "gateway", "hf", "openai")
 
 ENGINES: dict[str, Engine] = {n: importlib.import_module(f"{__name__}.{n}").ENGINE for n in _MODULES}
 CATALOGUE: dict[str, Spec] = {n: e.spec for n, e in ENGINES.items()}
