@@ -14,7 +14,6 @@ so they need no other kit dependency. Nothing here prints.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from .errors import BadGGUF
@@ -88,9 +87,3 @@ def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> list[str]:
     if not getattr(tokenizer, "chat_template", None):
         return [f"{gguf.name} carries no chat template; /v1/chat/completions will refuse"]
     return []
-
-
-if __name__ == "__main__":  # ``python -m healthchecks.modelprep`` as before: the prepare-model script
-    from .cli.prepare_model import main
-
-    sys.exit(main())
