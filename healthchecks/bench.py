@@ -47,9 +47,11 @@ from . import engines, fastnet, metrics
 from .endpoints.url import Endpoint
 from .engines import Engine, RequestParams
 from .errors import ConfigError, KitError, ProtocolError, redact, unexpected
-from .gpu.memory import EngineMemorySampler, GpuMemory
+from .gpu.memory import GpuMemory
+from .memory_timeline import TimedMemorySampler
 from .metrics import RequestResult
 from .protocols import Http, read_api_key, tls_context
+from .server_metrics import ServerSeries
 from .workload import FunctionTokenizer, LocalTokenizer, SampleRequest, Tokenizer, WorkloadSpec
 
 INF = float("inf")
@@ -137,6 +139,7 @@ class BenchConfig:
     max_failure_share: float = 0.0  # the share of failed requests an endpoint may have and still pass (exit 0)
     scrape_interval: float | None = SCRAPE_INTERVAL  # s between /metrics scrapes; None: no scraping
     error_budget: bool = False  # stop a run once more requests failed than max_failure_share allows of all
+    num_runs: int = 1  # --num-runs: the same run repeated, each headline figure reported with its spread
 
     def max_failures(self, n: int) -> int | None:
         """With --error-budget: the failures a run of ``n`` requests may have; one more decides its verdict
@@ -169,7 +172,7 @@ class BenchConfig:
             "ramp_up_strategy": self.ramp_up_strategy, "ramp_up_start_rps": self.ramp_up_start_rps,
             "ramp_up_end_rps": self.ramp_up_end_rps, "tokenizer": self.tokenizer, "timeout": self.timeout,
             "request_timeout": self.request_timeout, "max_failure_share": self.max_failure_share,
-            "error_budget": self.error_budget, "scrape_interval": self.scrape_interval,
+            "error_budget": self.error_budget, "scrape_interval": self.scrape_interval, "num_runs": self.num_runs,
             **({"prefix_len": s.prefix_len, "suffix_len": s.suffix_len, "num_prefixes": s.num_prefixes}
                if s.dataset_name == "prefix_repetition" else {}),
         }
@@ -252,6 +255,7 @@ class EndpointResult:
     sweep: dict[str, Any] | None = None  # sweep.py: the load ladder and the best point within the SLOs
     cut_short: int = 0  # requests not sent or cancelled at --max-seconds (or at SIGINT/SIGTERM, the error budget)
     scrapes: dict[str, Any] | None = None  # Scrapes.to_dict: what watching the server's /metrics cost
+    server_metrics: dict[str, Any] | None = None  # ServerSeries.to_dict: the server's own figures over the run
     stopped_early: str = ""  # why the run stopped before its last request (the error budget), "" otherwise
     interrupted: str = ""  # "SIGINT"/"SIGTERM" when the run was stopped by it (what completed is kept)
 
@@ -527,41 +531,54 @@ class Scrapes:
                 "response_share_of_run": self.seconds / run_seconds if run_seconds > 0 else None}
 
 
-async def _kv_cache_sampler(http: Http, series: tuple[str, ...], stop: asyncio.Event, peak: list[float],
-                            scrapes: Scrapes) -> None:
-    """The engine's KV-cache usage gauge (0..1) from /metrics, sampled every ``scrapes.interval`` s until
-    stopped; each scrape's response time is added up (an upper bound of the server time it cost)."""
-    while not stop.is_set():
+async def _server_sampler(t: Target, stop: asyncio.Event, series: ServerSeries, scrapes: Scrapes,
+                          started: float) -> None:
+    """The engine's own figures (its ``metric_table``: /metrics, or /api/ps for Ollama), scraped every
+    ``scrapes.interval`` s until stopped, then once more at the end (the counters then span the whole run);
+    each scrape's response time is added up (an upper bound of the server time it cost). The first failed
+    scrape ends the watching with a note (llama-server without --metrics answers 404)."""
+    while True:
+        last = stop.is_set()
         t0 = time.perf_counter()
         try:
-            _, text, _ = await http.request("GET", "/metrics", expect="text")
-            for line in text.splitlines():
-                if line.startswith(series):
-                    peak[0] = max(peak[0], float(line.rsplit(" ", 1)[1]))
-        except (ProtocolError, ValueError, IndexError):
-            pass
-        scrapes.count += 1
-        scrapes.seconds += time.perf_counter() - t0
+            raw = await t.engine.sample_server(t.http)
+        except ProtocolError as exc:
+            scrapes.count += 1
+            scrapes.seconds += time.perf_counter() - t0
+            if not series.samples:
+                series.note = t.engine.server_metrics_missing(exc.reason)
+                return
+            raw = None
+        else:
+            scrapes.count += 1
+            scrapes.seconds += time.perf_counter() - t0
+        if raw is not None:
+            series.add(t0 - started, raw)
+        if last:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), scrapes.interval)
 
 
 class Samplers:
-    """KV-cache gauge and GPU memory, sampled while a timed run goes on."""
+    """The server's own figures and GPU memory, sampled while a timed run goes on."""
 
     def __init__(self, t: Target, cfg: BenchConfig) -> None:
-        self.t, self.stop, self.kv_peak = t, asyncio.Event(), [0.0]
+        self.t, self.stop = t, asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.scrapes = Scrapes(cfg.scrape_interval) if cfg.scrape_interval else None
+        table = t.engine.metric_table()
+        self.scrapes = Scrapes(cfg.scrape_interval) if cfg.scrape_interval and table else None
+        self.series = ServerSeries(table, t.engine.server_metrics_source(), t.engine.server_metrics_path)
         self.started = time.perf_counter()
-        self.gpu = EngineMemorySampler(t.ep.host, t.ep.port) if cfg.gpu_sampling else None
+        self.gpu = TimedMemorySampler(t.ep.host, t.ep.port, self.started) if cfg.gpu_sampling else None
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        if self.t.engine.kv_cache_series and self.scrapes is not None:
-            self.task = asyncio.create_task(
-                _kv_cache_sampler(self.t.http, self.t.engine.kv_cache_series, self.stop, self.kv_peak, self.scrapes))
+        if self.scrapes is not None:
+            self.task = asyncio.create_task(_server_sampler(self.t, self.stop, self.series, self.scrapes,
+                                                            self.started))
         if self.gpu:
+            self.gpu.t0 = self.started
             self.gpu.start()
 
     async def finish(self, result: EndpointResult) -> None:
@@ -571,10 +588,14 @@ class Samplers:
         if self.gpu:
             result.gpu_memory = self.gpu.stop()
             result.gpu_peak_mib = dict(result.gpu_memory.device_peak_mib)
-        scraped = self.t.engine.kv_cache_series and self.scrapes is not None
-        result.kv_cache_peak_pct = 100 * self.kv_peak[0] if scraped else None
-        if scraped and self.scrapes is not None:
+        if self.scrapes is not None:
             result.scrapes = self.scrapes.to_dict(time.perf_counter() - self.started)
+            result.server_metrics = self.series.to_dict(self.scrapes.interval, self.gpu)
+            kv = self.series.peak("kv_cache")
+            result.kv_cache_peak_pct = float(kv) if kv is not None else None
+        elif self.gpu is not None and self.gpu.samples:
+            result.server_metrics = {"source": None, "note": "server metrics not scraped", "metrics": {},
+                                     "samples": [], "gpu_samples": self.gpu.series()}
 
 
 async def warm_up(t: Target, cfg: BenchConfig, params: RequestParams) -> RequestResult | None:
@@ -649,20 +670,33 @@ async def run_all(eps: list[Endpoint], cfg: BenchConfig, console: Console | None
                   runner: Runner | None = None) -> list[EndpointResult]:
     """Resolve every endpoint and check its API (probes only), then benchmark them one after another. An
     endpoint that fails keeps its own one-line reason; the others' results are always kept."""
+    return (await run_series(eps, cfg, 1, console, runner))[0]
+
+
+async def run_series(eps: list[Endpoint], cfg: BenchConfig, runs: int, console: Console | None = None,
+                     runner: Runner | None = None) -> list[list[EndpointResult]]:
+    """``--num-runs``: the same run ``runs`` times, one after another, each as :func:`run_all` runs it (the
+    same seed, so the same prompts and arrivals: what varies is the server and the machine). SIGINT/SIGTERM
+    stop the series: the runs that completed are kept, the one in progress is returned marked interrupted (what
+    it completed kept), the rest are not started."""
     local = LocalTokenizer(cfg.tokenizer) if cfg.tokenizer else None
     conc = max(cfg.max_concurrency or cfg.num_prompts, cfg.num_warmups, 1)
     # idle keep-alive connections are dropped after 1 s: llama-server serves each open connection with one of its
     # few HTTP threads (--threads-http, default parallel + 2), so idle ones left from the tokenizer or warm-up
     # phase would hold those threads while the next requests wait in its accept queue
     limits = httpx.Limits(max_connections=conc + 8, max_keepalive_connections=conc + 8, keepalive_expiry=1.0)
-    progress = progress_bar(console)
-    results: list[EndpointResult] = []
+    series: list[list[EndpointResult]] = []
     stop = Stop()
     with stop.handling():
-        await _run_each(eps, cfg, local, limits, progress, runner, stop, results)
-    for r in results:
-        r.interrupted = stop.name
-    return results
+        for _ in range(runs):
+            if stop.event.is_set():
+                break
+            results: list[EndpointResult] = []
+            series.append(results)
+            await _run_each(eps, cfg, local, limits, progress_bar(console), runner, stop, results)
+            for r in results:
+                r.interrupted = stop.name
+    return series
 
 
 async def _run_each(eps: list[Endpoint], cfg: BenchConfig, local: LocalTokenizer | None, limits: httpx.Limits,

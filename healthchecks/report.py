@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from . import server_metrics as sm
 from .bench import EndpointResult, failure_share, verdict
 from .cli.common import write_whole
 from .metrics import _pct_name
@@ -80,6 +81,8 @@ def comparison_table(results: list[EndpointResult], cfg: BenchConfig | None = No
         table.add_row("warnings (kit rules)", *[str(sum(r.warnings.values())) for r in results])
     if any(r.kv_cache_peak_pct is not None for r in results):
         table.add_row("KV cache peak (%)", *[_fmt(r.kv_cache_peak_pct, "{:.1f}") for r in results])
+    for title, cells in server_rows(results):
+        table.add_row(title, *cells)
     # -- GPU memory per engine (the lead's section: gpu.GpuMemory per endpoint) --
     _gpu_rows(table, results)
     stat_keys = sorted({k for r in results for k in r.engine_stats})
@@ -91,6 +94,28 @@ def comparison_table(results: list[EndpointResult], cfg: BenchConfig | None = No
         table.add_row("failovers", *[str(r.failovers) for r in results])
     table.add_row("prompt tokens from", *[r.tokens_from or "-" for r in results])
     return table
+
+
+def server_rows(results: list[EndpointResult]) -> list[tuple[str, list[str]]]:
+    """The server's own figures beside the client's: one row per metric any endpoint reported (peak / mean of
+    a gauge, the run's rate of a hit rate; "-" where an engine has no such figure), and where they came from."""
+    keys: dict[str, str] = {}
+    for r in results:
+        for key, m in ((r.server_metrics or {}).get("metrics") or {}).items():
+            keys.setdefault(key, sm.row_title(m))
+    if not keys and not any(r.server_metrics and r.server_metrics.get("note") for r in results):
+        return []
+    out = [(title, [sm.cell(((r.server_metrics or {}).get("metrics") or {}).get(key)) for r in results])
+           for key, title in keys.items()]
+    out.append(("server figures from", [server_source(r) for r in results]))
+    return out
+
+
+def server_source(r: EndpointResult) -> str:
+    s = r.server_metrics
+    if not s:
+        return "-"
+    return str(s.get("note") or s.get("source") or "-")
 
 
 def _gpu_rows(table: Table, results: list[EndpointResult]) -> None:
@@ -163,7 +188,8 @@ def to_dict(r: EndpointResult, cfg: BenchConfig | None = None) -> dict[str, Any]
               "gpu_memory": r.gpu_memory.to_dict() if r.gpu_memory else None,
               "served_by": r.served_by, "failovers": r.failovers, "prompt_tokens_from": r.tokens_from,
               "cut_short": r.cut_short, "interrupted": r.interrupted or None,
-              "stopped_early": r.stopped_early or None, "server_metrics_scrapes": r.scrapes})
+              "stopped_early": r.stopped_early or None, "server_metrics_scrapes": r.scrapes,
+              "server_metrics": r.server_metrics})
     for k, v in r.meta.items():
         d.setdefault(k, v)
     if r.engine_stats:
@@ -196,6 +222,109 @@ def run_verdict(results: list[EndpointResult], cfg: BenchConfig) -> dict[str, An
             else "requests completed and failed share <= max_failure_share", "endpoints": per}
 
 
+SPREAD: list[tuple[str, str, str]] = [
+    ("request_throughput", "requests/s", "{:.2f}"), ("output_throughput", "output tok/s", "{:.1f}"),
+    ("total_token_throughput", "total tok/s", "{:.1f}"),
+    *[(f"{stat}_{m}_ms", f"{TITLES[m]} {'median' if stat == 'median' else 'p99'} (ms)", "{:.2f}")
+      for m in ("ttft", "tpot", "itl", "e2el") for stat in ("median", "p99")],
+    ("completed", "completed", "{:.0f}"), ("failed", "failed", "{:.0f}"), ("duration", "duration (s)", "{:.2f}"),
+]
+
+
+def complete_runs(runs: list[list[EndpointResult]]) -> list[list[EndpointResult]]:
+    """The runs that ran to their end (not the one a signal interrupted)."""
+    return [run for run in runs if not any(r.interrupted for r in run)]
+
+
+def spread(runs: list[list[EndpointResult]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``--num-runs``: per endpoint, each headline figure's min / median / max over the complete runs, with the
+    values themselves (a run where the endpoint completed nothing gives no figure but its counts); and the
+    server's own figures (peak, or a hit rate's run rate) likewise, under ``server:<key>``."""
+    import numpy as np
+
+    full = complete_runs(runs)
+    labels = list(dict.fromkeys(r.label for run in runs for r in run))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for label in labels:
+        mine = [r for run in full for r in run if r.label == label]
+        figures: dict[str, list[float]] = {}
+        for r in mine:
+            for key, _, _ in SPREAD:
+                v = r.metrics.get(key)
+                if isinstance(v, int | float) and math.isfinite(v) and (r.completed or key in COUNTS):
+                    figures.setdefault(key, []).append(float(v))
+            for key, m in ((r.server_metrics or {}).get("metrics") or {}).items():
+                if (v := sm.headline(m)) is not None:
+                    figures.setdefault(f"server:{key}", []).append(float(v))
+        out[label] = {k: {"min": min(v), "median": float(np.median(v)), "max": max(v), "values": v}
+                      for k, v in figures.items()}
+    return out
+
+
+def spread_titles(runs: list[list[EndpointResult]]) -> list[tuple[str, str, str]]:
+    """(key, title, format) of the spread's rows: the client's headline figures, then the server's."""
+    rows_ = list(SPREAD)
+    seen: dict[str, str] = {}
+    for run in runs:
+        for r in run:
+            for key, m in ((r.server_metrics or {}).get("metrics") or {}).items():
+                seen.setdefault(f"server:{key}", sm.row_title(m).replace("peak / mean", "peak"))
+    return rows_ + [(k, t, "{:.1f}") for k, t in seen.items()]
+
+
+def spread_cell(fig: dict[str, Any] | None, fmt: str) -> str:
+    if not fig:
+        return "-"
+    return " / ".join(_fmt(fig[k], fmt) for k in ("min", "median", "max"))
+
+
+def spread_table(runs: list[list[EndpointResult]]) -> Table:
+    sp = spread(runs)
+    full = len(complete_runs(runs))
+    table = Table(title=f"smoke-bench over {full} complete run(s) of {len(runs)}: min / median / max")
+    table.add_column("metric")
+    labels = list(sp)
+    engines = {r.label: r for run in runs for r in run}
+    for label in labels:
+        r = engines[label]
+        table.add_column(f"{label}\n{r.engine} · {r.api}\n{r.model}", justify="right")
+    for key, title, fmt in spread_titles(runs):
+        if all(key not in sp[label] for label in labels):
+            continue
+        table.add_row(title, *[spread_cell(sp[label].get(key), fmt) for label in labels])
+    return table
+
+
+def series_verdict(runs: list[list[EndpointResult]], cfg: BenchConfig) -> dict[str, Any]:
+    """``--num-runs``: the gate over all runs: an endpoint passes when it passed every run (the same rules as one
+    run); its failure share is over all its requests of all runs."""
+    labels = list(dict.fromkeys(r.label for run in runs for r in run))
+    per = []
+    for label in labels:
+        mine = [(i, r) for i, run in enumerate(runs, 1) for r in run if r.label == label]
+        failed = sum(int(r.metrics.get("failed", 0) or 0) for _, r in mine)
+        ended = sum(r.completed for _, r in mine) + failed
+        why = "; ".join(f"run {i}: {w}" for i, r in mine if (w := verdict(r, cfg)))
+        per.append({"label": label, "failure_share": failed / ended if ended else None, "failed_because": why})
+    return {"passed": not any(e["failed_because"] for e in per), "max_failure_share": cfg.max_failure_share,
+            "rule": "every run: requests completed and failed share <= max_failure_share", "endpoints": per}
+
+
+def series_document(runs: list[list[EndpointResult]], cfg: BenchConfig) -> dict[str, Any]:
+    """``--num-runs N``: the last run as one run's document (``endpoints``), each run under ``runs``, the
+    spread of each headline figure over the complete runs under ``spread``, the verdict over all runs."""
+    doc = document(runs[-1], cfg)
+    doc["interrupted"] = next((r.interrupted for run in runs for r in run if r.interrupted), None)
+    doc["num_runs"] = cfg.num_runs
+    doc["runs_completed"] = len(complete_runs(runs))
+    doc["runs"] = [{"run": i, "interrupted": next((r.interrupted for r in run if r.interrupted), None),
+                    "verdict": run_verdict(run, cfg), "endpoints": [to_dict(r, cfg) for r in run]}
+                   for i, run in enumerate(runs, 1)]
+    doc["spread"] = spread(runs)
+    doc["verdict"] = series_verdict(runs, cfg)
+    return doc
+
+
 def json_safe(v: Any) -> Any:
     """``v`` with every non-finite float, however deep (an engine's own figures included: Ollama durations of
     1e308 ns average to inf), written as vLLM's JSON writes them: "inf"/"-inf", NaN as null."""
@@ -208,9 +337,12 @@ def json_safe(v: Any) -> Any:
     return v
 
 
-def write_json(results: list[EndpointResult], path: str, cfg: BenchConfig | None = None) -> None:
+def write_json(results: list[EndpointResult], path: str, cfg: BenchConfig | None = None,
+               runs: list[list[EndpointResult]] | None = None) -> None:
+    """One run's document, or with ``runs`` (``--num-runs`` above 1) the series' (:func:`series_document`)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(json_safe(document(results, cfg)), indent=2, allow_nan=False, default=str)
+    doc = series_document(runs, cfg) if runs and cfg is not None else document(results, cfg)
+    text = json.dumps(json_safe(doc), indent=2, allow_nan=False, default=str)
     write_whole(path, text + "\n")  # a full disk leaves the previous file (or none), never half a document
 
 

@@ -7,7 +7,8 @@ Every setting is checked before the first request: numbers, files to read, files
 endpoint (engines named in argv at once, bare URLs right after their engine is recognised).
 
 Exit codes: 0 every endpoint passed (requests completed and at most ``--max-failure-share`` of them failed; with
-``--sweep``: a load met the SLOs), 1 an endpoint failed, 2 usage, config or output error, 130/143 interrupted
+``--sweep``: a load met the SLOs; with ``--num-runs N``: in every run), 1 an endpoint failed, 2 usage, config or
+output error, 130/143 interrupted
 (SIGINT/SIGTERM), 141 standard output closed (a pipe's reader went away).
 """
 
@@ -142,13 +143,17 @@ def bench_parser() -> argparse.ArgumentParser:
                 "--sweep finds the highest load each engine serves within latency targets.",
                 epilog=f"--sweep without --goodput uses the SLOs {SLO_TEXT} (ms: 2 s to the first token, "
                 "10 tokens/s per user). Exit codes: 0 every endpoint passed (requests completed, failed share at "
-                "most --max-failure-share; a sweep: a load met the SLOs), 1 an endpoint failed, 2 usage, config "
-                "or output error, 130/143 interrupted, 141 standard output closed.")
+                "most --max-failure-share, in every one of --num-runs; a sweep: a load met the SLOs), 1 an "
+                "endpoint failed, 2 usage, config or output error, 130/143 interrupted, 141 standard output closed.")
     add_endpoint_arguments(p)
     load = p.add_argument_group("load")
     load.add_argument("--num-prompts", type=count, default=DEFAULT_PROMPTS, metavar="N",
                       help=f"requests per run (per load point with --sweep; default {DEFAULT_PROMPTS}, a smoke run: "
                       "vllm bench serve's is 1000)")
+    load.add_argument("--num-runs", type=count, default=1, metavar="N",
+                      help="repeat the same run N times (same prompts and arrivals) and report each headline figure "
+                      "as min / median / max over the runs; the exit code applies the gate to every run "
+                      "(default 1)")
     load.add_argument("--max-concurrency", "--concurrency", dest="max_concurrency", type=count, metavar="C",
                       help="max requests in flight per endpoint")
     load.add_argument("--request-rate", type=rate, default=float("inf"), metavar="R",
@@ -277,6 +282,8 @@ def config_from_args(a: argparse.Namespace) -> Any:
     bench.check_ramp(a.ramp_up_strategy, a.ramp_up_start_rps, a.ramp_up_end_rps, a.request_rate)
     if a.max_seconds and not a.sweep:
         raise ConfigError("--max-seconds bounds a --sweep; a single run is bounded by --num-prompts")
+    if a.sweep and a.num_runs > 1:
+        raise ConfigError("--num-runs repeats a single run; a --sweep is not repeated (drop one of them)")
     if a.sweep and a.ramp_up_strategy:
         raise ConfigError("--sweep sets the load itself: drop --ramp-up-strategy")
     name = a.dataset_name
@@ -299,7 +306,8 @@ def config_from_args(a: argparse.Namespace) -> Any:
         ramp_up_end_rps=a.ramp_up_end_rps, tokenizer=a.tokenizer, timeout=a.timeout,
         request_timeout=a.request_timeout, gpu_sampling=not a.no_gpu_sampling, save_detailed=a.save_detailed,
         ca_bundle=a.ca_bundle, insecure=a.insecure, max_failure_share=a.max_failure_share,
-        error_budget=a.error_budget, scrape_interval=None if a.no_server_metrics else a.scrape_interval)
+        error_budget=a.error_budget, scrape_interval=None if a.no_server_metrics else a.scrape_interval,
+        num_runs=a.num_runs)
 
 
 def check_known_apis(eps: list[Any], api: str | None) -> None:
@@ -329,19 +337,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sweep_opts = SweepOptions(mode=args.sweep_mode, points=args.sweep_points, attainment=args.slo_attainment,
                                   max_seconds=args.max_seconds)
+    runs: list[list[Any]] = []
     try:
         if sweep_opts is not None:
             from ..sweep import run_sweeps
 
             results = asyncio.run(run_sweeps(eps, cfg, sweep_opts, console=err))
         else:
-            results = asyncio.run(bench.run_all(eps, cfg, console=err))
+            runs = asyncio.run(bench.run_series(eps, cfg, cfg.num_runs, console=err))
+            results = runs[-1]
     except ConfigError as exc:
         say(err, f"smoke-bench: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         say(err, "smoke-bench: interrupted")
         return EXIT_INTERRUPTED
+    series = runs if len(runs) > 1 or cfg.num_runs > 1 else []
     for r in results:
         if r.tokens_from.startswith("words"):
             say(err, f"warning: {r.label}: prompt lengths counted in words, not tokens: {r.tokens_from[7:-1]}; "
@@ -356,15 +367,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for engine in ENGINES.values():  # engine-specific views, e.g. HF's provider report
             for view in engine.views(results):
                 tables.print(view)
+        if series:
+            tables.print(report.spread_table(series))
+    for i, run in enumerate(series[:-1], 1):  # the earlier runs' failures; the last run's follow
+        for r in run:
+            for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
+                say(err, f"{r.label}: run {i}: {n} failed: {reason}")
     for r in results:
+        run_no = f"run {len(series)}: " if series else ""
         for reason, n in sorted(r.errors.items(), key=lambda kv: -kv[1]):
-            say(err, f"{r.label}: {n} failed: {reason}")
+            say(err, f"{r.label}: {run_no}{n} failed: {reason}")
         for reason, n in sorted(r.warnings.items(), key=lambda kv: -kv[1]):
             say(err, f"{r.label}: warning: {n} completed by vLLM's rules, but {reason}")
         if r.scrapes and r.scrapes["scrapes"]:
             sc = r.scrapes
             share = sc["response_share_of_run"]
-            say(err, f"{r.label}: server metrics: {sc['scrapes']} scrapes of /metrics every {sc['interval_s']:g} s, "
+            say(err, f"{r.label}: server metrics: {sc['scrapes']} scrapes of "
+                 f"{(r.server_metrics or {}).get('path') or '/metrics'} every {sc['interval_s']:g} s, "
                  f"{sc['mean_response_ms']:.1f} ms each"
                  + (f", {100 * share:.2f}% of the run's time (an upper bound of the server's cost)" if share else ""))
         if r.stopped_early:
@@ -372,26 +391,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif r.cut_short:
             say(err, f"{r.label}: {r.cut_short} request(s) not sent or cancelled at "
                  f"{'the ' + r.interrupted if r.interrupted else '--max-seconds'}")
+        if r.server_metrics and (what := r.server_metrics.get("note") or r.server_metrics.get("source")) and \
+                what != f"GET {r.server_metrics.get('path')}":  # say what was read when it is not the usual
+            say(err, f"{r.label}: server metrics: {what}")
     stopped_by = next((r.interrupted for r in results if r.interrupted), "")
-    if stopped_by:
+    if stopped_by and series:
+        say(err, f"smoke-bench: interrupted by {stopped_by} in run {len(series)} of {cfg.num_runs}: the "
+                 f"{len(series) - 1} complete run(s) are kept, the spread is over them")
+    elif stopped_by:
         say(err, f"smoke-bench: interrupted by {stopped_by}: the figures above are what completed before it")
-    code = write_outputs(args, results, cfg, sweep=sweep_opts is not None) or exit_code(results, cfg)
+    code = write_outputs(args, results, cfg, sweep=sweep_opts is not None, runs=series) or \
+        exit_code(results, cfg, series)
     if stopped_by and code != EXIT_USAGE:
         return EXIT_INTERRUPTED if stopped_by == "SIGINT" else EXIT_TERMINATED
     return code
 
 
-def exit_code(results: list[Any], cfg: Any) -> int:
-    """0 when every endpoint passes its verdict (bench.verdict), else 1, each failing one named in a line."""
+def exit_code(results: list[Any], cfg: Any, runs: list[list[Any]] | None = None) -> int:
+    """0 when every endpoint passes its verdict (bench.verdict) in every run, else 1, each failing one named in a
+    line (with ``--num-runs``: the runs it failed, and why)."""
     from .. import bench
 
-    failing = [(r.label, why) for r in results if (why := bench.verdict(r, cfg))]
+    if runs:
+        from ..report import series_verdict
+
+        failing = [(e["label"], e["failed_because"]) for e in series_verdict(runs, cfg)["endpoints"]
+                   if e["failed_because"]]
+    else:
+        failing = [(r.label, why) for r in results if (why := bench.verdict(r, cfg))]
     for label, why in failing:
         say(err, f"smoke-bench: {label}: FAILED: {why}")
     return EXIT_UNHEALTHY if failing else EXIT_OK
 
 
-def write_outputs(args: argparse.Namespace, results: list[Any], cfg: Any, *, sweep: bool) -> int:
+def write_outputs(args: argparse.Namespace, results: list[Any], cfg: Any, *, sweep: bool,
+                  runs: list[list[Any]] | None = None) -> int:
     """Every output flag's file, each on its own: one that cannot be written (full disk, read-only folder) is one
     line naming the flag, the file and the cause, and the others are still written. Returns 2 when one failed."""
     from .. import report
@@ -399,13 +433,16 @@ def write_outputs(args: argparse.Namespace, results: list[Any], cfg: Any, *, swe
     def html() -> None:
         from ..html_report import write_html
 
-        write_html(results, cfg, args.html)
+        write_html(results, cfg, args.html, runs or None)
 
     def plot() -> None:
         (report.write_sweep_plot if sweep else report.write_plot)(results, args.plot)
 
+    def json_out() -> None:
+        report.write_json(results, args.json_file, cfg, runs or None)
+
     code = 0
-    for flag, path, write in (("--json", args.json_file, lambda: report.write_json(results, args.json_file, cfg)),
+    for flag, path, write in (("--json", args.json_file, json_out),
                               ("--plot", args.plot, plot), ("--html", args.html, html)):
         if not path:
             continue

@@ -18,6 +18,7 @@ from ..errors import ProtocolError
 from ..metrics import RequestResult, token_count
 from ..protocols import Http
 from ..protocols import openai as oa
+from ..server_metrics import ServerMetric, parse, wanted
 from ..verdicts import FAIL, PASS, Signature, Verdict
 
 if TYPE_CHECKING:
@@ -83,6 +84,10 @@ class Engine:
     metrics_prefix: ClassVar[str | None] = None  # Prometheus series prefix on /metrics; None: no metrics
     metrics_optional: ClassVar[bool] = False  # a 404 on /metrics means "not enabled", not a failure
     kv_cache_series: ClassVar[tuple[str, ...]] = ()  # /metrics gauges of KV-cache usage (0..1)
+    # What smoke-bench watches on the server during a run (server_metrics.py): running/waiting requests, KV cache,
+    # cache hit rates, by this engine's own series names; () and no sample_server override: nothing is scraped
+    server_metrics: ClassVar[tuple[ServerMetric, ...]] = ()
+    server_metrics_path: ClassVar[str] = "/metrics"
     signatures: ClassVar[tuple[Signature, ...]] = ()  # log lines specific to this engine
 
     @property
@@ -193,6 +198,30 @@ class Engine:
     def summarise(self, ok: list[RequestResult]) -> dict[str, float]:
         """Engine-reported timings over successful requests (beside the client's own), if any."""
         return {}
+
+    # -- the server during a benchmark -------------------------------------------------------------------
+    def metric_table(self) -> tuple[ServerMetric, ...]:
+        """The figures smoke-bench reads from the server during a run (``server_metrics``; for vLLM the table in
+        engines/vllm_metrics.py until engines/vllm.py names it)."""
+        if self.server_metrics:
+            return self.server_metrics
+        from .vllm_metrics import TABLES
+
+        return TABLES.get(self.name, ())
+
+    def server_metrics_source(self) -> str:
+        """Where the figures come from, for the report (``GET /metrics``)."""
+        return f"GET {self.server_metrics_path}"
+
+    async def sample_server(self, http: Http) -> dict[str, float]:
+        """One scrape: the raw values of the table's series (Prometheus text from ``server_metrics_path``).
+        Raises ProtocolError when the server does not answer it (e.g. llama-server without --metrics)."""
+        _, text, _ = await http.request("GET", self.server_metrics_path, expect="text")
+        return parse(text if isinstance(text, str) else "", wanted(self.metric_table()))
+
+    def server_metrics_missing(self, reason: str) -> str:
+        """The report's note when the first scrape failed (``reason``: the error's line)."""
+        return f"{self.server_metrics_source()}: no answer ({reason})"
 
     # -- tokenizer ---------------------------------------------------------------------------------------
     async def tokenize(self, http: Http, model: str, text: str) -> list[int] | None:

@@ -7,6 +7,7 @@ import re
 from typing import ClassVar
 
 from ..protocols import Http
+from ..server_metrics import ServerMetric
 from ..verdicts import Signature
 from .base import Engine, Spec
 
@@ -21,6 +22,16 @@ class LlamaCpp(Engine):
     loading_status = 503
     metrics_prefix = "llamacpp:"
     metrics_optional = True  # only with --metrics
+    # llama-server's /metrics (with --metrics), names as tools/server/server-task.cpp of the built release writes
+    # them (counters: prompt_tokens_total "excluding cached tokens", prompt_tokens_cached_total "reused from
+    # the cache"; gauges: requests_processing, requests_deferred). This build exposes no KV-cache usage gauge.
+    server_metrics = (
+        ServerMetric("running", "requests running", series=("llamacpp:requests_processing",)),
+        ServerMetric("waiting", "requests waiting", series=("llamacpp:requests_deferred",)),
+        ServerMetric("prefix_cache_hits", "prompt-cache hit rate (prompt tokens)", unit="%",
+                     hits=("llamacpp:prompt_tokens_cached_total",),
+                     queries=("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total")),
+    )
     known_features = True
     signatures: ClassVar[tuple[Signature, ...]] = (
         Signature("llama.cpp fell back to the CPU",
@@ -29,6 +40,10 @@ class LlamaCpp(Engine):
                   "the server sees no CUDA device: use a CUDA image (server-cuda) with the NVIDIA runtime "
                   "(gpus: all) and set LLAMACPP_GPU_LAYERS"),
     )
+
+    def server_metrics_missing(self, reason: str) -> str:
+        return (f"{self.server_metrics_source()}: no answer ({reason}); llama-server serves it only when started "
+                "with --metrics")
 
     def recognise(self, status: int, text: str) -> bool:
         return status == 200 and ("default_generation_settings" in text or "build_info" in text)

@@ -14,6 +14,7 @@ from ..errors import ProtocolError
 from ..metrics import RequestResult, token_count
 from ..protocols import Http
 from ..protocols import ollama as ol
+from ..server_metrics import ServerMetric
 from ..verdicts import FAIL, PASS, WARN, Signature, Verdict
 from .base import (
     PROMPT,
@@ -53,6 +54,34 @@ class Ollama(Engine):
                              r"inference compute.*library=cpu", re.I),
                   "give the container the GPU (NVIDIA runtime, gpus: all) and check the driver with nvidia-smi"),
     )
+
+    # Ollama has no Prometheus endpoint (no /metrics): during a benchmark smoke-bench reads /api/ps instead, the
+    # models loaded and their memory on the GPU (size_vram) and in all (size), beside the GPU memory samples
+    server_metrics = (
+        ServerMetric("models_loaded", "models loaded (/api/ps)", series=("ollama:models_loaded",)),
+        ServerMetric("size_vram", "loaded models in GPU memory (/api/ps size_vram)", series=("ollama:size_vram",),
+                     scale=1 / 2**20, unit="MiB"),
+        ServerMetric("size", "loaded models' size (/api/ps size)", series=("ollama:size",), scale=1 / 2**20,
+                     unit="MiB"),
+    )
+    server_metrics_path = "/api/ps"
+
+    def server_metrics_source(self) -> str:
+        return "GET /api/ps (Ollama has no metrics endpoint: models loaded, size_vram; and the GPU samples)"
+
+    async def sample_server(self, http: Http) -> dict[str, float]:
+        """``/api/ps``: how many models are loaded, and their bytes in GPU memory and in all (summed)."""
+        _, body, _ = await http.request("GET", "/api/ps")
+        models = body.get("models") if isinstance(body, dict) else None
+        if not isinstance(models, list):
+            raise ProtocolError("GET /api/ps: answer has no models list")
+        rows = [m for m in models if isinstance(m, dict)]
+
+        def total(key: str) -> float:
+            return float(sum(v for m in rows if isinstance(v := m.get(key), int | float) and not isinstance(v, bool)))
+
+        return {"ollama:models_loaded": float(len(rows)), "ollama:size_vram": total("size_vram"),
+                "ollama:size": total("size")}
 
     def recognise(self, status: int, text: str) -> bool:
         return status == 200 and "Ollama is running" in text
