@@ -196,9 +196,11 @@ def deployer_refusals(values: Mapping[str, Any], *, keyed: Mapping[str, bool], k
     engines = typed.get(engines_setting.ansible or "", engines_setting.default)
     allow = cat.settings["preflight_allow_unauthenticated"]
     doc = kit_compose() if compose is None else compose
-    published = [Published(e, bindings(doc, env, e, names), key_names.get(e) if key_file_setting(e, cat) else None,
-                           bool(keyed.get(e)))
-                 for e in engines if e in cat.engines]
+    published = []
+    for e in engines:
+        key = key_names.get(e) if e in cat.engines and key_file_setting(e, cat) else None
+        if e in cat.engines:  # a key the deployer cannot hand to the engine is no key
+            published.append(Published(e, bindings(doc, env, e, names), key, key is not None and bool(keyed.get(e))))
     return refusals(published, allow_unauthenticated=bool(typed.get(allow.ansible or "", allow.default)),
                     allow_setting=f"{allow.ansible}: true")
 
