@@ -23,7 +23,7 @@ import yaml
 from .numbers import ascii_int
 
 PATH = Path(__file__).with_name("stack.yml")
-TYPES = ("str", "path", "int", "float", "bool", "list")
+TYPES = ("str", "path", "int", "float", "bool", "list", "dict")
 FORMATS = ("port", "duration", "size", "gpus", "address")
 # Ansible's boolean words (ansible.module_utils.parsing.convert_bool, which the `bool` filter follows)
 BOOL_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
@@ -93,6 +93,7 @@ class Setting:
     elements: str | None = None
     min_length: int = 0
     derived: tuple[str, ...] = ()  # the role default is an expression of these settings
+    no_log: bool = False  # holds a secret: a message names the setting, never shows its value
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -104,25 +105,26 @@ class Setting:
         choices and format; else :class:`SettingError` naming ``name`` (default: the Ansible, else .env name).
         ``source="env"``: a compose .env value (booleans are 0/1, an empty value means compose's default)."""
         label = name or self.ansible or self.env or self.id
+        shown = "" if self.no_log else f"={_show(value)}"
         try:
             out = _CONVERT[self.type](self, value, source)
         except _Bad as bad:
-            raise SettingError(f"{label}={_show(value)} {bad.words}") from None
+            raise SettingError(f"{label}{shown} {bad.words}") from None
         if self.range is not None and out is not None and out not in self.range:
             words = "is not a port number (1-65535)" if self.format == "port" else \
                 f"must be {self.range.words(self.type)}"
-            raise SettingError(f"{label}={_show(value)} {words}")
+            raise SettingError(f"{label}{shown} {words}")
         if self.choices is not None:
             items = out if isinstance(out, list) else [] if out in (None, "") and source == "env" else [out]
             wrong = [x for x in items if x not in self.choices]
             if wrong:
-                raise SettingError(f"{label}={_show(value)}: {_show(wrong[0])} is not one of "
+                raise SettingError(f"{label}{shown}: {_show(wrong[0])} is not one of "
                                    f"{', '.join(map(str, self.choices))}")
         if isinstance(out, list) and len(out) < self.min_length:
             raise SettingError(f"{label} must name at least {self.min_length} of "
                                f"{', '.join(map(str, self.choices or ()))}")
         if self.format and isinstance(out, str) and out != "" and not _FORMAT_OK[self.format](out):
-            raise SettingError(f"{label}={_show(value)} {_FORMAT_WORDS[self.format]}")
+            raise SettingError(f"{label}{shown} {_FORMAT_WORDS[self.format]}")
         return out
 
     def env_text(self, value: Any) -> str:
@@ -198,6 +200,11 @@ def _bool(s: Setting, v: Any, source: str) -> bool | None:
 def _list(s: Setting, v: Any, source: str) -> list[Any]:
     if isinstance(v, str):  # an INI inventory, -e or --data: "a,b"; -e as JSON gives a list
         text = v.strip()
+        if s.elements == "dict":  # only JSON/YAML text can hold mappings: [{"registry": ..., ...}]
+            parsed = _yaml_text(text, "must be a list of mappings: [{key: value, ...}]")
+            if parsed is not None and not isinstance(parsed, list):
+                raise _Bad("must be a list of mappings: [{key: value, ...}]")
+            return _list(s, parsed or [], source)
         if text.startswith("["):
             try:
                 parsed = yaml.safe_load(text)
@@ -209,8 +216,29 @@ def _list(s: Setting, v: Any, source: str) -> list[Any]:
     if isinstance(v, list | tuple):
         if s.elements in ("str", "path") and not all(isinstance(x, str) for x in v):
             raise _Bad("must be a list of names")
+        if s.elements == "dict" and not all(isinstance(x, Mapping) for x in v):
+            raise _Bad("must be a list of mappings: [{key: value, ...}]")
         return list(v)
-    raise _Bad("must be a list: a,b or [a, b]")
+    raise _Bad("must be a list of mappings: [{key: value, ...}]" if s.elements == "dict" else
+               "must be a list: a,b or [a, b]")
+
+
+def _yaml_text(text: str, words: str) -> Any:
+    """JSON or YAML text (``-e 'name=[...]'``, ``--data``) as data; never shows the text (it may hold a secret)."""
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        raise _Bad(words) from None
+
+
+def _dict(s: Setting, v: Any, source: str) -> dict[str, Any]:
+    if isinstance(v, str):
+        v = _yaml_text(v.strip(), "must be a mapping: {key: value, ...}")
+        if v is None:
+            return {}
+    if isinstance(v, Mapping):
+        return dict(v)
+    raise _Bad("must be a mapping: {key: value, ...}")
 
 
 def _str(s: Setting, v: Any, source: str) -> str | None:
@@ -225,7 +253,7 @@ def _str(s: Setting, v: Any, source: str) -> str | None:
     raise _Bad("must be text")
 
 
-_CONVERT = {"int": _int, "float": _float, "bool": _bool, "list": _list, "str": _str, "path": _str}
+_CONVERT = {"int": _int, "float": _float, "bool": _bool, "list": _list, "str": _str, "path": _str, "dict": _dict}
 
 
 def _address(text: str) -> bool:
@@ -334,7 +362,7 @@ class Catalogue:
 
 def _setting(sid: str, raw: Mapping[str, Any]) -> Setting:
     unknown = set(raw) - {"ansible", "env", "role", "type", "default", "env_default", "range", "choices", "format",
-                          "required", "elements", "min_length", "derived"}
+                          "required", "elements", "min_length", "derived", "no_log"}
     if unknown or raw.get("type") not in TYPES or raw.get("format", "port") not in FORMATS:
         raise ValueError(f"{PATH.name}: setting {sid}: bad entry {dict(raw)}")
     return Setting(id=sid, type=raw["type"], default=raw.get("default"), ansible=raw.get("ansible"),
@@ -343,7 +371,8 @@ def _setting(sid: str, raw: Mapping[str, Any]) -> Setting:
                    range=Range.parse(raw["range"]) if "range" in raw else None,
                    choices=tuple(raw["choices"]) if "choices" in raw else None, format=raw.get("format"),
                    required=bool(raw.get("required", False)), elements=raw.get("elements"),
-                   min_length=int(raw.get("min_length", 0)), derived=tuple(raw.get("derived", ())))
+                   min_length=int(raw.get("min_length", 0)), derived=tuple(raw.get("derived", ())),
+                   no_log=bool(raw.get("no_log", False)))
 
 
 def parse(doc: Mapping[str, Any]) -> Catalogue:
