@@ -43,7 +43,7 @@ OFFLINE_IMAGE = f"local/litellm:{LITELLM_VERSION}"
 MASTER_KEY_ENV = "GATEWAY_MASTER_KEY"  # the gateway_master_key secret, exported by the entrypoint
 HF_TOKEN_ENV = "HF_TOKEN"  # the hf_token secret
 NO_KEY = "none"  # what a keyless engine is sent (the OpenAI client LiteLLM uses insists on some key)
-ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing")
+ROUTING_STRATEGIES = tuple(stack.load().settings["gateway_routing_strategy"].choices or ())  # the catalogue's
 
 
 class GatewayError(ValueError):
