@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -26,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_peers import HF_DIR, OFFLINE, VLLM_VENV, Timed, timed  # the shared harness
+
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
-HF_DIR = CACHE / "models" / "smollm2-135m-instruct-hf"
-VLLM = CACHE / "venv-vllm" / "bin" / "vllm"
+VLLM = VLLM_VENV / "bin" / "vllm"
 
 
 def free_port() -> int:
@@ -98,13 +97,10 @@ http {{
         self.proc.wait(10)
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[Timed, float, float]:
+    """compare_peers' measure: the tool's whole process tree, user+sys."""
+    r = timed(argv, env=env)
+    return r, r.wall_s, r.cpu_s
 
 
 def startup(argv: list[str], runs: int = 3) -> float:
@@ -130,8 +126,8 @@ def run(requests: int = 4000, chunks: int = 256, concurrency: int = 16, with_vll
                                    "completions", "--num-prompts", str(requests), "--max-concurrency",
                                    str(concurrency), "--output-len", str(chunks), "--input-len", "16",
                                    "--no-gpu-sampling", "--json", str(out)])
-            if r.returncode != 0:
-                raise SystemExit(f"smoke-bench failed: {r.stderr[-1500:]}")
+            if r.rc != 0:
+                raise SystemExit(f"smoke-bench failed: {r.output[-1500:]}")
             s = json.loads(out.read_text())["endpoints"][0]
             assert s["completed"] == requests, s["error_counts"]
             figures["smoke_bench"] = {"benchmark_s": s["duration"], "wall_s": wall, "cpu_s": cpu,
@@ -144,9 +140,9 @@ def run(requests: int = 4000, chunks: int = 256, concurrency: int = 16, with_vll
                                        "--random-output-len", str(chunks), "--num-prompts", str(requests),
                                        "--max-concurrency", str(concurrency), "--disable-tqdm", "--save-result",
                                        "--result-dir", str(tmp), "--result-filename", "vllm.json"],
-                                      {**os.environ, "HF_HUB_OFFLINE": "1"})
-                if r.returncode != 0:
-                    raise SystemExit(f"vllm bench serve failed: {r.stderr[-1500:]}")
+                                      OFFLINE)
+                if r.rc != 0:
+                    raise SystemExit(f"vllm bench serve failed: {r.output[-1500:]}")
                 v = json.loads((tmp / "vllm.json").read_text())
                 figures["vllm_bench"] = {"benchmark_s": v["duration"], "wall_s": wall, "cpu_s": cpu,
                                          "chunks_per_s": requests * chunks / v["duration"],

@@ -152,22 +152,18 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def _reap_orphans(keep: set[int], grace: float = 20.0) -> None:
-    """Wait for (then kill) descendants a tool left behind, which became our children as subreaper."""
+def _reap_orphans(before: set[int], grace: float = 20.0) -> None:
+    """Wait for (then kill) the descendants a tool left behind: as subreaper we inherit them. Only children
+    that appeared during the run count (``before``: ours beforehand, e.g. the server, are left alone)."""
     deadline = time.monotonic() + grace
-    while True:
-        left = [p for p in _children(os.getpid()) if p not in keep]
+    while left := [p for p in _children(os.getpid()) if p not in before]:
         for p in left:
             try:
-                if os.waitpid(p, os.WNOHANG)[0]:
-                    continue
+                if os.waitpid(p, os.WNOHANG)[0] == 0 and time.monotonic() > deadline:
+                    os.kill(p, signal.SIGKILL)
+                    os.waitpid(p, 0)
             except ChildProcessError:
-                continue
-            if time.monotonic() > deadline:
-                os.kill(p, signal.SIGKILL)
-                os.waitpid(p, 0)
-        if not left:
-            return
+                pass
         time.sleep(0.1)
 
 
@@ -183,14 +179,14 @@ class Timed:
 def timed(argv: list[str], *, env: dict[str, str] | None = None, server_pid: int | None = None,
           timeout: float = 1800, cwd: Path | None = None) -> Timed:
     """Run a benchmark client; its process tree's CPU time, and the server's during the run."""
-    keep = {server_pid} if server_pid else set()
+    ours = set(_children(os.getpid()))
     server0 = tree_cpu_s(server_pid) if server_pid else 0.0
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
                        env={**os.environ, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    _reap_orphans(keep)
+    _reap_orphans(ours)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server1 = tree_cpu_s(server_pid) if server_pid else 0.0
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -385,23 +381,29 @@ def warm_up(url: str, prompts: list[str], w: Workload) -> None:
 # ---------------------------------------------------------------------------------------------- tool runs
 
 
-def vllm_bench_argv(url: str, dataset: Path, w: Workload, out: Path, *, hf_dir: Path = HF_DIR,
-                    extra: tuple[str, ...] = ()) -> list[str]:
-    """``vllm bench serve`` on the ``custom`` dataset over /v1/completions, as smoke-bench is run."""
+def load_args(w: Workload) -> list[str]:
+    """The load as both vLLM-style CLIs take it: the seed (request order) and the concurrency."""
+    return ["--seed", str(w.seed), "--max-concurrency", str(w.concurrency)]
+
+
+def vllm_bench_argv(url: str, dataset: Path, num_prompts: int, output_len: int, load: list[str], out: Path, *,
+                    hf_dir: Path = HF_DIR) -> list[str]:
+    """``vllm bench serve`` on a ``custom`` JSONL dataset over /v1/completions, ignore_eos, temperature 0."""
     return [str(VLLM_VENV / "bin" / "vllm"), "bench", "serve", "--backend", "openai", "--base-url", url,
             "--endpoint", "/v1/completions", "--model", MODEL, "--tokenizer", str(hf_dir),
             "--dataset-name", "custom", "--dataset-path", str(dataset), "--skip-chat-template",
-            "--num-prompts", str(w.num_prompts), "--custom-output-len", str(w.output_len), "--ignore-eos",
-            "--temperature", "0", "--seed", str(w.seed), "--max-concurrency", str(w.concurrency),
-            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99", "--disable-tqdm",
-            "--save-result", "--result-dir", str(out.parent), "--result-filename", out.name, *extra]
+            "--num-prompts", str(num_prompts), "--custom-output-len", str(output_len), "--ignore-eos",
+            "--temperature", "0", *load, "--percentile-metrics", "ttft,tpot,itl,e2el",
+            "--metric-percentiles", "50,90,99", "--disable-tqdm", "--save-result", "--result-dir", str(out.parent),
+            "--result-filename", out.name]
 
 
-def smoke_bench_argv(url: str, dataset: Path, w: Workload, out: Path, *, extra: tuple[str, ...] = ()) -> list[str]:
+def smoke_bench_argv(url: str, dataset: Path, num_prompts: int, output_len: int, load: list[str],
+                     out: Path) -> list[str]:
+    """smoke-bench with the same workload flags (its flags are vllm bench serve's)."""
     return [str(SMOKE_BENCH), f"vllm={url}", "--model", MODEL, "--api", "completions", "--dataset-name", "custom",
-            "--dataset-path", str(dataset), "--num-prompts", str(w.num_prompts), "--output-len", str(w.output_len),
-            "--ignore-eos", "--temperature", "0", "--seed", str(w.seed), "--max-concurrency", str(w.concurrency),
-            "--no-gpu-sampling", "--json", str(out), *extra]
+            "--dataset-path", str(dataset), "--num-prompts", str(num_prompts), "--output-len", str(output_len),
+            "--ignore-eos", "--temperature", "0", *load, "--json", str(out), "--no-gpu-sampling"]
 
 
 AIPERF_REPO = "gik-local/smollm2-135m-instruct"
@@ -470,10 +472,12 @@ def run_tool(tool: str, url: str, server_pid: int | None, data: dict[str, Path],
     tag = f"{tool}-{rnd}"
     if tool == "vllm-bench":
         out = out_dir / f"{tag}.json"
-        t = timed(vllm_bench_argv(url, data["custom"], w, out), env=OFFLINE, server_pid=server_pid)
+        t = timed(vllm_bench_argv(url, data["custom"], w.num_prompts, w.output_len, load_args(w), out), env=OFFLINE,
+                  server_pid=server_pid)
     elif tool == "smoke-bench":
         out = out_dir / f"{tag}.json"
-        t = timed(smoke_bench_argv(url, data["custom"], w, out), env=OFFLINE, server_pid=server_pid)
+        t = timed(smoke_bench_argv(url, data["custom"], w.num_prompts, w.output_len, load_args(w), out),
+                  env=OFFLINE, server_pid=server_pid)
     elif tool == "aiperf":
         art = out_dir / tag
         cache = offline_hub_cache(out_dir / "hf-cache")

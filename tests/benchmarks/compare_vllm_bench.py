@@ -6,7 +6,8 @@ and, for a request-rate run, the same arrival schedule), the same warm-up count,
 Two kinds of run: a concurrency run (``--max-concurrency C``, all at once) and a request-rate run
 (``--request-rate R``, Poisson arrivals). Compared: token totals, the request order (per-request input
 lengths in send order), the send schedule (start-time offsets), duration, throughputs and median latencies.
-Client CPU is each tool process's user+sys time (rusage of the child) per 1000 streamed chunks.
+Client CPU is each tool's process-tree user+sys time per 1000 streamed chunks. The argv of both tools and the
+CPU measurement are compare_peers.py's (one harness for both comparisons).
 
     python tests/benchmarks/compare_vllm_bench.py URL HF_DIR [--num-prompts N] [--output-len N]
         [--concurrency C] [--request-rate R]
@@ -17,15 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_peers import OFFLINE, smoke_bench_argv, timed, vllm_bench_argv
+
 TOPICS = ["GPU drivers", "container runtimes", "rolling updates", "model caches", "tensor parallelism",
           "KV caches", "air-gapped labs", "health checks", "token streaming", "batch scheduling"]
 KEYS = ["completed", "total_input_tokens", "total_output_tokens", "duration", "request_throughput",
@@ -40,13 +40,6 @@ def make_dataset(path: Path, n: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def load_args(conc: int | None, rate: float, seed: int) -> list[str]:
     out = ["--seed", str(seed), "--num-warmups", "2"]
     if conc:
@@ -58,30 +51,21 @@ def load_args(conc: int | None, rate: float, seed: int) -> list[str]:
 
 def run_vllm_bench(url: str, hf_dir: str, ds: Path, n: int, out_len: int, load: list[str], tmp: Path,
                    tag: str) -> tuple[dict[str, Any], float]:
-    vllm = CACHE / "venv-vllm" / "bin" / "vllm"
-    argv = [str(vllm), "bench", "serve", "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
-            "--model", "smollm2:135m", "--tokenizer", hf_dir, "--dataset-name", "custom", "--dataset-path", str(ds),
-            "--skip-chat-template", "--num-prompts", str(n), "--custom-output-len", str(out_len), "--ignore-eos",
-            "--temperature", "0", *load, "--percentile-metrics", "ttft,tpot,itl,e2el",
-            "--metric-percentiles", "50,90,99", "--disable-tqdm", "--save-result", "--save-detailed",
-            "--result-dir", str(tmp), "--result-filename", f"vllm-{tag}.json"]
-    r, cpu = _timed(argv, {**os.environ, "HF_HUB_OFFLINE": "1"})
-    if r.returncode != 0:
-        raise SystemExit(f"vllm bench serve failed: {r.stderr[-1500:]}")
-    return json.loads((tmp / f"vllm-{tag}.json").read_text()), cpu
+    out = tmp / f"vllm-{tag}.json"
+    r = timed([*vllm_bench_argv(url, ds, n, out_len, load, out, hf_dir=Path(hf_dir)), "--save-detailed"],
+              env=OFFLINE)
+    if r.rc != 0:
+        raise SystemExit(f"vllm bench serve failed: {r.output[-1500:]}")
+    return json.loads(out.read_text()), r.cpu_s
 
 
 def run_smoke_bench(url: str, ds: Path, n: int, out_len: int, load: list[str], tmp: Path,
                     tag: str) -> tuple[dict[str, Any], float]:
-    exe = Path(sys.executable).parent / "smoke-bench"
     out = tmp / f"smoke-{tag}.json"
-    argv = [str(exe), f"vllm={url}", "--model", "smollm2:135m", "--api", "completions", "--dataset-name", "custom",
-            "--dataset-path", str(ds), "--num-prompts", str(n), "--output-len", str(out_len), "--ignore-eos",
-            "--temperature", "0", *load, "--json", str(out), "--no-gpu-sampling"]
-    r, cpu = _timed(argv)
-    if r.returncode != 0:
-        raise SystemExit(f"smoke-bench failed: {r.stderr[-1500:]}")
-    return json.loads(out.read_text())["endpoints"][0], cpu
+    r = timed(smoke_bench_argv(url, ds, n, out_len, load, out))
+    if r.rc != 0:
+        raise SystemExit(f"smoke-bench failed: {r.output[-1500:]}")
+    return json.loads(out.read_text())["endpoints"][0], r.cpu_s
 
 
 def _offsets(starts: list[float]) -> list[float]:
