@@ -2,7 +2,9 @@
 
 ``match_cause`` is pure (log text -> cause): the engine's own signatures (``engines/<name>.py``) first, then
 the causes every GPU container shares, listed here. ``for_endpoint`` finds the container that publishes a
-port through the Docker host (:mod:`.dockerhost`). Neither decides exit codes.
+port through the Docker host (:mod:`.dockerhost`), and reads the log of the compose service that checks the
+engine's model before it starts (``stack.yml`` ``model_check``) too: an engine whose model the Hub refused never
+started and has no log of its own. Neither decides exit codes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import dockerhost, engines
+from . import dockerhost, engines, stack
 from .verdicts import Signature as Cause
 
 # Causes shared by every engine in a GPU container (the engines' own are in their modules)
@@ -18,7 +20,8 @@ CAUSES: tuple[Cause, ...] = (
     Cause("gated or unauthorized model",
           re.compile(r"gated repo|Cannot access gated repo|is restricted|401 Client Error|403 Client Error|"
                      r"Invalid (?:credentials|user token)|Unauthorized for url|GatedRepoError", re.I),
-          "accept the model's licence on the Hub and put a read token in the HF token secret file"),
+          "accept the model's licence on the Hub and put a read token in the HF token secret file "
+          "(Ansible: vault_hf_token)"),
     Cause("CUDA out of memory",
           re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|cudaErrorMemoryAllocation|"
                      r"No available memory for the cache blocks|CUBLAS_STATUS_ALLOC_FAILED", re.I),
@@ -74,7 +77,8 @@ def for_endpoint(port: int, engine: str | None = None, tail: int = 200) -> dict[
         if container is None:
             return None
         state = container.attrs.get("State") or {}
-        logs = container.logs(tail=tail).decode(errors="replace")
+        engine = engine or (container.labels or {}).get("io.gpu-inference-kit.engine")
+        logs = _model_check_logs(client, container, engine, tail) + container.logs(tail=tail).decode(errors="replace")
     except DockerException:
         return None
     cause = match_cause(logs, engine)
@@ -89,3 +93,15 @@ def for_endpoint(port: int, engine: str | None = None, tail: int = 200) -> dict[
         "cause": cause.name if cause else None,
         "fix": cause.fix if cause else None,
     }
+
+
+def _model_check_logs(client: Any, container: Any, engine: str | None, tail: int) -> str:
+    """The log of the engine's model check (``stack.yml`` engines.<name>.model_check) in the engine container's
+    compose project, older than the engine's own lines; "" when there is none."""
+    entry = stack.load().engines.get(engine or "")
+    project = (container.labels or {}).get("com.docker.compose.project")
+    if entry is None or not entry.model_check or not project:
+        return ""
+    checks = client.containers.list(all=True, filters={"label": [f"com.docker.compose.project={project}",
+                                                                 f"com.docker.compose.service={entry.model_check}"]})
+    return "".join(c.logs(tail=tail).decode(errors="replace") + "\n" for c in checks)
