@@ -73,7 +73,8 @@ HEADLINE = ("request_throughput", "output_throughput", "median_ttft_ms", "median
 # percentiles by numpy's linear interpolation). Cited from each tool's own source, the versions pinned above.
 DEFINITIONS: dict[str, list[str]] = {
     "vllm-bench": [
-        "the reference: vllm/benchmarks/serve.py calculate_metrics (vLLM 0.32.0, the kit's pin).",
+        "the reference: vllm/benchmarks/serve.py calculate_metrics (vLLM 0.32.0, the kit's pin); tokens: the "
+        "server's usage, prompt_tokens and completion_tokens (vllm/benchmarks/lib/endpoint_request_func.py).",
         "0.32 defaults: no initial test request (--ready-check-timeout-sec defaults to 0), no temperature sent "
         "(server default; the run passes --temperature 0), default percentile metrics ttft,tpot,itl (e2el asked).",
     ],
@@ -630,7 +631,8 @@ def verdicts(c: Comparison) -> list[str]:
             lo, hi = min(b[1] for b in bands), max(b[2] for b in bands)
             med = statistics.median(float(v) for v in ours if v is not None)
             inside = lo <= med <= hi
-            gap = "" if inside else f" (outside by {100 * min(abs(med - lo), abs(med - hi)) / (lo or 1):.1f}%)"
+            edge = lo if med < lo else hi
+            gap = "" if inside else f" (outside by {100 * (med - edge) / (edge or 1):+.1f}%)"
             lines.append(f"smoke-bench {key} {med:.2f} within the peers' spread [{lo:.2f}, {hi:.2f}]: "
                          f"{'YES' if inside else 'NO'}{gap}; "
                          + ", ".join(f"{t} [{a:.2f}, {b:.2f}]" for t, a, b in bands))
