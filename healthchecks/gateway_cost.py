@@ -147,7 +147,7 @@ def table(costs: list[Cost]) -> Any:
     from rich.text import Text
 
     t = Table(title="gateway cost (through the gateway vs the upstream measured directly in this run)")
-    for col in ("gateway", "upstream", "share", "TTFT via gw ms", "TTFT direct ms", "added TTFT ms",
+    for col in ("endpoint", "upstream", "share", "TTFT via gw ms", "TTFT direct ms", "added TTFT ms",
                 "out tok/s ratio", "req/s ratio"):
         t.add_column(col, overflow="fold")
 
