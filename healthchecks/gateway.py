@@ -59,6 +59,7 @@ class Upstream:
     api_base: str  # OpenAI-compatible base URL, ending in /v1
     host: str = ""  # the inventory host (lab gateway); "" = this host
     key_env: str | None = None  # the gateway process's environment variable holding the engine's key
+    sends: str | None = None  # the model name sent upstream when it is not ``model`` (a host gateway's route)
 
     @property
     def where(self) -> str:
@@ -125,12 +126,12 @@ def key_env(engine: str, catalogue: stack.Catalogue | None = None) -> str | None
     return setting.env[: -len("_FILE")]
 
 
-_SELF = __name__.rsplit(".", 1)[-1]  # the gateway's own catalogue entry (named like this module) is no upstream
+SELF = __name__.rsplit(".", 1)[-1]  # the gateway's own catalogue entry (named like this module) is no upstream
 
 
 def _engine(name: str, cat: stack.Catalogue) -> stack.EngineEntry:
-    if name not in cat.engines or name == _SELF:
-        known = ", ".join(n for n in cat.engines if n != _SELF)
+    if name not in cat.engines or name == SELF:
+        known = ", ".join(n for n in cat.engines if n != SELF)
         raise GatewayError(f"engine {name!r} is not an engine of the catalogue ({known})")
     return cat.engines[name]
 
@@ -158,11 +159,25 @@ def host_upstreams(engines: Sequence[str], models: Mapping[str, Any] | None = No
     return out
 
 
-def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]],
-                  catalogue: stack.Catalogue | None = None) -> list[Upstream]:
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def bind_setting(engine: str, catalogue: stack.Catalogue | None = None) -> stack.Setting:
+    """The setting of the address ``engine`` is published on: its own (``<engine>_bind_address``), else the stack's."""
+    cat = catalogue or stack.load()
+    return cat.settings.get(f"{engine}_bind_address") or cat.settings["bind_address"]
+
+
+def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catalogue | None = None,
+                  skipped: list[str] | None = None) -> list[Upstream]:
     """Every host's engines, reached over the lab network. ``hosts``: inventory name -> ``{"address": ...,
-    "engines": [...], "ports": {engine: published port}, "models": {engine: served name}}`` (ports and models
-    default to the catalogue's)."""
+    "engines": [...], "ports": {engine: published port}, "models": {engine: served name}, "settings": {Ansible
+    name: value}, "gateway_port": N}`` (ports, models and settings default to the catalogue's).
+
+    A host that runs its own gateway (``gateway_port``) is reached through it, each engine by its route
+    ``MODEL@ENGINE`` with the lab's master key, so its engines (Ollama too) stay on loopback. Otherwise each engine
+    is reached at its published port; an engine published on loopback only cannot be reached from another host and
+    is left out (its ``host/engine`` appended to ``skipped``), unless the host's address is loopback too."""
     cat = catalogue or stack.load()
     out = []
     for host, h in hosts.items():
@@ -170,22 +185,38 @@ def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]],
         if not address or any(c in address for c in "/ ?#@"):
             raise GatewayError(f"gateway upstream host {host}: bad address {address!r}")
         netloc = f"[{address}]" if ":" in address and not address.startswith("[") else address
-        engines = h.get("engines") or cat.deployed
-        for e in engines:
-            entry = _engine(str(e), cat)
-            port = (h.get("ports") or {}).get(e, entry.port_setting.default)
-            try:
-                port = entry.port_setting.convert(port, name=f"{host}: {entry.port_setting.ansible}")
-            except stack.SettingError as err:
-                raise GatewayError(str(err)) from None
-            out.append(Upstream(engine=str(e), model=_model(str(e), h.get("models") or {}, cat),
-                                api_base=f"http://{netloc}:{port}/v1", host=str(host),
-                                key_env=key_env(str(e), cat)))
+        settings = h.get("settings") or {}
+        via = h.get("gateway_port")
+        if via is not None:
+            via = _port(cat.settings["gateway_port"], via, host)
+        for e in [str(x) for x in (h.get("engines") or cat.deployed)]:
+            entry = _engine(e, cat)
+            model = _model(e, h.get("models") or {}, cat)
+            if via is not None:
+                out.append(Upstream(engine=e, model=model, api_base=f"http://{netloc}:{via}/v1", host=str(host),
+                                    key_env=MASTER_KEY_ENV, sends=f"{model}@{e}"))
+                continue
+            bind = bind_setting(e, cat)
+            if str(settings.get(bind.ansible or "", bind.default) or "").startswith(LOOPBACK) \
+                    and not address.startswith(LOOPBACK):
+                if skipped is not None:
+                    skipped.append(f"{host}/{e}")
+                continue
+            port = _port(entry.port_setting, (h.get("ports") or {}).get(e, entry.port_setting.default), host)
+            out.append(Upstream(engine=e, model=model, api_base=f"http://{netloc}:{port}/v1", host=str(host),
+                                key_env=key_env(e, cat)))
     return out
 
 
+def _port(setting: stack.Setting, value: Any, host: str) -> int:
+    try:
+        return int(setting.convert(value, name=f"{host}: {setting.ansible or setting.env}"))
+    except stack.SettingError as err:
+        raise GatewayError(str(err)) from None
+
+
 def _deployment(route: str, up: Upstream, model_id: str, *, health_check: bool) -> dict[str, Any]:
-    params: dict[str, Any] = {"model": f"openai/{up.model}", "api_base": up.api_base,
+    params: dict[str, Any] = {"model": f"openai/{up.sends or up.model}", "api_base": up.api_base,
                               "api_key": f"os.environ/{up.key_env}" if up.key_env else NO_KEY}
     info: dict[str, Any] = {"id": model_id, "engine": up.engine}
     if up.host:

@@ -71,12 +71,16 @@ def test_the_router_settings_come_from_the_options() -> None:
     assert g["background_health_checks"] is True and g["health_check_interval"] == 11
 
 
+PUBLISHED = {gateway.bind_setting(CAT.deployed[0]).ansible: "0.0.0.0"}  # the lab publishes its engines (with keys)
+
+
 def test_a_lab_gateway_balances_one_model_across_hosts_by_address_and_published_port() -> None:
     e = CAT.deployed[0]
     port_name = CAT.engines[e].port_setting.ansible
-    hosts: dict[str, dict[str, Any]] = {"gpu01": {"address": "10.0.0.11", "engines": [e]},
-                                        "gpu02": {"address": "fd00::12", "engines": [e], "ports": {e: 18000}},
-                                        "gpu03": {"engines": [e], "models": {e: "other"}}}
+    hosts: dict[str, dict[str, Any]] = {
+        "gpu01": {"address": "10.0.0.11", "engines": [e], "settings": PUBLISHED},
+        "gpu02": {"address": "fd00::12", "engines": [e], "ports": {e: 18000}, "settings": PUBLISHED},
+        "gpu03": {"engines": [e], "models": {e: "other"}, "settings": PUBLISHED}}
     cfg = gateway.render(gateway.lab_upstreams(hosts))
     groups = _groups(cfg)
     default = CAT.engines[e].model_setting.default
@@ -87,7 +91,25 @@ def test_a_lab_gateway_balances_one_model_across_hosts_by_address_and_published_
     assert groups["other"][0]["litellm_params"]["api_base"] == f"http://gpu03:{CAT.engines[e].port}/v1"
     assert set(groups) >= {f"{default}@gpu01/{e}", f"{default}@gpu02/{e}", f"other@gpu03/{e}"}
     with pytest.raises(gateway.GatewayError, match=f"gpu04: {port_name}"):
-        gateway.lab_upstreams({"gpu04": {"engines": [e], "ports": {e: 70000}}})
+        gateway.lab_upstreams({"gpu04": {"engines": [e], "ports": {e: 70000}, "settings": PUBLISHED}})
+
+
+def test_a_lab_gateway_leaves_out_what_only_loopback_publishes_or_goes_through_the_hosts_gateway() -> None:
+    """Engines on loopback (the kit's default; Ollama always) cannot be reached from the gateway host; a host
+    running its own gateway is reached through it, every engine by its route MODEL@ENGINE, with the lab's key."""
+    engines = CAT.deployed
+    skipped: list[str] = []
+    assert gateway.lab_upstreams({"gpu01": {"address": "10.0.0.11", "engines": engines}}, skipped=skipped) == []
+    assert skipped == [f"gpu01/{e}" for e in engines]
+    ups = gateway.lab_upstreams({"gpu01": {"address": "10.0.0.11", "engines": engines, "gateway_port": 4400}})
+    assert [(u.api_base, u.sends, u.key_env) for u in ups] == [
+        ("http://10.0.0.11:4400/v1", f"{CAT.engines[e].model_setting.default}@{e}", gateway.MASTER_KEY_ENV)
+        for e in engines]
+    cfg = gateway.render(ups)
+    assert cfg["model_list"][0]["litellm_params"]["model"] == f"openai/{ups[0].sends}"
+    assert cfg["model_list"][0]["model_name"] == ups[0].model
+    # the same machine (a loopback address) reaches loopback-published engines
+    assert len(gateway.lab_upstreams({"here": {"address": "127.0.0.1", "engines": engines}})) == len(engines)
 
 
 def test_the_config_follows_the_catalogue_not_a_copy() -> None:
@@ -101,8 +123,9 @@ def test_the_config_follows_the_catalogue_not_a_copy() -> None:
 
 
 def test_hugging_face_is_every_groups_last_fallback_only_when_the_lab_allows_it() -> None:
-    ups = gateway.lab_upstreams({"a": {"engines": CAT.deployed[:1]}, "b": {"engines": CAT.deployed[:1],
-                                                                           "models": {CAT.deployed[0]: "m2"}}})
+    ups = gateway.lab_upstreams({"a": {"engines": CAT.deployed[:1], "settings": PUBLISHED},
+                                 "b": {"engines": CAT.deployed[:1], "models": {CAT.deployed[0]: "m2"},
+                                       "settings": PUBLISHED}})
     opts = gateway.Options(hf_fallback_model="HuggingFaceTB/SmolLM3-3B", hf_router_url="http://127.0.0.1:9/v1/")
     cfg = gateway.render(ups, opts)
     route = gateway.hf_route("HuggingFaceTB/SmolLM3-3B")

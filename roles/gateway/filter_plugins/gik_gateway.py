@@ -1,0 +1,73 @@
+"""Filters that hand the gateway's config to the role: the same renderer (healthchecks/gateway.py) that
+``python -m healthchecks.gateway`` runs for compose users, loaded from the kit's checkout
+(roles/gateway/filter_plugins/../../..).
+
+    gik_gateway_config(spec)  -> LiteLLM config.yaml text
+        spec: {"options": {gateway_* Ansible name: value}, "engines": [...], "models": {engine: name}}   this host
+          or  {"options": {...}, "hosts": {inventory name: {address, engines, ports, models}}}         the lab
+    gik_gateway_keys(engines) -> [{"engine", "secret", "env"}]: the engines' key secrets the gateway reads
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+_KIT = Path(__file__).resolve().parents[3]
+if str(_KIT) not in sys.path:
+    sys.path.insert(0, str(_KIT))
+
+from healthchecks import gateway, stack  # noqa: E402
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's tagged/lazy containers as plain Python values."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    for kind in (bool, int, float):  # Ansible's tagged numbers: the yaml dumper represents only the plain types
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def gik_gateway_config(spec: Mapping[str, Any]) -> str:
+    spec = _plain(spec)
+    try:
+        opts = gateway.Options.from_settings(spec.get("options") or {})
+        if spec.get("hosts") is not None:
+            if not spec["hosts"]:
+                raise gateway.GatewayError("the lab gateway's upstream group has no host")
+            ups = gateway.lab_upstreams(spec["hosts"])
+        else:
+            ups = gateway.host_upstreams(spec.get("engines") or [], spec.get("models") or {})
+        return gateway.to_yaml(gateway.render(ups, opts))
+    except gateway.GatewayError as e:
+        raise AnsibleFilterError(f"gateway: {e}") from None
+
+
+def gik_gateway_keys(engines: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """Every engine of the catalogue (or of ``engines``) that takes a key: its compose secret and the .env variable
+    of its key file (VLLM_API_KEY_FILE -> secret vllm_api_key)."""
+    cat = stack.load()
+    out = []
+    for name in engines if engines is not None else list(cat.engines):
+        name = str(name)
+        if name not in cat.engines or name == gateway.SELF:
+            continue
+        env = gateway.key_env(name, cat)
+        if env:
+            out.append({"engine": name, "secret": env.lower(), "env": f"{env}_FILE"})
+    return out
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"gik_gateway_config": gik_gateway_config, "gik_gateway_keys": gik_gateway_keys}

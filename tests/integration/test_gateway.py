@@ -1,0 +1,251 @@
+"""The gateway for real: LiteLLM's proxy (the offline-built image local/litellm:1.110.2, started as the compose
+service ``gateway`` of compose/compose.yaml, config rendered by healthchecks/gateway.py) in front of real engines:
+the session's vLLM CPU and llama-server, the keyed llama-server, and two llama-server replicas serving one model
+name. Every route answers a real completion, no key or a wrong key is 401, no secret shows in ``docker inspect``;
+one replica killed mid-smoke-bench loses nothing (the retries counted from LiteLLM's headers); the gateway's added
+TTFT and throughput ratio are measured against the same engines reached directly (printed, not asserted).
+
+The gateway runs on the host network so that it reaches the engines on loopback (nothing leaves this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import GGUF, LLAMA_SERVER, MODEL, ROOT, Engine, _need, _start, _stop, free_port
+
+from healthchecks import gateway
+
+pytestmark = pytest.mark.integration
+IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", gateway.OFFLINE_IMAGE)
+REPLICATED = "smollm2:replicated"  # the model name both replicas serve
+BIN = Path(sys.executable).parent
+PROJECT = f"gik-gwtest-{os.getpid()}"
+
+
+@dataclass
+class Gateway:
+    url: str
+    key: str
+    key_file: Path
+    config: dict[str, Any]
+    container: str
+    compose: list[str]
+    env: dict[str, str]
+    replicas: list[Engine]
+
+    def logs(self) -> str:
+        return subprocess.run(["docker", "logs", "--tail", "60", self.container], capture_output=True, text=True,
+                              timeout=60).stdout[-6000:]
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key if key is not None else self.key}"}
+
+
+def _replica(name: str, logs: Path) -> Engine:
+    port = free_port()
+    argv = [str(LLAMA_SERVER), "-m", str(GGUF), "--alias", REPLICATED, "--host", "127.0.0.1", "--port", str(port),
+            "-c", "2048", "--parallel", "2", "-t", "1"]
+    return _start(name, argv, f"http://127.0.0.1:{port}", "/health", logs, 120)
+
+
+def _hostport(url: str) -> tuple[str, int]:
+    u = httpx.URL(url)
+    return u.host, int(u.port or 80)
+
+
+@pytest.fixture(scope="module")
+def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[Engine, Path],
+       engine_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=60).returncode != 0:
+        pytest.fail(f"{IMAGE} is missing: run `bash tests/setup.sh` (compose/images/build.sh builds it)",
+                    pytrace=False)
+    _need(LLAMA_SERVER)
+    keyed, llama_key_file = llamacpp_with_key
+    replicas = [_replica("replica1", engine_logs), _replica("replica2", engine_logs)]
+    tmp = tmp_path_factory.mktemp("gateway")
+    hosts: dict[str, dict[str, Any]] = {}
+    for host, engine, eng in (("direct-vllm", "vllm", vllm_server), ("direct-llama", "llamacpp", llamacpp_server),
+                              ("keyed-llama", "llamacpp", keyed), ("replica1", "llamacpp", replicas[0]),
+                              ("replica2", "llamacpp", replicas[1])):
+        address, port = _hostport(eng.url)
+        hosts[host] = {"address": address, "engines": [engine], "ports": {engine: port},
+                       "models": {engine: REPLICATED if host.startswith("replica") else MODEL}}
+    opts = gateway.Options(num_retries=3, allowed_fails=1, cooldown_time=120, health_check_interval=15,
+                           request_timeout=120)
+    config = gateway.render(gateway.lab_upstreams(hosts), opts)
+    cfg_file = tmp / "config.yaml"
+    cfg_file.write_text(gateway.to_yaml(config))
+    key = "sk-gw-" + os.urandom(12).hex()
+    key_file = tmp / "gateway_master_key"
+    key_file.write_text(key + "\n")
+    empty = tmp / "empty"
+    empty.write_text("")
+    for f in (key_file, empty):
+        f.chmod(0o600)
+    port = free_port()
+    # the compose service itself, moved onto the host network (engines listen on loopback) and a free port
+    override = tmp / "compose.hostnet.yaml"
+    override.write_text(f"services:\n  gateway:\n    network_mode: host\n    ports: !reset []\n"
+                        f"    environment:\n      HOST: 127.0.0.1\n      PORT: \"{port}\"\n")
+    env = {**os.environ, "GATEWAY_IMAGE": IMAGE, "GATEWAY_CONFIG_FILE": str(cfg_file),
+           "GATEWAY_MASTER_KEY_FILE": str(key_file), "HF_TOKEN_FILE": str(empty), "VLLM_API_KEY_FILE": str(empty),
+           "LLAMACPP_API_KEY_FILE": str(llama_key_file), "COMPOSE_PROFILES": "gateway"}
+    compose = ["docker", "compose", "-p", PROJECT, "-f", str(ROOT / "compose" / "compose.yaml"), "-f", str(override)]
+    up = subprocess.run([*compose, "up", "-d", "--no-deps", "gateway"], capture_output=True, text=True, env=env,
+                        timeout=300)
+    g = Gateway(f"http://127.0.0.1:{port}", key, key_file, config, f"{PROJECT}-gateway-1", compose, env, replicas)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        t0 = time.monotonic()
+        deadline = t0 + 240
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(g.url + "/health/liveliness", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", g.container],
+                                   capture_output=True, text=True, timeout=30).stdout.strip()
+            if state in ("exited", "dead"):
+                pytest.fail(f"the gateway exited during start-up:\n{g.logs()}", pytrace=False)
+            time.sleep(1)
+        else:
+            pytest.fail(f"the gateway did not answer in 240 s:\n{g.logs()}", pytrace=False)
+        print(f"\ngateway ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        yield g
+    finally:
+        subprocess.run([*compose, "down", "-v", "-t", "5"], capture_output=True, env=env, timeout=300)
+        for r in replicas:
+            _stop(r)
+
+
+def _chat(g: Gateway, model: str, *, key: str | None = None, max_tokens: int = 8) -> httpx.Response:
+    return httpx.post(g.url + "/v1/chat/completions", headers=g.headers(key), timeout=120,
+                      json={"model": model, "max_tokens": max_tokens,
+                            "messages": [{"role": "user", "content": "Say hi."}]})
+
+
+def test_every_route_answers_a_real_completion(gw: Gateway) -> None:
+    listed = httpx.get(gw.url + "/v1/models", headers=gw.headers(), timeout=30)
+    assert listed.status_code == 200, listed.text
+    routes = sorted(m["id"] for m in listed.json()["data"])
+    want = sorted({d["model_name"] for d in gw.config["model_list"]})
+    assert routes == want
+    bases = {d["model_name"]: d["litellm_params"]["api_base"] for d in gw.config["model_list"] if "@" in
+             d["model_name"]}
+    for route in routes:
+        r = _chat(gw, route)
+        assert r.status_code == 200, f"{route}: {r.status_code} {r.text[:300]}"
+        body = r.json()
+        assert body["choices"][0]["message"]["content"], route
+        assert body["usage"]["completion_tokens"] >= 1, route
+        if route in bases:  # a route of one engine: the gateway says that engine answered
+            assert r.headers["x-litellm-model-api-base"] == bases[route], route
+    assert listed.headers.get("x-litellm-version", gateway.LITELLM_VERSION) == gateway.LITELLM_VERSION
+
+
+@pytest.mark.parametrize("key", [None, "sk-wrong-key", ""])
+def test_a_request_without_the_key_is_refused(gw: Gateway, key: str | None) -> None:
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    for method, path in (("POST", "/v1/chat/completions"), ("GET", "/v1/models")):
+        r = httpx.request(method, gw.url + path, headers=headers, timeout=30,
+                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+                          if method == "POST" else None)
+        assert r.status_code == 401, f"{method} {path} with key {key!r}: {r.status_code} {r.text[:200]}"
+
+
+def test_no_secret_in_the_container_definition(gw: Gateway) -> None:
+    """The master key and the engines' keys are files under /run/secrets; `docker inspect` shows none of them."""
+    inspected = subprocess.run(["docker", "inspect", gw.container], capture_output=True, text=True, timeout=60)
+    assert inspected.returncode == 0
+    text = inspected.stdout
+    assert gw.key not in text
+    llama_key = Path(gw.env["LLAMACPP_API_KEY_FILE"]).read_text().strip()
+    assert llama_key and llama_key not in text
+    assert gw.key not in gw.logs()
+
+
+def _bench(gw: Gateway, route: str, out: Path, *direct: str, num_prompts: int = 24, concurrency: int = 4,
+           output_len: int = 32) -> tuple[subprocess.Popen[str], Path]:
+    argv = [str(BIN / "smoke-bench"), f"gateway={gw.url}", *direct, "--model", f"gateway={route}",
+            "--api-key-file", f"gateway={gw.key_file}", "--num-prompts", str(num_prompts),
+            "--max-concurrency", str(concurrency), "--output-len", str(output_len), "--ignore-eos",
+            "--request-timeout", "120", "--no-server-metrics", "--json", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out
+
+
+def _requests_served(log: Path) -> int:
+    try:
+        return log.read_text(errors="replace").count("/v1/chat/completions")
+    except OSError:
+        return 0
+
+
+def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Path) -> None:
+    """Two llama-server replicas serve one model name behind the gateway; replica1 is killed (SIGKILL) while
+    smoke-bench runs through the gateway: every request completes, the retries LiteLLM spent are counted
+    (x-litellm-attempted-retries / -fallbacks, summed by smoke-bench as failovers), and afterwards only
+    replica2 serves."""
+    victim, survivor = gw.replicas
+    n = 32
+    proc, out = _bench(gw, REPLICATED, tmp_path / "failover.json", num_prompts=n, concurrency=4, output_len=48)
+    t0 = time.monotonic()
+    while _requests_served(victim.log) < 2 and proc.poll() is None and time.monotonic() - t0 < 120:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the benchmark ended before the replica could be killed:\n" + str(
+        proc.communicate()[0])[-3000:]
+    assert victim.proc is not None
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic() - t0
+    victim.proc.wait(30)
+    stdout, _ = proc.communicate(timeout=600)
+    doc = json.loads(out.read_text())
+    [ep] = doc["endpoints"]
+    served = ep.get("served_by") or {}
+    print(f"\nfailover: replica1 killed at {killed_at:.1f} s; completed {ep['completed']}/{n}, failed {ep['failed']}, "
+          f"failovers (retries + fallbacks) {ep['failovers']}, served by {served}", file=sys.stderr)
+    assert proc.returncode == 0, stdout[-4000:]
+    assert (ep["completed"], ep["failed"]) == (n, 0), (ep.get("errors"), stdout[-3000:])
+    assert ep["failovers"] >= 1, "a replica died under load and no retry was counted"
+    assert set(served) == {f"{victim.url}/v1", f"{survivor.url}/v1"}, served
+    # after the kill the survivor serves every request (cooldown / health checks took the dead one out)
+    after = _chat(gw, REPLICATED)
+    assert after.status_code == 200 and after.headers["x-litellm-model-api-base"] == f"{survivor.url}/v1"
+    health = httpx.get(gw.url + "/health", headers=gw.headers(), timeout=120)
+    print(f"gateway /health after the kill: healthy {health.json().get('healthy_count')}, unhealthy "
+          f"{health.json().get('unhealthy_count')}", file=sys.stderr)
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "vllm"])
+def test_the_gateway_cost_is_measured(gw: Gateway, engine: str, tmp_path: Path,
+                                      vllm_server: Engine, llamacpp_server: Engine) -> None:
+    """smoke-bench through the gateway's route to one engine and that engine directly, in one run: the added TTFT
+    and the throughput ratio (figures for the report, not assertions on speed)."""
+    direct = {"llamacpp": llamacpp_server, "vllm": vllm_server}[engine]
+    host = {"llamacpp": "direct-llama", "vllm": "direct-vllm"}[engine]
+    proc, out = _bench(gw, f"{MODEL}@{host}/{engine}", tmp_path / "cost.json", f"{engine}={direct.url}",
+                       "--model", f"{engine}={MODEL}", num_prompts=24, concurrency=4, output_len=32)
+    stdout, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stdout[-4000:]
+    doc = json.loads(out.read_text())
+    by = {e["engine"]: e for e in doc["endpoints"]}
+    g, d = by["gateway"], by[engine]
+    assert g["completed"] == d["completed"] == 24
+    added = g["median_ttft_ms"] - d["median_ttft_ms"]
+    ratio = g["output_throughput"] / d["output_throughput"]
+    print(f"\ngateway cost ({engine}): median TTFT {g['median_ttft_ms']:.1f} ms via gateway vs "
+          f"{d['median_ttft_ms']:.1f} ms direct (added {added:+.1f} ms); output tok/s {g['output_throughput']:.1f} vs "
+          f"{d['output_throughput']:.1f} (ratio {ratio:.3f}); views: {json.dumps(doc.get('views'))[:400]}",
+          file=sys.stderr)
+    assert set(g.get("served_by") or {}) == {f"{direct.url}/v1"}
