@@ -241,9 +241,9 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
             h.why = "; ".join(f"{r.name}: {r.why}" for r in h.engines if not r.healthy)
     elif hc is not None:
         h.problems.append("healthcheck.json: no endpoints list")
-    bench_rc = meta.get("smoke_bench_rc")
-    if h.state == HEALTHY and isinstance(bench_rc, int) and bench_rc != 0:
-        h.state, h.why = UNHEALTHY, f"smoke-bench failed (exit {bench_rc})"
+    failures = [_text(f) for f in meta.get("failures") or [] if f] if isinstance(meta.get("failures"), list) else []
+    if failures and h.state in (HEALTHY, UNHEALTHY):  # verify's own steps after healthcheck (benchmark, GPU memory)
+        h.state, h.why = UNHEALTHY, "; ".join([x for x in (h.why,) if x] + failures)
     if h.state == NO_RESULTS:
         if meta.get("verified") is False:
             h.state = NOT_VERIFIED
@@ -304,11 +304,14 @@ def _xml(text: str) -> str:
 def junit_xml(rep: LabReport) -> str:
     """One testcase per host x engine (classname the host, name the endpoint): a failure for an unhealthy one;
     a host without engine results is one testcase ``verify``: a failure (no results, failed) or skipped (not
-    verified, e.g. reboot pending)."""
+    verified, e.g. reboot pending); so is a host whose engines passed but a later step of verify failed
+    (the benchmark, GPU memory)."""
     cases: list[tuple[str, str, str, str]] = []  # host, name, status, message
     for h in rep.hosts:
         if not h.engines:
             cases.append((h.name, "verify", SKIP if h.state == NOT_VERIFIED else FAIL, f"{h.state}: {h.why}"))
+        elif h.state == UNHEALTHY and all(r.healthy for r in h.engines):  # a later step of verify failed
+            cases.append((h.name, "verify", FAIL, h.why))
         for r in h.engines:
             cases.append((h.name, r.name, PASS if r.healthy else FAIL,
                           r.why if not r.healthy else f"{r.engine} {r.version}".strip()))
@@ -426,8 +429,9 @@ def page(rep: LabReport, out_dir: Path | None = None) -> str:
         for r in h.engines:
             why = _e(r.why) if not r.healthy else (f'<span class="note">{_e(r.warnings)}</span>' if r.warnings else "")
             table.append((f"verdict {_slug(r.state)}", [
-                f"<b>{_e(h.name)}</b>{link}", f"{_e(r.name)}<br><span class='note'>{_e(r.engine)} "
-                f"{_e(r.version)}</span>", _state(r.state) + (f"<br>{why}" if why else ""),
+                f"<b>{_e(h.name)}</b>{link}", f"{_e(r.name)}<br><span class='note'>"
+                f"{_e(' '.join(x for x in (r.engine if r.engine != r.name else '', r.version) if x))}</span>",
+                _state(r.state) + (f"<br>{why}" if why else ""),
                 _gpu_cell(r), _memory_cell(r), _e(capacity_text(r)),
                 f"{_e(r.model)}<br><span class='note'>{_e(r.url)}</span>"]))
     parts.append(_table(["host", "engine", "healthy or why not", "GPU", "GPU memory (engine peak)",
@@ -443,7 +447,7 @@ def page(rep: LabReport, out_dir: Path | None = None) -> str:
         host_rows.append((f"host {_slug(h.state)}", [
             f"<b>{_e(h.name)}</b>", _state(h.state) + (f"<br>{_e(h.why)}" if h.why else ""),
             _e(h.driver_version or "-") + (f"<br><span class='note'>{_e(', '.join(h.gpus))}</span>" if h.gpus else ""),
-            reboot, _e(h.time or "-"), links
+            reboot, _e(h.time.replace("T", " ").replace("Z", " UTC") or "-"), links
             + (f"<br><span class='bad'>{_e('; '.join(h.problems))}</span>" if h.problems else "")]))
     parts.append(_table(["host", "state", "NVIDIA driver", "reboot pending", "results from", "its own reports"],
                         host_rows, "hosts"))
