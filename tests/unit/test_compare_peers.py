@@ -22,7 +22,8 @@ import compare_peers as cp  # noqa: E402
 
 pytestmark = pytest.mark.unit
 FIX = ROOT / "tests" / "fixtures" / "peers"
-N, IN, OUT = 48, 128, 32  # the recorded run's workload
+RUN = json.loads((FIX / "run.json").read_text())  # the recorded run: workload, token totals, how it was made
+N, OUT = RUN["num_prompts"], RUN["output_len"]
 
 
 def _load(path: Path) -> Any:
@@ -46,8 +47,8 @@ def _parsed(tool: str, name: str, tmp_path: Path) -> dict[str, float | None]:
 
 def _common(f: dict[str, float | None]) -> None:
     assert f["completed"] == N and f["failed"] == 0
-    assert f["total_input_tokens"] == N * IN and f["total_output_tokens"] == N * OUT
-    assert f["duration"] and 1 < f["duration"] < 600  # seconds, not ms or ns
+    assert f["total_input_tokens"] == RUN["total_input_tokens"] and f["total_output_tokens"] == N * OUT
+    assert f["duration"] and RUN["min_duration_s"] < f["duration"] < 600  # seconds, not ms or ns
     assert f["request_throughput"] == pytest.approx(N / f["duration"], rel=0.02)
     assert f["output_throughput"] == pytest.approx(N * OUT / f["duration"], rel=0.02)
     for m in cp.LATENCIES:
@@ -126,7 +127,7 @@ def test_every_tool_gets_the_same_prompts_of_exact_length(tmp_path: Path) -> Non
         {r["output_tokens_count"] for r in rows["guidellm"]} == {32}
 
 
-def _run(tool: str, rnd: int, tps: float, cpu: float, tokens: tuple[int, int] = (N * IN, N * OUT)) -> cp.Run:
+def _run(tool: str, rnd: int, tps: float, cpu: float, tokens: tuple[int, int] = (6144, 1536)) -> cp.Run:
     figures: dict[str, float | None] = dict.fromkeys(cp.KEYS, 10.0)
     figures.update(completed=N, failed=0, request_throughput=tps, total_input_tokens=tokens[0],
                    total_output_tokens=tokens[1])
@@ -142,7 +143,7 @@ def test_verdicts() -> None:
     assert "smoke-bench request_throughput 1.10 within the peers' spread [1.00, 1.20]: YES" in v
     assert "client CPU per request lowest: smoke-bench (YES" in v
 
-    c.runs += [_run("aiperf", 0, 1.1, 3, tokens=(N * IN, N * OUT - 1))]
+    c.runs += [_run("aiperf", 0, 1.1, 3, tokens=(6144, 1535))]
     c.runs[3].figures["request_throughput"] = c.runs[4].figures["request_throughput"] = 2.0
     v = "\n".join(cp.verdicts(c))
     assert "token totals identical across tools: NO" in v
