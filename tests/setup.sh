@@ -54,6 +54,13 @@ step_docker() {
       if have systemctl && systemctl is-active -q "$svc" 2>/dev/null; then systemctl disable --now -q "$svc" || true; fi
     done
   fi
+  # The lab report's browser test (tests/browser.py): Debian's chromium, headless, with a font to render text
+  if ! have chromium; then
+    log "chromium and fonts-liberation (the lab report opened in a real headless browser)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
+  fi
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (log: $GIK_CACHE/dockerd.log)"
     (setsid nohup dockerd >"$GIK_CACHE/dockerd.log" 2>&1 &)
