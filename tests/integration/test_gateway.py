@@ -176,6 +176,17 @@ def test_no_secret_in_the_container_definition(gw: Gateway) -> None:
     assert gw.key not in gw.logs()
 
 
+def test_an_empty_master_key_stops_the_gateway_with_one_line(gw: Gateway, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_key"
+    empty.write_text("\n")
+    r = subprocess.run([*gw.compose, "run", "--rm", "--no-deps", "-T", "gateway"], capture_output=True, text=True,
+                       env={**gw.env, "GATEWAY_MASTER_KEY_FILE": str(empty)}, timeout=120)
+    assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("gateway:")]
+    assert lines == ["gateway: the gateway_master_key secret (GATEWAY_MASTER_KEY_FILE) is empty: put the gateway's"
+                     " key there"], r.stderr[-2000:]
+
+
 def _bench(gw: Gateway, route: str, out: Path, *direct: str, num_prompts: int = 24, concurrency: int = 4,
            output_len: int = 32) -> tuple[subprocess.Popen[str], Path]:
     argv = [str(BIN / "smoke-bench"), f"gateway={gw.url}", *direct, "--model", f"gateway={route}",
