@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", gateway.OFFLINE_IMAGE)
 CAT = stack.load()
+DIR = str(CAT.settings["dir"].ansible)
+PROJECT_NAME = str(CAT.settings["project_name"].ansible)
 PLAY = [{"name": "gateway", "hosts": "localhost", "connection": "local", "gather_facts": False, "become": False,
          "roles": ["gateway"]}]
 
@@ -54,7 +56,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
     playbook.write_text(yaml.safe_dump(PLAY))
     key = "sk-role-" + os.urandom(10).hex()
     project = f"gik-gwrole-{os.getpid()}"
-    extra = {CAT.settings["dir"].ansible: str(tmp / "stack"), CAT.settings["project_name"].ansible: project,
+    extra: dict[str, Any] = {DIR: str(tmp / "stack"), PROJECT_NAME: project,
              "gateway_image": IMAGE, "gateway_port": free_port(), "vault_gateway_master_key": key,
              "vault_hf_token": "", "gateway_num_retries": 4}
     first = _run(playbook, extra)
@@ -70,7 +72,7 @@ def test_the_role_deploys_the_gateway_and_a_second_run_changes_nothing(
         deployed: tuple[Path, dict[str, Any], str]) -> None:
     playbook, extra, first = deployed
     assert _changed(first) > 0
-    stack_dir = Path(extra[CAT.settings["dir"].ansible])
+    stack_dir = Path(extra[DIR])
     secrets = stack_dir / "secrets" / "gateway_master_key"
     assert secrets.read_text() == extra["vault_gateway_master_key"]
     assert oct(secrets.stat().st_mode & 0o777) == "0o400"
@@ -95,7 +97,8 @@ def test_the_deployed_gateway_wants_its_key(deployed: tuple[Path, dict[str, Any]
         except httpx.HTTPError:
             time.sleep(1)
     assert httpx.get(url + "/v1/models", timeout=30).status_code == 401
-    r = httpx.get(url + "/v1/models", timeout=30, headers={"Authorization": f"Bearer {extra['vault_gateway_master_key']}"})
+    key = extra["vault_gateway_master_key"]
+    r = httpx.get(url + "/v1/models", timeout=30, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200
     want = {d["model_name"] for d in gateway.render(gateway.host_upstreams(CAT.deployed))["model_list"]}
     assert {m["id"] for m in r.json()["data"]} == want
@@ -109,7 +112,7 @@ def test_the_deployed_gateway_wants_its_key(deployed: tuple[Path, dict[str, Any]
 def test_a_bad_setting_stops_before_any_change(tmp_path: Path, extra: dict[str, Any], words: str) -> None:
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump(PLAY))
-    base = {CAT.settings["dir"].ansible: str(tmp_path / "stack"), "vault_gateway_master_key": "sk-x", **extra}
+    base: dict[str, Any] = {DIR: str(tmp_path / "stack"), "vault_gateway_master_key": "sk-x", **extra}
     r = _run(playbook, base)
     assert r.returncode != 0
     assert words in r.stdout, r.stdout[-3000:]
