@@ -10,8 +10,9 @@ Ollama-style (``/MODE/`` "Ollama is running", ``/MODE/api/tags``, ``/MODE/api/ge
 Every POST's headers are recorded; ``GET /MODE/_seen`` returns the last ones.
 Failures and pace (OpenAI-style, any suffix so that each test counts its own requests): ``fail4...`` answers
 every 4th POST of that exact mode with a 500 (the first, smoke-bench's initial test request, succeeds), ``slow...``
-sends each of its 3 tokens 0.3 s apart. ``GET /MODE/metrics`` is vLLM's KV-cache gauge (0.42), each scrape counted:
-``GET /MODE/_scrapes`` returns how many.
+sends each of its 3 tokens 0.3 s apart, ``failatN...`` answers only the Nth POST of that exact mode with a 500 (one
+failed request in one run of a ``--num-runs`` series). ``GET /MODE/metrics`` is vLLM's KV-cache gauge (0.42), each
+scrape counted: ``GET /MODE/_scrapes`` returns how many; ``GET /MODE/_posts`` how many POSTs that mode had.
 
 Run: ``python tests/doubles/odd_server.py PORT`` (or :func:`serve` in a thread)."""
 
@@ -70,6 +71,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, "Ollama is running", "text/plain")
         if rest == "/_seen":
             return self.send(200, json.dumps(Handler.seen.get(mode, {})))
+        if rest == "/_posts":
+            return self.send(200, json.dumps(Handler.posts.get(mode, 0)))
         if rest == "/_scrapes":
             return self.send(200, json.dumps(Handler.posts.get(mode + "/metrics", 0)))
         if rest == "/metrics":  # vLLM's KV-cache gauge; every scrape counted per mode
@@ -94,7 +97,8 @@ class Handler(BaseHTTPRequestHandler):
         with Handler.lock:
             Handler.posts[mode] += 1
             nth = Handler.posts[mode]
-        if mode.startswith("fail4") and nth % 4 == 0:
+        at = mode[6:].split("-", 1)[0] if mode.startswith("failat") else ""
+        if (mode.startswith("fail4") and nth % 4 == 0) or (at.isdigit() and nth == int(at)):
             return self.send(500, '{"error": {"message": "injected failure", "type": "server_error"}}')
         if rest == "/v1/chat/completions" and mode.startswith("slow"):
             self.send_response(200)

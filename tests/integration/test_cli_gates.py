@@ -25,11 +25,15 @@ DOUBLE = Path(__file__).parents[1] / "doubles" / "odd_server.py"
 QUICK = ["--model", "m", "--num-prompts", "8", "--input-len", "4", "--output-len", "3", "--no-gpu-sampling"]
 
 
+ODD_PID: list[int] = []  # the double's process: the nvidia-smi double lists it as a GPU process
+
+
 @pytest.fixture(scope="module")
 def odd() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(DOUBLE), str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    ODD_PID[:] = [proc.pid]
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_http(f"{url}/ok/v1/models", 20), "the odd-values double did not start"
@@ -345,3 +349,104 @@ def test_num_prompts_defaults_to_a_smoke_run(odd: str, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["settings"]["num_prompts"] == 16 and doc["endpoints"][0]["completed"] == 16
+
+
+def test_server_metrics_and_gpu_memory_over_time(odd: str, tmp_path: Path) -> None:
+    """The server's figures and the GPU memory samples over the run, in the JSON (each sample with its time) and
+    plotted in the HTML as inline SVG (no script): the double's KV-cache gauge (vLLM's name, 0.42) and the
+    nvidia-smi double listing the double's process with 1234 MiB."""
+    from doubles.nvidia_smi_double import install
+
+    smi = tmp_path / "smi"
+    smi.mkdir()
+    install(smi)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env.update(PATH=f"{smi}:{env.get('PATH', '')}", NVSMI_DOUBLE_PIDS=f"{ODD_PID[0]}:1234")
+    out, page = tmp_path / "s.json", tmp_path / "s.html"
+    r = subprocess.run([str(BIN / "smoke-bench"), f"vllm={odd}/slow-plot", "--model", "m", "--num-prompts", "4",
+                        "--max-concurrency", "2", "--input-len", "4", "--output-len", "3", "--scrape-interval", "0.3",
+                        "--json", str(out), "--html", str(page)], capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    sm = json.loads(out.read_text())["endpoints"][0]["server_metrics"]
+    assert sm["source"] == "GET /metrics" and sm["metrics"]["kv_cache"]["peak"] == 42.0
+    kv = [x["kv_cache"] for x in sm["samples"]]
+    assert len(kv) >= 3 and set(kv) == {42.0}
+    times = [x["t"] for x in sm["samples"]]
+    assert times == sorted(times) and times[-1] >= 1.0  # the last scrape at the run's end (two waves of 0.9 s)
+    assert sm["metrics"]["running"]["note"] == "not exposed (vllm:num_requests_running)"
+    gpu = sm["gpu_samples"]
+    assert gpu and all(1234.0 in x["engine_mib"].values() for x in gpu), gpu
+    html = page.read_text()
+    assert "<script" not in html and "The server during the run" in html
+    charts = re.findall(r"<svg .*?</svg>", html, re.S)
+    assert [c for c in charts if "KV-cache usage" in c and "<polyline" in c], charts
+    assert [c for c in charts if ">GPU memory" in c and "<polyline" in c and "device total" in c], charts
+    assert "server KV-cache usage (%), peak / mean" in r.stdout and "42.0 / 42.0" in r.stdout
+
+
+# -- 8. repeatable figures: --num-runs ---------------------------------------------------------------------------
+def test_num_runs_reports_the_spread_and_gates_every_run(odd: str, tmp_path: Path) -> None:
+    """3 runs of 8 requests one at a time, each after its initial test request (POSTs 1-9, 10-18, 19-27); the
+    double fails only POST 12: one request of run 2. The gate applies to every run: exit 1 naming run 2; the
+    JSON keeps each run with its verdict and each headline figure's min / median / max over the runs; the table
+    and the HTML show the spread. Tolerating 20% failed, the same series passes."""
+    out, page = tmp_path / "n.json", tmp_path / "n.html"
+    r = run("smoke-bench", f"openai={odd}/failat12-runs", *QUICK, "--max-concurrency", "1", "--num-runs", "3",
+            "--json", str(out), "--html", str(page))
+    assert r.returncode == 1, r.stderr
+    assert "FAILED: run 2: 12.5% of requests failed, more than --max-failure-share 0 allows" in r.stderr
+    assert "run 2: 1 failed: HTTP 500" in r.stderr
+    assert "smoke-bench over 3 complete run(s) of 3: min / median / max" in r.stdout
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["num_runs"] == 3 and doc["num_runs"] == 3 and doc["runs_completed"] == 3
+    runs = doc["runs"]
+    assert [x["verdict"]["passed"] for x in runs] == [True, False, True]
+    assert [x["endpoints"][0]["failed"] for x in runs] == [0, 1, 0]
+    assert doc["verdict"]["passed"] is False
+    assert doc["verdict"]["endpoints"][0]["failure_share"] == pytest.approx(1 / 24)
+    (sp,) = doc["spread"].values()
+    assert sp["failed"] == {"min": 0, "median": 0, "max": 1, "values": [0, 1, 0]}
+    assert sp["completed"]["values"] == [8, 7, 8]
+    thr = sp["request_throughput"]
+    assert thr["values"] == [x["endpoints"][0]["request_throughput"] for x in runs]
+    assert thr["min"] <= thr["median"] <= thr["max"] and thr["min"] < thr["max"]
+    assert {"median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "output_throughput"} <= set(sp)
+    html = page.read_text()
+    assert "Spread over 3 complete run(s) of 3" in html and "run 2: 12.5% of requests failed" in html
+    r = run("smoke-bench", f"openai={odd}/failat12-tolerated", *QUICK, "--max-concurrency", "1", "--num-runs", "3",
+            "--max-failure-share", "0.2")
+    assert r.returncode == 0, r.stderr
+    r = run("smoke-bench", f"openai={odd}/ok", *QUICK, "--num-runs", "2", "--sweep")
+    assert r.returncode == 2 and "--num-runs repeats a single run" in r.stderr
+    r = run("smoke-bench", f"openai={odd}/ok", *QUICK, "--num-runs", "0")
+    assert r.returncode == 2 and "--num-runs" in r.stderr
+
+
+def test_num_runs_interrupted_keeps_the_complete_runs(odd: str, tmp_path: Path) -> None:
+    """SIGINT while run 3 of 6 sends its initial test request: exit 130, the two complete runs kept (the spread
+    over them), run 3 marked interrupted, runs 4-6 never started."""
+    import httpx
+
+    out = tmp_path / "i.json"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.Popen([str(BIN / "smoke-bench"), f"openai={odd}/slow-series", "--model", "m", "--num-prompts",
+                             "2", "--input-len", "4", "--output-len", "3", "--no-gpu-sampling", "--num-runs", "6",
+                             "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{odd}/slow-series/_posts").json() < 7 and time.monotonic() < deadline:  # run 3 began
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "interrupted by SIGINT in run 3 of 6: the 2 complete run(s) are kept" in stderr
+    assert "smoke-bench over 2 complete run(s) of 3" in stdout
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] == "SIGINT" and doc["runs_completed"] == 2
+    assert [x["interrupted"] for x in doc["runs"]] == [None, None, "SIGINT"]
+    (sp,) = doc["spread"].values()
+    assert sp["completed"]["values"] == [2, 2]
+    assert httpx.get(f"{odd}/slow-series/_posts").json() == 7  # nothing sent after the signal
