@@ -29,6 +29,8 @@ from healthchecks import gateway
 pytestmark = pytest.mark.integration
 IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", gateway.OFFLINE_IMAGE)
 REPLICATED = "smollm2:replicated"  # the model name both replicas serve
+DEAD = "smollm2:dead"  # served by one host that is down: the Hugging Face fallback answers
+HF_MODEL = "acme/chat-7b"  # a model of the HF router double (tests/doubles/hf_router.py)
 BIN = Path(sys.executable).parent
 PROJECT = f"gik-gwtest-{os.getpid()}"
 
@@ -43,6 +45,8 @@ class Gateway:
     compose: list[str]
     env: dict[str, str]
     replicas: list[Engine]
+    hf_seen: Any  # the HF router double's state (requests it received)
+    hf_url: str
 
     def logs(self) -> str:
         return subprocess.run(["docker", "logs", "--tail", "60", self.container], capture_output=True, text=True,
@@ -71,9 +75,17 @@ def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[En
         pytest.fail(f"{IMAGE} is missing: run `bash tests/setup.sh` (compose/images/build.sh builds it)",
                     pytrace=False)
     _need(LLAMA_SERVER)
+    from doubles.hf_router import Token, serve
+
     keyed, llama_key_file = llamacpp_with_key
     replicas = [_replica("replica1", engine_logs), _replica("replica2", engine_logs)]
     tmp = tmp_path_factory.mktemp("gateway")
+    hf_token = "hf_" + os.urandom(12).hex()
+    hf_file = tmp / "hf_token"
+    hf_file.write_text(hf_token + "\n")
+    hf_file.chmod(0o600)
+    hf_server, hf_state = serve({hf_token: Token()})
+    hf_url = f"http://127.0.0.1:{hf_server.server_address[1]}/v1"
     hosts: dict[str, dict[str, Any]] = {}
     for host, engine, eng in (("direct-vllm", "vllm", vllm_server), ("direct-llama", "llamacpp", llamacpp_server),
                               ("keyed-llama", "llamacpp", keyed), ("replica1", "llamacpp", replicas[0]),
@@ -81,8 +93,10 @@ def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[En
         address, port = _hostport(eng.url)
         hosts[host] = {"address": address, "engines": [engine], "ports": {engine: port},
                        "models": {engine: REPLICATED if host.startswith("replica") else MODEL}}
+    hosts["dead"] = {"address": "127.0.0.1", "engines": ["llamacpp"], "ports": {"llamacpp": free_port()},
+                     "models": {"llamacpp": DEAD}}
     opts = gateway.Options(num_retries=3, allowed_fails=1, cooldown_time=120, health_check_interval=15,
-                           request_timeout=120)
+                           request_timeout=120, hf_fallback_model=HF_MODEL, hf_router_url=hf_url)
     config = gateway.render(gateway.lab_upstreams(hosts), opts)
     cfg_file = tmp / "config.yaml"
     cfg_file.write_text(gateway.to_yaml(config))
@@ -99,12 +113,13 @@ def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[En
     override.write_text(f"services:\n  gateway:\n    network_mode: host\n    ports: !reset []\n"
                         f"    environment:\n      HOST: 127.0.0.1\n      PORT: \"{port}\"\n")
     env = {**os.environ, "GATEWAY_IMAGE": IMAGE, "GATEWAY_CONFIG_FILE": str(cfg_file),
-           "GATEWAY_MASTER_KEY_FILE": str(key_file), "HF_TOKEN_FILE": str(empty), "VLLM_API_KEY_FILE": str(empty),
+           "GATEWAY_MASTER_KEY_FILE": str(key_file), "HF_TOKEN_FILE": str(hf_file), "VLLM_API_KEY_FILE": str(empty),
            "LLAMACPP_API_KEY_FILE": str(llama_key_file), "COMPOSE_PROFILES": "gateway"}
     compose = ["docker", "compose", "-p", PROJECT, "-f", str(ROOT / "compose" / "compose.yaml"), "-f", str(override)]
     up = subprocess.run([*compose, "up", "-d", "--no-deps", "gateway"], capture_output=True, text=True, env=env,
                         timeout=300)
-    g = Gateway(f"http://127.0.0.1:{port}", key, key_file, config, f"{PROJECT}-gateway-1", compose, env, replicas)
+    g = Gateway(f"http://127.0.0.1:{port}", key, key_file, config, f"{PROJECT}-gateway-1", compose, env, replicas,
+                hf_state, hf_url)
     try:
         assert up.returncode == 0, up.stderr[-3000:]
         t0 = time.monotonic()
@@ -128,6 +143,8 @@ def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[En
         subprocess.run([*compose, "down", "-v", "-t", "5"], capture_output=True, env=env, timeout=300)
         for r in replicas:
             _stop(r)
+        hf_server.shutdown()
+        hf_server.server_close()
 
 
 def _chat(g: Gateway, model: str, *, key: str | None = None, max_tokens: int = 8) -> httpx.Response:
@@ -146,6 +163,9 @@ def test_every_route_answers_a_real_completion(gw: Gateway) -> None:
              d["model_name"]}
     for route in routes:
         r = _chat(gw, route)
+        if route.startswith(f"{DEAD}@"):  # the one upstream of this route is down, and it has no fallback
+            assert r.status_code >= 500, f"{route}: {r.status_code} {r.text[:300]}"
+            continue
         assert r.status_code == 200, f"{route}: {r.status_code} {r.text[:300]}"
         body = r.json()
         assert body["choices"][0]["message"]["content"], route
@@ -153,6 +173,20 @@ def test_every_route_answers_a_real_completion(gw: Gateway) -> None:
         if route in bases:  # a route of one engine: the gateway says that engine answered
             assert r.headers["x-litellm-model-api-base"] == bases[route], route
     assert listed.headers.get("x-litellm-version", gateway.LITELLM_VERSION) == gateway.LITELLM_VERSION
+
+
+def test_hugging_face_is_the_last_fallback(gw: Gateway) -> None:
+    """Every upstream of a model down: the HF router (the double, with the token of the hf_token secret) answers."""
+    before = len(gw.hf_seen.attempts(HF_MODEL))
+    r = _chat(gw, DEAD)
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["x-litellm-model-api-base"] == gw.hf_url
+    assert int(r.headers["x-litellm-attempted-fallbacks"]) >= 1
+    seen = gw.hf_seen.attempts(HF_MODEL)[before:]
+    assert seen and all(s.token_valid for s in seen)
+    r = _chat(gw, MODEL)  # a model whose engines are up never reaches Hugging Face
+    assert r.status_code == 200 and r.headers["x-litellm-model-api-base"] != gw.hf_url
+    assert len(gw.hf_seen.attempts(HF_MODEL)) == before + len(seen)
 
 
 @pytest.mark.parametrize("key", [None, "sk-wrong-key", ""])
@@ -171,8 +205,9 @@ def test_no_secret_in_the_container_definition(gw: Gateway) -> None:
     assert inspected.returncode == 0
     text = inspected.stdout
     assert gw.key not in text
-    llama_key = Path(gw.env["LLAMACPP_API_KEY_FILE"]).read_text().strip()
-    assert llama_key and llama_key not in text
+    for name in ("LLAMACPP_API_KEY_FILE", "HF_TOKEN_FILE"):
+        secret = Path(gw.env[name]).read_text().strip()
+        assert secret and secret not in text, name
     assert gw.key not in gw.logs()
 
 
