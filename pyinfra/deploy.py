@@ -43,6 +43,7 @@ from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
 
+from healthchecks import exposure
 from healthchecks.stack import load as load_catalogue
 from healthchecks.stack import verify_commands
 from pyinfra import config, host
@@ -158,6 +159,19 @@ except ValueError as e:
 
 v = s.value
 stack = s.stack_dir
+secret_contents = gik_ops.secret_files(s)
+
+# -- no engine published beyond loopback without an API key (healthchecks/exposure: the rule every deployer applies)
+# pyinfra keys the engines whose key file the hf_secret role writes (vLLM's: hf_secret_vllm_api_key_file or the vault)
+key_file_names = {e: Path(str(kf.default)).name for e in s.engines
+                  if (kf := load_catalogue().engines[e].api_key_file_setting)}
+key_names = {e: f"hf_secret_{e}_api_key_file or vault_{e}_api_key" for e, name in key_file_names.items()
+             if name in secret_contents}
+keyed = {e: bool(secret_contents[key_file_names[e]].strip()) for e in key_names}
+refused = exposure.deployer_refusals({**s.raw, **{k: x for k, x in s.validated.items() if x is not None}},
+                                     keyed=keyed, key_names=key_names)
+if refused:
+    stop("; ".join(refused) + " (nothing was changed)")
 compose_dir = f"{stack}/compose"
 compose = probe.get("compose", "none")
 
@@ -176,7 +190,6 @@ if s.gpu:
         stop(f"inference_stack_gpu is true but Docker has no nvidia runtime; {ansible_hint}")
 
 # -- the secrets: never an empty value over a secret the host holds (a vault not read, a file not given) -----------
-secret_contents = gik_ops.secret_files(s)
 for fname, content in secret_contents.items():
     remote = host.get_fact(File, path=f"{s.secret_dir}/{fname}") if not content else None
     if remote and int(remote.get("size") or 0) > 0:

@@ -202,13 +202,17 @@ def fetch(url: str, dest: str, mode: int = 0o644):
                         f"else python3 -c {py} > {d}.part; fi) && chmod {mode:o} {d}.part && mv {d}.part {d}")
 
 
+def auth_digest(username: str, password: str) -> str:
+    """What RegistryAuth reports for these credentials: SHA-256 of Docker's config.json ``auth`` (base64 user:pass)."""
+    return hashlib.sha256(base64.b64encode(f"{username}:{password}".encode())).hexdigest()
+
+
 @operation()
 def registry_login(registry: str, username: str, password: str):
     """``docker login`` to ``registry`` as root, unless root's Docker config already holds these credentials (the
     docker role's ``docker_login`` with ``reauthorize: false``). The password reaches ``docker login`` on stdin from
     a root-only file that is removed at once: never in a command line, an output or a diff; config.json is 0600."""
-    want = hashlib.sha256(base64.b64encode(f"{username}:{password}".encode())).hexdigest()
-    if host.get_fact(RegistryAuth, registry=registry) == want:
+    if host.get_fact(RegistryAuth, registry=registry) == auth_digest(username, password):
         return
     tmp = f"/root/.docker/.gik-login-{hashlib.sha256(registry.encode()).hexdigest()[:12]}"
     yield StringCommand("mkdir", "-p", "-m", "700", "/root/.docker")

@@ -407,3 +407,34 @@ def test_infra_suite_reads_a_compose_env() -> None:
         e: gs.DEPLOYED[e].ansible_port for e in gs.DEPLOYED}
     assert mod.as_bool("false", "x") is False and mod.as_bool("Yes", "x") is True
     assert mod.as_list("vllm, llamacpp") == ["vllm", "llamacpp"]
+
+
+def test_host_probe_tells_root_from_a_user_without_sudo() -> None:
+    """The deploy's first fact, run as pyinfra runs it (sh -c) without sudo: root, or a user who may not sudo
+    (nobody) - what decides between going on, escalating and the one-line stop."""
+    command = gik_ops.HostProbe().command()
+    as_root = gik_ops.HostProbe().process(subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                                                         check=True).stdout.splitlines())
+    assert as_root["priv"] == "root" and as_root["user"] == "root"
+    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", command],
+                            capture_output=True, text=True, check=True, cwd="/")
+    probe = gik_ops.HostProbe().process(nobody.stdout.splitlines())
+    assert probe["priv"] == "none" and probe["user"] == "nobody", nobody.stdout
+
+
+def test_registry_auth_fact_matches_the_login_it_would_do(tmp_path: Path) -> None:
+    """registry_login skips `docker login` when root's Docker config holds the same credentials: the fact's hash
+    of the stored auth (computed on the host, the credentials never travel back) equals the wanted one."""
+    auth = base64.b64encode(b"lab:s3cret").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"registry.lab:5000": {"auth": auth}}}))
+    fact = gik_ops.RegistryAuth()
+
+    def run(registry: str) -> str:
+        out = subprocess.run(["sh", "-c", fact.command(registry)], capture_output=True, text=True, check=True,
+                             env={**os.environ, "DOCKER_CONFIG": str(tmp_path)}).stdout
+        return fact.process(out.splitlines())
+
+    assert run("registry.lab:5000") == gik_ops.auth_digest("lab", "s3cret")
+    assert run("registry.lab:5000") != gik_ops.auth_digest("lab", "new-password")  # a changed password logs in
+    assert run("other.lab") == ""
+    assert "s3cret" not in fact.command("registry.lab:5000") and auth not in fact.command("registry.lab:5000")
