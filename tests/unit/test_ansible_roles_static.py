@@ -244,3 +244,30 @@ def test_inference_stack_services_and_model_checks_come_from_the_catalogue(engin
     assert t.template(variables["inference_stack_model_checks"]) == want
     if "vllm" in engines:
         assert want == [{"service": "vllm-model-check", "title": "vLLM"}]
+
+
+def test_inference_stack_names_the_model_checks_cause_when_the_engines_do_not_come_up() -> None:
+    """The rescue of the deploy reads each engine's model check (stack.yml model_check) and stops with its cause,
+    titled by the engine; the lines of a check that passed are not a cause."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from conftest import trust_templates
+
+    tasks = yaml.safe_load((ROLES / "inference_stack" / "tasks" / "deploy.yml").read_text())
+    rescue = next(t for t in tasks if "rescue" in t)["rescue"]
+    read, stop = rescue
+    assert read["loop"] == "{{ inference_stack_model_checks }}"
+    assert "{{ item.service }}" in read["ansible.builtin.command"]["cmd"]
+    item = {"service": "vllm-model-check", "title": "vLLM"}
+    out = ("vllm-model-check-1  | vllm-model-check: org/m can be downloaded from https://hub.lab with the token\n"
+           "vllm-model-check-1  | vllm-model-check: org/m is a gated repository and no Hugging Face token was given")
+    variables = trust_templates({**stop["vars"], "inventory_hostname": "lab1",
+                                 "inference_stack_model_check": {"results": [{"item": item, "stdout": out}]}})
+    template = trust_templates(stop["ansible.builtin.fail"]["msg"])
+    msg = Templar(loader=DataLoader(), variables=variables).template(template)
+    assert msg.strip() == ("lab1: vLLM cannot get its model: org/m is a gated repository and no Hugging Face token "
+                           "was given")
+    variables["inference_stack_model_check"] = {"results": []}
+    variables["ansible_failed_result"] = {"msg": "container gik-vllm-1 is unhealthy"}
+    msg = Templar(loader=DataLoader(), variables=variables).template(template)
+    assert msg.strip() == "lab1: the engines did not come up: container gik-vllm-1 is unhealthy"
