@@ -14,8 +14,11 @@ What each per-host file contributes:
   the gateway's routes: its ``routes`` list when it has one, else its ``route*`` / ``upstream*`` check rows.
 - ``bench.json`` (``smoke-bench --json``, ``gpu-report --bench-json``): per endpoint the engine's own peak GPU
   memory per GPU, and where a sweep ran, the highest load within the SLOs (capacity).
-- ``host.json`` (written by the deployer, roles/verify): driver version, reboot pending, whether verify ran
-  and why not, the exit codes of the verify commands.
+- ``host.json`` (written by the deployer: roles/verify; every field optional): ``verified`` (false: verify did
+  not run, ``why`` says why, e.g. reboot pending), ``why`` (verify ran but has no healthcheck results: e.g.
+  healthcheck exited 2), ``driver_version``, ``gpus`` (names), ``reboot_pending``, ``failures`` (verify's later
+  steps that failed: smoke-bench, gpu-report), ``time`` (ISO 8601 UTC), ``engines``, ``healthcheck_rc``,
+  ``smoke_bench_rc``.
 """
 
 from __future__ import annotations
