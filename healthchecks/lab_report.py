@@ -48,7 +48,7 @@ UNHEALTHY, NO_RESULTS, NOT_VERIFIED, HEALTHY = "unhealthy", "no results", "not v
 class EngineRow:
     """One host x engine (one endpoint of ``healthcheck --json``)."""
 
-    name: str
+    name: str  # the endpoint's label in healthcheck and smoke-bench (e.g. vllm@10.0.0.1:8000)
     engine: str
     url: str
     model: str
@@ -62,6 +62,7 @@ class EngineRow:
     gpu_note: str = ""  # why no figure, when bench.json says so
     capacity: dict[str, Any] | None = None  # the sweep's best load within the SLOs
     capacity_note: str = ""  # "no sweep" / "no load met the SLOs" / ...
+    title: str = ""  # what the report calls it: the engine, or the label where a host runs the engine twice
 
     @property
     def state(self) -> str:
@@ -229,6 +230,8 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
     if isinstance(endpoints, list):
         eps = [e for e in endpoints if isinstance(e, dict)]
         h.engines = [_engine_row(e) for e in eps]
+        for row in h.engines:
+            row.title = row.engine if [r.engine for r in h.engines].count(row.engine) == 1 else row.name
         for e, row in zip(eps, h.engines, strict=True):
             if row.engine in GATEWAY_ENGINES:
                 gateways.append(f"{h.name}/{row.name}")
@@ -241,7 +244,7 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
             h.state = HEALTHY
         else:
             h.state = UNHEALTHY
-            h.why = "; ".join(f"{r.name}: {r.why}" for r in h.engines if not r.healthy)
+            h.why = "; ".join(f"{r.title}: {r.why}" for r in h.engines if not r.healthy)
     elif hc is not None:
         h.problems.append("healthcheck.json: no endpoints list")
     failures = [_text(f) for f in meta.get("failures") or [] if f] if isinstance(meta.get("failures"), list) else []
@@ -305,10 +308,10 @@ def _xml(text: str) -> str:
 
 
 def junit_xml(rep: LabReport) -> str:
-    """One testcase per host x engine (classname the host, name the endpoint): a failure for an unhealthy one;
-    a host without engine results is one testcase ``verify``: a failure (no results, failed) or skipped (not
-    verified, e.g. reboot pending); so is a host whose engines passed but a later step of verify failed
-    (the benchmark, GPU memory)."""
+    """One testcase per host x engine (classname the host, name the engine, or the endpoint label where a host
+    runs an engine twice): a failure for an unhealthy one. A host without engine results is one testcase
+    ``verify``: a failure (no results, failed) or skipped (not verified, e.g. reboot pending); so is a host whose
+    engines passed but a later step of verify failed (the benchmark, GPU memory)."""
     cases: list[tuple[str, str, str, str]] = []  # host, name, status, message
     for h in rep.hosts:
         if not h.engines:
@@ -316,7 +319,7 @@ def junit_xml(rep: LabReport) -> str:
         elif h.state == UNHEALTHY and all(r.healthy for r in h.engines):  # a later step of verify failed
             cases.append((h.name, "verify", FAIL, h.why))
         for r in h.engines:
-            cases.append((h.name, r.name, PASS if r.healthy else FAIL,
+            cases.append((h.name, r.title, PASS if r.healthy else FAIL,
                           r.why if not r.healthy else f"{r.engine} {r.version}".strip()))
     suites = ET.Element("testsuites", name="lab-report")
     suite = ET.SubElement(suites, "testsuite", name="lab", tests=str(len(cases)),
@@ -432,8 +435,8 @@ def page(rep: LabReport, out_dir: Path | None = None) -> str:
         for r in h.engines:
             why = _e(r.why) if not r.healthy else (f'<span class="note">{_e(r.warnings)}</span>' if r.warnings else "")
             table.append((f"verdict {_slug(r.state)}", [
-                f"<b>{_e(h.name)}</b>{link}", f"{_e(r.name)}<br><span class='note'>"
-                f"{_e(' '.join(x for x in (r.engine if r.engine != r.name else '', r.version) if x))}</span>",
+                f"<b>{_e(h.name)}</b>{link}", f"{_e(r.title)}<br><span class='note'>"
+                f"{_e(' '.join(x for x in (r.engine if r.engine != r.title else '', r.version) if x))}</span>",
                 _state(r.state) + (f"<br>{why}" if why else ""),
                 _gpu_cell(r), _memory_cell(r), _e(capacity_text(r)),
                 f"{_e(r.model)}<br><span class='note'>{_e(r.url)}</span>"]))

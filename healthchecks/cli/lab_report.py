@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.quiet:
         for h in rep.hosts:
             say(f"{h.name}: {h.state}" + (f": {h.why}" if h.why else "")
-                + "".join(f"\n  {r.name} ({r.engine}): {'healthy' if r.healthy else r.why}" for r in h.engines))
+                + "".join(f"\n  {r.title}: {'healthy' if r.healthy else r.why}" for r in h.engines))
     for _, path in outputs.values():
         say(f"wrote {path}")
     return EXIT_OK if rep.healthy else EXIT_FAILED

@@ -71,7 +71,8 @@ def test_verify_writes_every_hosts_results_and_the_lab_report_before_failing_one
     assert r.returncode == 2, r.stdout[-6000:] + r.stderr[-2000:]
     rc = recaps(r.stdout)
     assert rc["host1"]["failed"] == 0 and rc["host2"]["failed"] == 1, rc
-    assert re.search(r"fatal: \[host2\]: FAILED! => \{[^\n]*llamacpp: liveness: ", r.stdout), r.stdout[-4000:]
+    fatal = r"fatal: \[host2\]: FAILED! => \{[^\n]*llamacpp@127\.0\.0\.1:\d+: liveness: "
+    assert re.search(fatal, r.stdout), r.stdout[-4000:]
     # rolling batches (canary host1, then host2): the lab report after each batch, once, on the controller
     assert r.stdout.count("TASK [verify : Write the lab report (lab.html, lab.json, lab-junit.xml)]") == 2
     doc = json.loads((reports / "lab.json").read_text())

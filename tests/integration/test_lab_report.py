@@ -92,8 +92,9 @@ def test_json_every_host_and_engine(lab: dict[str, Any]) -> None:
     hosts = {h["name"]: h for h in doc["hosts"]}
     assert list(hosts) == ["gpu01", "gpu02", "gpu03", "gpu04"]
     assert doc["summary"] == {"hosts": 4, "hosts_healthy": 1, "engines": 4, "engines_healthy": 3}
-    g1 = {e["name"]: e for e in hosts["gpu01"]["engines"]}
+    g1 = {e["title"]: e for e in hosts["gpu01"]["engines"]}
     assert set(g1) == {"vllm", "llamacpp"} and all(e["healthy"] for e in g1.values())
+    assert g1["vllm"]["name"] == f"vllm@127.0.0.1:{lab['port']['vllm']}"  # healthcheck's label, as bench.json's
     assert g1["vllm"]["version"], "vLLM reports its version (GET /version)"
     assert re.match(r"\d+\.\d+", g1["vllm"]["version"])
     for e in g1.values():  # the sweep ran on gpu01: capacity at the SLO is a measured figure
@@ -103,7 +104,7 @@ def test_json_every_host_and_engine(lab: dict[str, Any]) -> None:
     assert hosts["gpu01"]["driver_version"] == "580.95.05" and hosts["gpu01"]["reboot_pending"] is False
     assert hosts["gpu01"]["links"] == {"page": "gpu01/bench.html", "healthcheck": "gpu01/healthcheck.json",
                                        "benchmark": "gpu01/bench.json", "host": "gpu01/host.json"}
-    g2 = {e["name"]: e for e in hosts["gpu02"]["engines"]}
+    g2 = {e["title"]: e for e in hosts["gpu02"]["engines"]}
     assert g2["llamacpp"]["healthy"] and not g2["vllm"]["healthy"]
     assert g2["vllm"]["why"].startswith("liveness: ") and g2["vllm"]["state"] == "unhealthy"
     assert g2["llamacpp"]["capacity"] is None  # no benchmark on a host that failed its healthcheck
