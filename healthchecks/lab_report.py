@@ -10,8 +10,9 @@ bad file never loses another host's result.
 What each per-host file contributes:
 
 - ``healthcheck.json`` (``healthcheck --json``): per endpoint healthy or the first failing check, the engine's
-  version, the ``gpu_residency`` row (GPU-resident or why not); a gateway endpoint (engine ``litellm``) gives
-  the gateway's routes: its ``routes`` list when it has one, else its ``route*`` / ``upstream*`` check rows.
+  version, the ``gpu_residency`` row (GPU-resident or why not); a gateway endpoint (engine ``gateway``,
+  healthchecks/engines/gateway.py) gives the gateway's routes: its ``route <model>`` and
+  ``upstream <model> <host:port>`` rows.
 - ``bench.json`` (``smoke-bench --json``, ``gpu-report --bench-json``): per endpoint the engine's own peak GPU
   memory per GPU, and where a sweep ran, the highest load within the SLOs (capacity).
 - ``host.json`` (written by the deployer: roles/verify; every field optional): ``verified`` (false: verify did
@@ -36,7 +37,7 @@ from .errors import ConfigError
 from .verdicts import FAIL, PASS, SKIP, WARN
 
 HOST_FILES = ("host.json", "healthcheck.json", "bench.json")
-GATEWAY_ENGINES = frozenset({"litellm"})
+GATEWAY_ENGINES = frozenset({"gateway", "litellm"})  # the catalogue's gateway engine (LiteLLM's proxy)
 ROUTE_PREFIXES = ("route", "upstream")
 OUTPUTS = {"html": "lab.html", "json": "lab.json", "junit": "lab-junit.xml"}
 
@@ -71,10 +72,13 @@ class EngineRow:
 
 @dataclass
 class Route:
-    """One route of a gateway, as its healthcheck reported it."""
+    """One row of a gateway's healthcheck about its routes: ``route <model>`` (a real completion through it) or
+    ``upstream <model> <host:port>`` (that upstream's state as the gateway reports it)."""
 
     gateway: str  # "<host>/<endpoint>"
-    route: str
+    kind: str  # route / upstream / upstreams
+    route: str  # the model name clients ask for
+    upstream: str  # host:port of the upstream ("" for a route row)
     status: str
     reason: str
 
@@ -165,15 +169,13 @@ def _engine_row(ep: dict[str, Any]) -> EngineRow:
 def _routes(host: str, ep: dict[str, Any]) -> list[Route]:
     gw = f"{host}/{_text(ep.get('name'))}"
     out: list[Route] = []
-    for r in ep.get("routes") or []:
-        if isinstance(r, dict):
-            out.append(Route(gw, _text(r.get("model") or r.get("route") or r.get("name")),
-                             _text(r.get("status") or r.get("state")),
-                             _text(r.get("reason") or ", ".join(map(str, r.get("upstreams") or [])))))
-    if not out:
-        for c in ep.get("checks") or []:
-            if isinstance(c, dict) and _text(c.get("name")).startswith(ROUTE_PREFIXES):
-                out.append(Route(gw, _text(c.get("name")), _text(c.get("status")), _text(c.get("reason"))))
+    for c in ep.get("checks") or []:
+        name = _text(c.get("name")) if isinstance(c, dict) else ""
+        if not name.startswith(ROUTE_PREFIXES):
+            continue
+        kind, _, rest = name.partition(" ")
+        route, _, upstream = rest.rpartition(" ") if kind == "upstream" and " " in rest else (rest, "", "")
+        out.append(Route(gw, kind, route, upstream, _text(c.get("status")), _text(c.get("reason"))))
     return out
 
 
@@ -465,8 +467,8 @@ def page(rep: LabReport, out_dir: Path | None = None) -> str:
         parts.append(f"<p id='gateway'>gateway {_e(', '.join(rep.gateways))}: no routes reported</p>")
     else:
         cls = {PASS: "ok", FAIL: "bad", WARN: "warn"}
-        parts.append(_table(["gateway", "route", "state", "detail"], [
-            (f"route {_e(r.status)}", [_e(r.gateway), _e(r.route),
+        parts.append(_table(["gateway", "model", "check", "upstream", "state", "detail"], [
+            (f"route {_e(r.status)}", [_e(r.gateway), _e(r.route), _e(r.kind), _e(r.upstream or "-"),
                                        f'<span class="{cls.get(r.status, "dim")}">{_e(r.status or "?")}</span>',
                                        _e(r.reason)]) for r in rep.routes], "routes"))
     parts.append("<p class='note'>Healthy: every check of <code>healthcheck</code> passed (a warning passes); "

@@ -104,21 +104,20 @@ def test_verify_failures_after_healthcheck_make_the_host_unhealthy(tmp_path: Pat
 
 
 def test_gateway_routes_from_its_healthcheck_or_no_gateway(tmp_path: Path) -> None:
+    """The gateway's rows as healthchecks/engines/gateway.py names them: route <model>, upstream <model> <host:port>."""
     write_host(tmp_path, "a", [endpoint("vllm", "vllm", *OK)])
     assert lr.to_json(lr.collect(tmp_path))["gateway"] is None
     assert "no gateway" in lr.page(lr.collect(tmp_path))
-    write_host(tmp_path, "gw", [endpoint("litellm", "litellm", *OK, ("route smollm2:135m", "pass", "via a, b"),
-                                         ("upstream a", "fail", "connection refused"))])
+    write_host(tmp_path, "gw", [endpoint("gateway@10.0.0.9:4000", "gateway", *OK,
+                                         ("route smollm2:135m", "pass", "answered by http://10.0.0.1:8000"),
+                                         ("upstream smollm2:135m 10.0.0.2:8000", "fail", "connection refused"),
+                                         ("wrong_key", "pass", "401"))])
     doc = lr.to_json(lr.collect(tmp_path))
-    assert doc["gateway"]["endpoints"] == ["gw/litellm"]
-    assert [(r["route"], r["status"]) for r in doc["gateway"]["routes"]] == [("route smollm2:135m", "pass"),
-                                                                             ("upstream a", "fail")]
-    ep = endpoint("litellm", "litellm", *OK)
-    ep["routes"] = [{"model": "smollm2:135m", "status": "pass", "upstreams": ["a", "b"]}]
-    write_host(tmp_path, "gw", [ep])
-    doc = lr.to_json(lr.collect(tmp_path))
-    assert doc["gateway"]["routes"] == [{"gateway": "gw/litellm", "route": "smollm2:135m", "status": "pass",
-                                         "reason": "a, b"}]
+    assert doc["gateway"]["endpoints"] == ["gw/gateway@10.0.0.9:4000"]
+    assert [(r["kind"], r["route"], r["upstream"], r["status"]) for r in doc["gateway"]["routes"]] == [
+        ("route", "smollm2:135m", "", "pass"), ("upstream", "smollm2:135m", "10.0.0.2:8000", "fail")]
+    html = lr.page(lr.collect(tmp_path))
+    assert "no gateway" not in html and "10.0.0.2:8000" in html and "connection refused" in html
 
 
 def test_server_text_is_escaped_in_html_and_junit(tmp_path: Path) -> None:
