@@ -233,9 +233,11 @@ def bench_parser() -> argparse.ArgumentParser:
                       "throughput curves)")
     outs.add_argument("--html", metavar="FILE.html", help="one self-contained report page (no network)")
     outs.add_argument("--scrape-interval", type=seconds, default=SCRAPE_INTERVAL, metavar="S",
-                      help=f"seconds between scrapes of the engine's /metrics (vLLM's KV-cache gauge; default "
-                      f"{SCRAPE_INTERVAL:g}: each costs the server ~9 ms, well under 1%%); the cost is printed")
-    outs.add_argument("--no-server-metrics", action="store_true", help="do not scrape the engine's /metrics")
+                      help=f"seconds between scrapes of the server's own figures during the run (/metrics: running "
+                      "and waiting requests, KV cache, cache hits; Ollama: /api/ps; default "
+                      f"{SCRAPE_INTERVAL:g}: each costs the vLLM server ~9 ms, well under 1%%); the cost is printed")
+    outs.add_argument("--no-server-metrics", action="store_true",
+                      help="do not scrape the server's figures (/metrics, /api/ps)")
     outs.add_argument("--no-gpu-sampling", action="store_true", help="do not sample nvidia-smi during the run")
     return p
 
