@@ -458,7 +458,7 @@ class Run:
     round: int
     figures: dict[str, float | None]
     client_cpu_s: float
-    server_cpu_s: float
+    server_cpu_s: float | None  # None: not measured (a server not on this machine)
     wall_s: float
     raw: str
 
@@ -496,7 +496,8 @@ def run_tool(tool: str, url: str, server_pid: int | None, data: dict[str, Path],
     (out_dir / f"{tag}.log").write_text(t.output)
     if t.rc != 0 or not out.exists():
         raise SystemExit(f"{tool} failed (exit {t.rc}); its output ends:\n{t.output.strip()[-2000:]}")
-    return Run(tool, rnd, parse_output(tool, out), t.cpu_s, t.server_cpu_s, t.wall_s, str(out))
+    return Run(tool, rnd, parse_output(tool, out), t.cpu_s, t.server_cpu_s if server_pid else None, t.wall_s,
+               str(out))
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -633,8 +634,9 @@ def verdicts(c: Comparison) -> list[str]:
             inside = lo <= med <= hi
             edge = lo if med < lo else hi
             gap = "" if inside else f" (outside by {100 * (med - edge) / (edge or 1):+.1f}%)"
+            runs = ", ".join(f"{float(v):.2f}" for v in ours if v is not None)
             lines.append(f"smoke-bench {key} {med:.2f} within the peers' spread [{lo:.2f}, {hi:.2f}]: "
-                         f"{'YES' if inside else 'NO'}{gap}; "
+                         f"{'YES' if inside else 'NO'}{gap} (median of its runs {runs}); "
                          + ", ".join(f"{t} [{a:.2f}, {b:.2f}]" for t, a, b in bands))
         cost = {t: statistics.median(r.cpu_ms_per_request for r in c.of(t)) for t in tools}
         lowest = min(cost, key=lambda t: cost[t])
@@ -648,7 +650,8 @@ def report(c: Comparison) -> list[str]:
     w = c.workload
     lines = [f"\n{w.num_prompts} requests, {w.input_len} tokens in / {w.output_len} out (ignore_eos, "
              f"temperature 0, /v1/completions streamed), concurrency {w.concurrency}, "
-             f"{max((r.round for r in c.runs), default=0) + 1} runs per tool, tools alternating",
+             "runs per tool: " + ", ".join(f"{t} {len(c.of(t))}" for t in TOOLS if c.of(t))
+             + " (tools alternating, the order rotating each round)",
              "versions: " + ", ".join(f"{t} {v}" for t, v in c.versions.items())]
     cols = ["req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p50", "ITL p99",
             "E2EL p50", "E2EL p99", "in tok", "out tok", "failed", "client CPU s", "CPU ms/req", "server CPU s"]
@@ -660,7 +663,8 @@ def report(c: Comparison) -> list[str]:
     for t in TOOLS:
         for r in c.of(t):
             lines.append(f"{t + ' #' + str(r.round + 1):<16}" + "".join(_fmt(r.figures.get(k)) for k in keys)
-                         + f"{r.client_cpu_s:>13.2f}{r.cpu_ms_per_request:>13.0f}{r.server_cpu_s:>13.2f}")
+                         + f"{r.client_cpu_s:>13.2f}{r.cpu_ms_per_request:>13.0f}"
+                         + (f"{r.server_cpu_s:>13.2f}" if r.server_cpu_s is not None else f"{'-':>13}"))
     lines.append("(latencies in ms; client CPU = the tool's whole process tree, user+sys, start-up included "
                  "as a user pays it; server CPU = the vLLM process tree during the run)")
     lines.append("\nhow each tool defines these figures:")
@@ -689,14 +693,30 @@ def compare(tools: list[str], w: Workload, runs: int, *, url: str | None = None,
             data = write_datasets(prompts, w, out_dir)
             warm_up(base, prompts, w)
             c = Comparison(w, versions)
-            for rnd in range(runs):
-                order = tools[rnd % len(tools):] + tools[: rnd % len(tools)]  # rotate: each leads once
-                for t in order:
-                    r = run_tool(t, base, pid, data, w, out_dir, rnd, pins)
-                    print(f"  {t} run {rnd + 1}: {r.wall_s:.1f} s wall, client CPU {r.client_cpu_s:.2f} s, "
-                          f"{r.figures.get('completed'):.0f} completed", flush=True)
-                    c.runs.append(r)
+            (out_dir / "comparison.json").write_text(json.dumps({"workload": asdict(w), "versions": versions}))
+            try:
+                for rnd in range(runs):
+                    order = tools[rnd % len(tools):] + tools[: rnd % len(tools)]  # rotate: each leads once
+                    for t in order:
+                        r = run_tool(t, base, pid, data, w, out_dir, rnd, pins)
+                        print(f"  {t} run {rnd + 1}: {r.wall_s:.1f} s wall, client CPU {r.client_cpu_s:.2f} s, "
+                              f"{r.figures.get('completed'):.0f} completed", flush=True)
+                        c.runs.append(r)
+                        with (out_dir / "runs.jsonl").open("a") as fh:
+                            fh.write(json.dumps(asdict(r)) + "\n")
+            except KeyboardInterrupt:
+                print(f"interrupted: the figures of the {len(c.runs)} runs that completed", flush=True)
     return c
+
+
+def load_kept(d: Path) -> Comparison:
+    """A comparison from a --keep folder (comparison.json and runs.jsonl, written as the runs complete)."""
+    try:
+        head = json.loads((d / "comparison.json").read_text())
+        runs = [Run(**json.loads(line)) for line in (d / "runs.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SystemExit(f"compare_peers: {d} is not a --keep folder of this script: {e}") from None
+    return Comparison(Workload(**head["workload"]), head["versions"], runs)
 
 
 @contextmanager
@@ -716,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="benchmark this running vLLM server instead of starting one")
     p.add_argument("--keep", type=Path, help="keep every tool's raw output and logs in this folder")
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
+    p.add_argument("--report-from", type=Path, metavar="DIR",
+                   help="print the figures of the runs kept in DIR by an earlier --keep DIR (nothing is run)")
     p.add_argument("--aiperf", default=PEER_PINS["aiperf"], help="pip requirement for AIPerf's venv")
     p.add_argument("--guidellm", default=PEER_PINS["guidellm"], help="pip requirement for GuideLLM's venv")
     a = p.parse_args(argv)
@@ -723,10 +745,15 @@ def main(argv: list[str] | None = None) -> int:
     if bad := [t for t in tools if t not in TOOLS]:
         p.error(f"unknown tool(s) {', '.join(bad)}; choose from {', '.join(TOOLS)}")
     w = Workload(a.num_prompts, a.input_len, a.output_len, a.concurrency, a.seed)
-    try:
-        c = compare(tools, w, a.runs, url=a.url, keep=a.keep, pins={"aiperf": a.aiperf, "guidellm": a.guidellm})
-    except httpx.HTTPError as e:
-        raise SystemExit(f"compare_peers: the server failed: {type(e).__name__}: {e}") from None
+    if a.report_from:
+        c = load_kept(a.report_from)
+        w = c.workload
+    else:
+        try:
+            c = compare(tools, w, a.runs, url=a.url, keep=a.keep,
+                        pins={"aiperf": a.aiperf, "guidellm": a.guidellm})
+        except httpx.HTTPError as e:
+            raise SystemExit(f"compare_peers: the server failed: {type(e).__name__}: {e}") from None
     lines = report(c)
     print("\n".join(lines))
     if a.json:
