@@ -32,8 +32,9 @@ def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return r
 
 
-# a shared 64-token prefix before each prompt: every request after the first can hit the engine's prefix cache
-SHARED_PREFIX = ["--dataset-name", "prefix_repetition", "--prefix-len", "64", "--suffix-len", "8",
+# a shared 256-token prefix before each prompt: every request after the first can hit the engine's prefix cache
+# (vLLM caches whole KV blocks only, and its CPU backend's default block is 128 tokens: vllm/platforms/cpu.py)
+SHARED_PREFIX = ["--dataset-name", "prefix_repetition", "--prefix-len", "256", "--suffix-len", "8",
                  "--num-prefixes", "1", "--num-prompts", "8", "--max-concurrency", "4", "--model", MODEL,
                  "--scrape-interval", "0.2", "--no-gpu-sampling"]
 
