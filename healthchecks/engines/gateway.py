@@ -217,7 +217,13 @@ class Gateway(Engine):
         status, body = await _get_json(http, "/health/readiness", auth=False)
         if why := readiness_verdict(status, body):
             raise ProtocolError(why, status=status)
-        names = await oa.models(http)
+        try:
+            names = await oa.models(http)
+        except ProtocolError as exc:
+            if exc.status == 401 and not http.api_key:
+                raise ProtocolError(f"{exc.reason}: the gateway requires its key (--api-key-file gateway=FILE, "
+                                    "the master key file)", status=401) from None
+            raise
         routes = Routes(names)
         try:
             _, info, _ = await http.request("GET", "/model/info")
