@@ -238,7 +238,7 @@ if missing and source == "docker" and conflicting and not v("docker_remove_confl
          "docker_remove_conflicting: true to replace it with Docker's packages (nothing was changed)")
 if missing and source == "docker" and family == "Debian":
     # apt refuses every source while two of them give Docker's URI different Signed-By values (roles/docker)
-    others = host.get_fact(gik_ops.AptSourcesFor, uri=str(v("docker_apt_uri")))
+    others: list[str] = host.get_fact(gik_ops.AptSourcesFor, uri=str(v("docker_apt_uri"))) or []
     legacy, sources_file = str(v("docker_apt_legacy_list")), str(v("docker_apt_sources"))
     left = [f for f in others if f not in (legacy, sources_file)]
     if left:

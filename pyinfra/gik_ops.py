@@ -100,6 +100,10 @@ class AptSourcesFor(FactBase[list[str]]):
         return (f"for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do "
                 f"[ -f \"$f\" ] && grep -qE {pattern} \"$f\" && echo \"$f\"; done; true")
 
+    @staticmethod
+    def default() -> list[str]:
+        return []  # no source names it (no output)
+
     def process(self, output: list[str]) -> list[str]:
         return [line.strip() for line in output if line.strip()]
 

@@ -112,6 +112,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
      "inference_stack_vllm_gpu_memory_utilization='1.5' must be a fraction in (0, 1]"),
     ("verify_num_prompts=0", "verify_num_prompts='0' must be a positive integer"),
     ("inference_stack_vllm_max_model_len=lots", "inference_stack_vllm_max_model_len"),
+    # published beyond loopback without a key (healthchecks/exposure): llama.cpp cannot be keyed by this deployer
+    ("inference_stack_bind_address=0.0.0.0", "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address)"),
 ])
 def test_bad_settings_stop_before_any_change(lab: dict[str, Any], data: str, needle: str) -> None:
     data = data.replace("SAME", str(lab["values"]["inference_stack_vllm_port"]))
@@ -234,6 +236,7 @@ def test_infra_suite_passes_against_the_pyinfra_deployment(lab: dict[str, Any]) 
 # -- the container lab (tests/lab): a Debian host over SSH as a non-root sudoer, Docker from the lab's mirror -------
 @pytest.fixture(scope="module")
 def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from lab.connected import Registry
     from lab.lab import Lab
 
     tmp = tmp_path_factory.mktemp("pyinfra-lab")
@@ -247,7 +250,8 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     token_file = tmp / "hf_token.txt"
     token_file.write_text(token)
     t0 = time.monotonic()
-    env = Lab.start(tmp, 1, [CACHE / "models", tarball])
+    # lab1: a bare host; lab2: the distribution's docker.io without compose, and a user without sudo (issue 19)
+    env = Lab.start(tmp, 2, [CACHE / "models", tarball], variants=[None, "dockerio"])
     print(f"\ncontainer lab up in {time.monotonic() - t0:.1f}s")
     h = env.hosts[0]
     group_vars = {
@@ -261,22 +265,67 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     }
     host_vars = {h.name: {"inference_stack_dir": str(h.root / "opt"), "inference_stack_project_name": project,
                           "inference_stack_llamacpp_port": free_port()}}
-    inventory = env.inventory(group_vars, host_vars)
+    inventory = env.inventory(group_vars, host_vars, hosts_only=[h.name])
+
+    # lab2, a connected lab's host: llama.cpp pulled from a private registry with a login, the secrets (token, vLLM
+    # key, registry password) in the README's encrypted vault.yml, read with a vault password file
+    h2 = env.hosts[1]
+    h2.exec("cp /home/lab/.ssh/authorized_keys /home/nosudo/.ssh/ && chown nosudo /home/nosudo/.ssh/authorized_keys")
+    password = "reg-" + secrets.token_hex(8)
+    registry = Registry.start(tmp, auth=("lab", password))
+    project2 = project + "-b"
+    pulled = registry.push("local/llama.cpp:server", f"gik/llama.cpp:{project2}")
+    vault = {"vault_hf_token": "hf_pyinfravault" + secrets.token_hex(10), "vault_vllm_api_key": "",
+             "vault_registry_password": password}
+    group_vars2 = {k: v for k, v in group_vars.items()
+                   if k not in ("inference_stack_image_tarballs", "inference_stack_llamacpp_image",
+                                "hf_secret_token_file")}
+    group_vars2.update(inference_stack_llamacpp_image=pulled, docker_registry_logins=[
+        {"registry": registry.host, "username": "lab", "password": "{{ vault_registry_password }}"}])
+    inventory2 = env.inventory(group_vars2, {h2.name: {"inference_stack_dir": str(h2.root / "opt"),
+                                                       "inference_stack_project_name": project2,
+                                                       "inference_stack_llamacpp_port": free_port()}},
+                               hosts_only=[h2.name], name="inventory-dockerio")
+    vault_file = inventory2.parent / "group_vars" / "gpu_hosts" / "vault.yml"
+    vault_file.write_text(yaml.safe_dump(vault))
+    vault_pw = tmp / "vault-pass"
+    vault_pw.write_text(secrets.token_hex(12) + "\n")
+    subprocess.run([str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(vault_pw), str(vault_file)],
+                   check=True, capture_output=True)
     try:
-        yield {"lab": env, "host": h, "inventory": inventory, "token": token, "project": project, "tmp": tmp}
+        yield {"lab": env, "host": h, "inventory": inventory, "token": token, "project": project, "tmp": tmp,
+               "host2": h2, "inventory2": inventory2, "vault": vault, "vault_pw": vault_pw, "project2": project2,
+               "pulled": pulled, "registry": registry}
     finally:
-        subprocess.run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], capture_output=True,
-                       timeout=300)
+        for p in (project, project2):
+            subprocess.run(["docker", "compose", "-p", p, "down", "-v", "--remove-orphans"], capture_output=True,
+                           timeout=300)
         env.stop()
-        subprocess.run(["docker", "rmi", image], capture_output=True)
+        registry.stop()
+        subprocess.run(["docker", "rmi", image, pulled], capture_output=True)
 
 
-def lab_pyinfra(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The lab form: the Ansible inventory's hosts through pyinfra/inventory.py."""
+def lab_pyinfra(inventory: Path, *args: str, vault_pw: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The lab form: the Ansible inventory's hosts through pyinfra/inventory.py (``vault_pw``: Ansible's
+    ANSIBLE_VAULT_PASSWORD_FILE, as a lab admin sets it for ansible-playbook)."""
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_VAULT_PASSWORD_FILE"}
+    if vault_pw:
+        env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_pw)
     return subprocess.run([str(BIN / "pyinfra"), "pyinfra/inventory.py", "pyinfra/deploy.py", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=1500,
-                          env={**os.environ, "GIK_INVENTORY": str(inventory), "GIK_BIN": str(BIN),
+                          env={**env, "GIK_INVENTORY": str(inventory), "GIK_BIN": str(BIN),
                                "PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
+
+
+def one_line(r: subprocess.CompletedProcess[str], host: str) -> str:
+    """The one line a stop prints (exit 2), no traceback."""
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    lines = [line for line in out.splitlines() if f"pyinfra/deploy.py: {host}:" in line
+             or line.startswith("pyinfra/inventory.py:")]
+    assert len(lines) == 1, out[-3000:]
+    assert "Traceback" not in out
+    return lines[0]
 
 
 def test_lab_host_over_ssh_with_sudo(ssh_lab: dict[str, Any]) -> None:
@@ -294,7 +343,10 @@ def test_lab_host_over_ssh_with_sudo(ssh_lab: dict[str, Any]) -> None:
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
     assert summary(first)["totals"]["error"] == 0
     assert ssh_lab["token"] not in first.stdout + first.stderr
-    assert h.exec("cat /etc/apt/sources.list.d/docker.list").stdout.startswith("deb [arch=")
+    # Docker's documented deb822 source, as the docker role writes it (no one-line docker.list)
+    sources = h.exec("cat /etc/apt/sources.list.d/docker.sources").stdout
+    assert sources.startswith("Types: deb\nURIs: ") and "Signed-By: /etc/apt/keyrings/docker.asc" in sources
+    assert h.exec("test -e /etc/apt/sources.list.d/docker.list", check=False).returncode != 0
     assert h.exec(f"sudo stat -c '%U %a' {h.root}/opt/secrets/hf_token").stdout.split() == ["root", "400"]
     hc = json.loads((ssh_lab["tmp"] / "reports" / h.name / "healthcheck.json").read_text())
     assert hc["healthy"] and [e["engine"] for e in hc["endpoints"]] == ["llamacpp"]
@@ -320,17 +372,123 @@ def test_lab_host_over_ssh_with_sudo(ssh_lab: dict[str, Any]) -> None:
     assert ssh_lab["token"] not in r.stdout + r.stderr
 
 
+def _inventory_copy(ssh_lab: dict[str, Any], name: str, host_vars: dict[str, Any]) -> Path:
+    """lab2's inventory with more host variables, beside the original (same group_vars)."""
+    inv = ssh_lab["inventory2"]
+    doc = yaml.safe_load(inv.read_text())
+    doc["all"]["children"]["gpu_hosts"]["hosts"][ssh_lab["host2"].name].update(host_vars)
+    out = inv.parent / name
+    out.write_text(yaml.safe_dump(doc))
+    return out
+
+
+def _dpkg_installed(h: Any, package: str) -> bool:
+    return h.exec(f"dpkg-query -W -f '${{Status}}' {package} 2>/dev/null", check=False).stdout == \
+        "install ok installed"
+
+
+def test_lab_user_without_sudo_stops_before_any_change(ssh_lab: dict[str, Any]) -> None:
+    """Issue 19 item 6: a deploy as a user who may not sudo (or told not to) ends in one line, nothing changed."""
+    h2 = ssh_lab["host2"]
+    for host_vars, needle in (({"ansible_user": "nosudo"}, "user nosudo cannot sudo without a password"),
+                              ({"ansible_user": "nosudo", "ansible_become": False},
+                               "runs as nosudo, not root, without sudo")):
+        inv = _inventory_copy(ssh_lab, "hosts-nosudo.yml", host_vars)
+        line = one_line(lab_pyinfra(inv, "-y", vault_pw=ssh_lab["vault_pw"]), h2.name)
+        assert needle in line and "nothing was changed" in line, line
+    assert not (h2.root / "opt").exists() and _dpkg_installed(h2, "docker.io")
+
+
+def test_lab_distribution_docker_and_vault_connected_deploy(ssh_lab: dict[str, Any]) -> None:
+    """Issue 19 item 6 and the connected lab with pyinfra, on a host with Debian's docker.io and no compose:
+    Docker's packages replace it whole (never the compose plugin alone beside a removed engine), or one line when
+    the lab forbids removing them; the README's encrypted vault.yml is read with the vault password file (or one
+    line names the missing password); llama.cpp is pulled from a private registry after `docker login
+    --password-stdin`; a second run changes nothing; a run with no secret at all never empties the host's token."""
+    h2, inv, pw, vault = ssh_lab["host2"], ssh_lab["inventory2"], ssh_lab["vault_pw"], ssh_lab["vault"]
+    secrets_out = (vault["vault_hf_token"], vault["vault_registry_password"])
+    assert _dpkg_installed(h2, "docker.io") and _dpkg_installed(h2, "containerd")
+    assert h2.exec("docker compose version", check=False).returncode != 0
+
+    line = one_line(lab_pyinfra(inv, "-y", "--data", "docker_remove_conflicting=false", vault_pw=pw), h2.name)
+    assert "docker_remove_conflicting is false" in line and "docker_install_from: distro" in line, line
+    line = one_line(lab_pyinfra(inv, "-y"), h2.name)  # the vault without its password
+    assert "no vault password" in line and "ANSIBLE_VAULT_PASSWORD_FILE" in line, line
+    dry = lab_pyinfra(inv, "--dry", "--json", vault_pw=pw)
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    planned = summary(dry)["planned"]
+    for op in ("Remove packages that conflict with Docker's", "Install Docker and compose (docker)",
+               f"Log in to {ssh_lab['registry'].host}"):
+        assert op in planned, planned
+    assert _dpkg_installed(h2, "docker.io") and not (h2.root / "opt").exists()
+
+    t0 = time.monotonic()
+    first = lab_pyinfra(inv, "-y", "--json", vault_pw=pw)
+    t_first = time.monotonic() - t0
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
+    assert summary(first)["totals"]["error"] == 0
+    assert not any(x in first.stdout + first.stderr for x in secrets_out)
+    assert not _dpkg_installed(h2, "docker.io") and not _dpkg_installed(h2, "containerd")
+    for package in ("docker-ce", "docker-ce-cli", "containerd.io", "docker-compose-plugin"):
+        assert _dpkg_installed(h2, package), package
+    assert h2.exec("docker compose version", check=False).returncode == 0
+    assert h2.exec("stat -c '%U %a' /etc/apt/sources.list.d/docker.sources").stdout.split() == ["root", "644"]
+    token_file = f"{h2.root}/opt/secrets/hf_token"
+    assert h2.exec(f"stat -c '%U %a' {token_file}").stdout.split() == ["root", "400"]
+    assert h2.exec(f"cat {token_file}").stdout == vault["vault_hf_token"]  # from the vault
+    assert h2.exec("stat -c '%a' /root/.docker/config.json").stdout.strip() == "600"
+    assert ssh_lab["registry"].host in h2.exec("cat /root/.docker/config.json").stdout
+    assert h2.exec("ls -A /root/.docker").stdout.split() == ["config.json"]  # the password file is gone
+    assert subprocess.run(["docker", "image", "inspect", ssh_lab["pulled"]], capture_output=True).returncode == 0
+    hc = json.loads((ssh_lab["tmp"] / "reports" / h2.name / "healthcheck.json").read_text())
+    assert hc["healthy"] and [e["engine"] for e in hc["endpoints"]] == ["llamacpp"]
+
+    t0 = time.monotonic()
+    second = lab_pyinfra(inv, "-y", "--json", vault_pw=pw)
+    t_second = time.monotonic() - t0
+    assert second.returncode == 0 and summary(second)["totals"]["success"] == 0, second.stderr[-6000:]
+    print(f"\npyinfra on a docker.io host (replaced by Docker's packages, vault, registry login, pull): first run "
+          f"{t_first:.0f}s, second run {t_second:.0f}s (no change)")
+
+    # the same host with no vault and no secret files: the token on the host stays, one line says why
+    bare = inv.parent.parent / "inventory-novault"
+    (bare / "group_vars" / "gpu_hosts").mkdir(parents=True)
+    settings = yaml.safe_load((inv.parent / "group_vars" / "gpu_hosts" / "main.yml").read_text())
+    settings.pop("docker_registry_logins")
+    (bare / "group_vars" / "gpu_hosts" / "main.yml").write_text(yaml.safe_dump(settings))
+    (bare / "hosts.yml").write_text(inv.read_text())
+    line = one_line(lab_pyinfra(bare / "hosts.yml", "-y"), h2.name)
+    assert "hf_secret_token_file is not set and vault_hf_token is empty or missing" in line, line
+    assert h2.exec(f"cat {token_file}").stdout == vault["vault_hf_token"]
+
+    # an air-gapped lab (one switch: no registry) with an image the host lacks: stops naming the image and the
+    # setting, pulls nothing and leaves the running engine as it is
+    running = project_containers(ssh_lab["project2"])
+    absent = f"{ssh_lab['registry'].host}/gik/absent:1"
+    r = lab_pyinfra(inv, "-y", "--data", "inference_stack_airgapped=true", "--data",
+                    f"inference_stack_llamacpp_image={absent}", vault_pw=pw)
+    assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
+    assert f"image llamacpp ({absent}) is not on {h2.name} and inference_stack_image_pull is never" in \
+        r.stdout + r.stderr, r.stderr[-3000:]
+    assert project_containers(ssh_lab["project2"]) == running
+    assert subprocess.run(["docker", "image", "inspect", absent], capture_output=True).returncode != 0
+
+
 def test_workstation_defaults_dry_run() -> None:
     """The README command with no settings at all: `pyinfra @local pyinfra/deploy.py --dry` plans this workstation
-    from the lab's files plus the workstation defaults (no GPU here: CPU overlay; no Ollama image: left out)."""
+    from the lab's files plus the workstation defaults (no GPU here: CPU overlay). A connected workstation (the
+    default) keeps every engine, compose pulls a missing image; an air-gapped one (one switch) leaves out the engines
+    whose image it lacks, with a message."""
     if Path("/opt/gpu-inference-kit").exists():
         pytest.skip("a deployment lives in the default folder on this machine")
-    r = subprocess.run([str(BIN / "pyinfra"), "@local", "pyinfra/deploy.py", "--dry", "--diff"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "GIK_BIN": str(BIN)})
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = r.stdout + r.stderr
-    assert "COMPOSE_FILE=compose.yaml:compose.cpu.yaml" in out and "BIND_ADDRESS=127.0.0.1" in out
-    assert f"MODELS_DIR={CACHE / 'models'}" in out
     ollama = subprocess.run(["docker", "image", "inspect", "ollama/ollama:0.12.6"], capture_output=True)
-    assert ("no ollama image" in out) == (ollama.returncode != 0)
-    assert not Path("/opt/gpu-inference-kit").exists()
+    for data in ([], ["--data", "inference_stack_airgapped=true"]):
+        r = subprocess.run([str(BIN / "pyinfra"), "@local", "pyinfra/deploy.py", "--dry", "--diff", *data], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "GIK_BIN": str(BIN)})
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = r.stdout + r.stderr
+        assert "COMPOSE_FILE=compose.yaml:compose.cpu.yaml" in out and "BIND_ADDRESS=127.0.0.1" in out
+        assert f"MODELS_DIR={CACHE / 'models'}" in out
+        assert ("no ollama image" in out) == (bool(data) and ollama.returncode != 0), out[-3000:]
+        assert ("HF_HUB_OFFLINE=1" in out) == bool(data)
+        assert not Path("/opt/gpu-inference-kit").exists()

@@ -33,13 +33,23 @@ def sh(*argv: str, check: bool = True, timeout: float = 300, **kw: object) -> su
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
 
 
-def image() -> str:
-    """The lab host image, built once per Dockerfile content."""
+def image(variant: str | None = None) -> str:
+    """The lab host image, built once per Dockerfile content. ``variant``: a host as labs have them, built on it
+    from tests/lab/<variant>.Dockerfile (``dockerio``: the distribution's docker.io without compose, and a user
+    without sudo rights)."""
     tag = hashlib.sha256((HERE / "host.Dockerfile").read_bytes()).hexdigest()[:12]
     ref = f"{IMAGE}:{tag}"
     if sh("docker", "image", "inspect", ref, check=False).returncode != 0:
         sh("docker", "build", "-q", "-t", ref, "-f", str(HERE / "host.Dockerfile"), str(HERE), timeout=900)
-    return ref
+    if not variant:
+        return ref
+    dockerfile = HERE / f"{variant}.Dockerfile"
+    vtag = hashlib.sha256((HERE / "host.Dockerfile").read_bytes() + dockerfile.read_bytes()).hexdigest()[:12]
+    vref = f"{IMAGE}-{variant}:{vtag}"
+    if sh("docker", "image", "inspect", vref, check=False).returncode != 0:
+        sh("docker", "build", "-q", "-t", vref, "--build-arg", f"BASE={ref}", "-f", str(dockerfile), str(HERE),
+           timeout=900)
+    return vref
 
 
 def _wait_ssh(port: int, timeout: float = 30) -> None:
@@ -76,9 +86,11 @@ class Lab:
     containers: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, tmp: Path, n_hosts: int, mounts: list[Path]) -> Lab:
+    def start(cls, tmp: Path, n_hosts: int, mounts: list[Path], variants: list[str | None] | None = None) -> Lab:
+        """``variants``: per host, None (the lab host image) or an image variant (see :func:`image`)."""
         tag = "gik-lab-" + secrets.token_hex(3)
         ref = image()
+        refs = [image(v) if v else ref for v in (variants or [])] + [ref] * n_hosts
         # cuda-keyring's list names the mirror, as the real package's names the real repository
         mirror.build(tmp / "mirror", cuda_url=f"http://{tag}-mirror/cuda/debian12/x86_64")
         key = tmp / "id_ed25519"
@@ -98,7 +110,7 @@ class Lab:
                 for m in mounts:
                     vols += ["-v", f"{m}:{m}:ro"]
                 cname = f"{tag}-{name}"
-                lab._run_container(cname, ref, "--hostname", name, "-p", "127.0.0.1::22", *vols, ref)
+                lab._run_container(cname, refs[i - 1], "--hostname", name, "-p", "127.0.0.1::22", *vols, refs[i - 1])
                 port = int(sh("docker", "port", cname, "22/tcp").stdout.split(":")[-1])
                 host = Host(name, cname, port, root)
                 host.exec(f"echo '{pub.strip()}' > /home/lab/.ssh/authorized_keys && chown lab:lab "
@@ -121,11 +133,16 @@ class Lab:
         self.containers.append(name)
         sh("docker", "run", "-d", "--name", name, "--network", self.network, "--label", f"gik-lab={self.tag}", *args)
 
-    def inventory(self, group_vars: dict, host_vars: dict[str, dict] | None = None) -> Path:
-        inv = self.tmp / "inventory"
+    def inventory(self, group_vars: dict, host_vars: dict[str, dict] | None = None, hosts_only: list[str] | None = None,
+                  name: str = "inventory") -> Path:
+        """An Ansible inventory of the lab's hosts (``hosts_only``: those named) in tmp/<name>/hosts.yml, the
+        settings in its group_vars/gpu_hosts/main.yml."""
+        inv = self.tmp / name
         (inv / "group_vars" / "gpu_hosts").mkdir(parents=True, exist_ok=True)
         hosts = {}
         for h in self.hosts:
+            if hosts_only is not None and h.name not in hosts_only:
+                continue
             hosts[h.name] = {"ansible_host": "127.0.0.1", "ansible_port": h.ssh_port, "ansible_user": "lab",
                              "ansible_ssh_private_key_file": str(self.key),
                              "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
