@@ -304,14 +304,15 @@ def test_the_gateway_cost_is_measured(gw: Gateway, engine: str, tmp_path: Path,
     and the throughput ratio (figures for the report, not assertions on speed)."""
     direct = {"llamacpp": llamacpp_server, "vllm": vllm_server}[engine]
     host = {"llamacpp": "direct-llama", "vllm": "direct-vllm"}[engine]
+    n = {"llamacpp": 24, "vllm": 8}[engine]  # vLLM on 2 CPU cores: ~8 s a request at this load
     proc, out = _bench(gw, f"{MODEL}@{host}/{engine}", tmp_path / "cost.json", f"{engine}={direct.url}",
-                       "--model", f"{engine}={MODEL}", num_prompts=24, concurrency=4, output_len=32)
+                       "--model", f"{engine}={MODEL}", num_prompts=n, concurrency=4, output_len=32)
     stdout, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, stdout[-4000:]
     doc = json.loads(out.read_text())
     by = {e["engine"]: e for e in doc["endpoints"]}
     g, d = by["gateway"], by[engine]
-    assert g["completed"] == d["completed"] == 24
+    assert g["completed"] == d["completed"] == n
     added = g["median_ttft_ms"] - d["median_ttft_ms"]
     ratio = g["output_throughput"] / d["output_throughput"]
     print(f"\ngateway cost ({engine}): median TTFT {g['median_ttft_ms']:.1f} ms via gateway vs "
