@@ -10,14 +10,22 @@ Which module owns what. Data flows top to bottom; only the modules under ``cli/`
       endpoint_args.py  the endpoint flags both share, resolved into endpoints before any request
       healthcheck.py  ``healthcheck``          smoke_bench.py  ``smoke-bench``
       gpu_report.py   ``gpu-report``           prepare_model.py  ``prepare-model``
+      lab_report.py   ``lab-report``
       scripts.py      the entry points: each main run so that unwritable stdout/stderr is one line, never a traceback
     preflight.py    ``compose-preflight``: a compose project's settings, secrets, models and ports
     stack.py        the catalogue of the stack (stack.yml): engines, ports, settings with types and ranges
+    exposure.py     no engine published beyond loopback without a key: one rule for compose-preflight, Ansible, pyinfra
+    gateway.py      the LiteLLM gateway's config.yaml rendered from the catalogue (host and lab gateways)
+    gateway_cost.py the gateway's cost in a smoke-bench run (added TTFT, throughput ratio)
+    lab_report.py   one page, JSON and JUnit for the whole lab from the hosts' result folders
+    server_metrics.py  the server's own figures during a benchmark (per-engine metric tables, scraper)
+    memory_timeline.py GPU memory samples over a benchmark run, for the HTML plot
     endpoints/      where the endpoints are -> Endpoint
       url.py          ENGINE=URL, bare URLs, an engine's public address
       compose.py      a compose project as Compose reads it (.env, interpolation, files, project name)
       inventory.py    the one Ansible inventory reader and the one Ansible boolean reader
-    engines/        THE CATALOGUE: one module per engine (vllm.py, llamacpp.py, ollama.py, sglang.py, openai.py,
+    engines/        THE CATALOGUE: one module per engine (vllm.py + vllm_metrics.py, llamacpp.py, ollama.py,
+                    sglang.py, openai.py, gateway.py,
                     hf/). Each owns how to recognise it, liveness/readiness, model listing and matching, its
                     completion checks and benchmark request function, metrics, tokenizer endpoints, GPU-residency
                     signal, log signatures with fixes, default port and the setting names for compose and Ansible;

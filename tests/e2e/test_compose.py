@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -104,7 +105,7 @@ def test_static_rules() -> None:
         assert svc.get("restart"), f"{name} has no restart policy"
         for p in svc.get("ports", []):
             host_ip, published, _target = p.rsplit(":", 2)
-            assert host_ip.startswith("${BIND_ADDRESS:-127.0.0.1}")
+            assert re.match(r"\$\{([A-Z]+_)?BIND_ADDRESS:-127\.0\.0\.1\}", host_ip), host_ip  # loopback by default
             ports.append(published)
         for key in svc.get("environment") or {}:
             assert not any(w in key for w in ("TOKEN", "API_KEY", "PASSWORD")) or key.endswith("_PATH"), key
