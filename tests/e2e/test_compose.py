@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import re as regex
 import secrets
 import shutil
 import socket
@@ -105,7 +105,7 @@ def test_static_rules() -> None:
         assert svc.get("restart"), f"{name} has no restart policy"
         for p in svc.get("ports", []):
             host_ip, published, _target = p.rsplit(":", 2)
-            assert re.match(r"\$\{([A-Z]+_)?BIND_ADDRESS:-127\.0\.0\.1\}", host_ip), host_ip  # loopback by default
+            assert regex.match(r"\$\{([A-Z]+_)?BIND_ADDRESS:-127\.0\.0\.1\}", host_ip), host_ip  # loopback by default
             ports.append(published)
         for key in svc.get("environment") or {}:
             assert not any(w in key for w in ("TOKEN", "API_KEY", "PASSWORD")) or key.endswith("_PATH"), key
