@@ -3,11 +3,9 @@ plot of GPU memory beside the server's own metrics (server_metrics.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from typing import Any
 
-from .gpu import residency
 from .gpu.memory import EngineMemorySampler
 
 
@@ -20,19 +18,9 @@ class TimedMemorySampler(EngineMemorySampler):
         self.t0 = t0
         self.samples: list[tuple[float, dict[str, float], dict[str, float]]] = []
 
-    def _loop(self) -> None:
-        assert self._procs is not None and self._smi is not None
-        while not self._stop.is_set():
-            try:
-                engine, device = residency.measure(self._procs, self._smi)
-            except (OSError, subprocess.SubprocessError, ValueError):
-                engine, device = {}, {}
-            self.samples.append((time.perf_counter() - self.t0, dict(engine), dict(device)))
-            for idx, mib in engine.items():
-                self._engine[idx] = max(self._engine.get(idx, 0.0), mib)
-            for idx, mib in device.items():
-                self._device[idx] = max(self._device.get(idx, 0.0), mib)
-            self._stop.wait(self._interval)
+    def _record(self, engine: dict[str, float], device: dict[str, float]) -> None:
+        self.samples.append((time.perf_counter() - self.t0, dict(engine), dict(device)))
+        super()._record(engine, device)
 
     def series(self) -> list[dict[str, Any]]:
         return [{"t": round(t, 3), "engine_mib": e, "device_mib": d} for t, e, d in self.samples if e or d]

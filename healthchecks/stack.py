@@ -36,6 +36,21 @@ _GPUS = re.compile(r"all|[0-9]{1,4}(?:,[0-9]{1,4})*")
 _RANGE = re.compile(r"([\[(])\s*(-?[0-9.]*)\s*,\s*(-?[0-9.]*)\s*([\])])")
 
 
+def plain(value: Any) -> Any:
+    """Ansible's tagged/lazy containers, strings and numbers as plain Python values (the filter plugins' input;
+    a YAML dumper represents only the plain types)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    for kind in (bool, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
 class SettingError(ValueError):
     """A setting's value is not of its type or outside its range; the message names the setting."""
 

@@ -57,11 +57,15 @@ class EngineMemorySampler:
                 engine, device = residency.measure(self._procs, self._smi)
             except (OSError, subprocess.SubprocessError, ValueError):
                 engine, device = {}, {}
-            for idx, mib in engine.items():
-                self._engine[idx] = max(self._engine.get(idx, 0.0), mib)
-            for idx, mib in device.items():
-                self._device[idx] = max(self._device.get(idx, 0.0), mib)
+            self._record(engine, device)
             self._stop.wait(self._interval)
+
+    def _record(self, engine: dict[str, float], device: dict[str, float]) -> None:
+        """Keep one sample: here only the peaks (per GPU index, MiB)."""
+        for idx, mib in engine.items():
+            self._engine[idx] = max(self._engine.get(idx, 0.0), mib)
+        for idx, mib in device.items():
+            self._device[idx] = max(self._device.get(idx, 0.0), mib)
 
     def start(self) -> None:
         if self._smi is not None:

@@ -24,22 +24,8 @@ if str(_KIT) not in sys.path:
 from healthchecks import gateway, stack  # noqa: E402
 
 
-def _plain(value: Any) -> Any:
-    """Ansible's tagged/lazy containers as plain Python values."""
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    for kind in (bool, int, float):  # Ansible's tagged numbers: the yaml dumper represents only the plain types
-        if isinstance(value, kind):
-            return kind(value)
-    return value
-
-
 def gik_gateway_config(spec: Mapping[str, Any]) -> str:
-    spec = _plain(spec)
+    spec = stack.plain(spec)
     try:
         opts = gateway.Options.from_settings(spec.get("options") or {})
         if spec.get("hosts") is not None:

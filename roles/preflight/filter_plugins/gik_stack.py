@@ -21,17 +21,6 @@ if str(_KIT) not in sys.path:
 from healthchecks import stack  # noqa: E402
 
 
-def _plain(value: Any) -> Any:
-    """Ansible's tagged/lazy containers as plain Python values."""
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def gik_stack_check(host: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every catalogue setting the host has, converted by its catalogue type and checked against its range (and
     every other role setting of ``options``, the roles' argument specs, converted by its type); the values that
@@ -44,7 +33,7 @@ def gik_stack_check(host: Mapping[str, Any], options: Mapping[str, Any] | None =
     for name, opt in {**dict(options or {}), **known}.items():
         if name not in host:
             continue
-        raw = _plain(host[name])
+        raw = stack.plain(host[name])
         setting = known.get(name) or stack.Setting(id=name, type=str(dict(opt).get("type", "str")),
                                                    elements=dict(opt).get("elements"))
         if setting.type not in stack.TYPES:
@@ -64,7 +53,7 @@ def gik_stack_check(host: Mapping[str, Any], options: Mapping[str, Any] | None =
 
 def gik_verify_commands(params: Mapping[str, Any]) -> dict[str, list[str]]:
     """stack.verify_commands: the one healthcheck / smoke-bench command line both deployers run."""
-    return stack.verify_commands(**_plain(params))
+    return stack.verify_commands(**stack.plain(params))
 
 
 class FilterModule:
