@@ -3,7 +3,7 @@ that names the kit setting, from text the real producers wrote here.
 
 - The model check: the real script of the compose service ``vllm-model-check`` (taken from compose/compose.yaml)
   run with the real ``huggingface_hub`` against the Hub mirror (tests/doubles/hub_mirror.py: a gated repository
-  answers 401/403 ``X-Error-Code: GatedRepo`` as the Hub does). tests/e2e/test_hub_diagnosis.py runs the same
+  answers 401/403 ``X-Error-Code: GatedRepo`` as the Hub does). tests/e2e/test_hub_diagnosis_deploy.py runs the same
   service in its container and vLLM itself, and diagnoses their containers through ``healthcheck``.
 - huggingface_hub's own errors, as vLLM logs them (a traceback): raised here by ``hf_hub_download`` against the
   same mirror. Their texts come from huggingface_hub's ``utils/_http.py`` ``hf_raise_for_status`` ("Cannot access
