@@ -237,6 +237,10 @@ def test_env_example_follows_the_stack_catalogue() -> None:
         s.convert(value, name=var, source="env")  # and it passes its own check
     commented = set(re.findall(r"^#([A-Z][A-Z0-9_]+)=", (COMPOSE / ".env.example").read_text(), re.M))
     assert set(env) <= set(example) | commented | {"COMPOSE_PROJECT_NAME"}, set(env) - set(example) - commented
+    # a required setting is written out: a copy of .env.example with its commented lines read as empty (as the
+    # compose e2e tests start it) would otherwise stop compose-preflight ("set but empty")
+    required_commented = sorted(v for v in commented if v in env and env[v].required)
+    assert not required_commented, required_commented
 
 
 # -- typed settings given as text (INI inventory, -e name=value, pyinfra --data, a compose .env) ---------------
