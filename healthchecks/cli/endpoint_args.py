@@ -148,6 +148,8 @@ def running_here() -> list[Endpoint]:
                             meta={"compose_service": c["service"], "compose_project": c["project"]}))
     if eps:
         projects = sorted({e.meta["compose_project"] for e in eps})
+        if len(projects) > 1:  # two projects' vllm services: name each by its project, not vllm#1, vllm#2
+            eps = [replace(e, name=f"{e.meta['compose_project']}/{e.label}") for e in eps]
         err.print(f"note: no endpoint given: the compose services running here ({', '.join(projects)}): "
                   f"{', '.join(e.label for e in eps)}", markup=False, highlight=False)
     return eps

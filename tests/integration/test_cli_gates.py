@@ -280,7 +280,9 @@ def test_no_arguments_means_the_compose_services_running_here(tmp_path: Path) ->
         assert "note: no endpoint given: the compose services running here (" in r.stderr and project in r.stderr
         eps = json.loads(out.read_text())["endpoints"]
         mine = [e for e in eps if e.get("compose_project") == project]
-        assert [(e["label"], e["model_id"]) for e in mine] == [("vllm", "demo-model")], eps
+        # alone, the service's name; beside another project's services (a stack left running), project/service
+        label = "vllm" if len({e.get("compose_project") for e in eps}) == 1 else f"{project}/vllm"
+        assert [(e["label"], e["model_id"]) for e in mine] == [(label, "demo-model")], eps
         assert all(e.get("compose_project") for e in eps)  # only running compose services, no default port
         r = run("healthcheck", "--json", "--timeout", "3")
         doc = json.loads(r.stdout)

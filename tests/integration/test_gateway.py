@@ -191,8 +191,8 @@ def test_hugging_face_is_the_last_fallback(gw: Gateway) -> None:
 
 @pytest.mark.parametrize("key", [None, "sk-made-up-0123456789", "not-a-key"])
 def test_a_request_without_the_key_is_refused(gw: Gateway, key: str | None) -> None:
-    """No key: 401. A made-up key is refused too: 401, or (a key in LiteLLM's sk- format, which it would look up
-    among its virtual keys) 400 no_db_connection, LiteLLM 1.110.2's answer when it runs without a database, as here.
+    """No key: 401. A made-up key is refused too: 401, or 400 no_db_connection, LiteLLM 1.110.2's answer when it
+    runs without a database to look virtual keys up in, as here (seen for sk- keys and for other strings).
     Either way nothing is served."""
     headers = {} if key is None else {"Authorization": f"Bearer {key}"}
     for method, path in (("POST", "/v1/chat/completions"), ("GET", "/v1/models")):
@@ -200,9 +200,9 @@ def test_a_request_without_the_key_is_refused(gw: Gateway, key: str | None) -> N
                           json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
                           if method == "POST" else None)
         print(f"\n{method} {path} with key {key!r}: {r.status_code} {r.text[:120]}", file=sys.stderr)
-        if key is None or not key.startswith("sk-"):
-            assert r.status_code == 401, f"{method} {path} with key {key!r}: {r.status_code} {r.text[:200]}"
-        else:
+        if key is None:
+            assert r.status_code == 401, f"{method} {path} with no key: {r.status_code} {r.text[:200]}"
+        else:  # seen in CI: 'not-a-key' answered 400 no_db_connection as well, not only the sk- form
             assert r.status_code == 401 or (r.status_code == 400 and "no_db_connection" in r.text), r.text[:200]
         assert "choices" not in r.text and '"data"' not in r.text
 
@@ -288,7 +288,9 @@ def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Pat
     assert proc.returncode == 0, stdout[-4000:]
     assert (ep["completed"], ep["failed"]) == (n, 0), (ep.get("errors"), stdout[-3000:])
     assert ep["failovers"] >= 1, "a replica died under load and no retry was counted"
-    assert set(served) == {f"{victim.url}/v1", f"{survivor.url}/v1"}, served
+    # the victim may have finished none of its requests before the kill (seen in CI: all 32 by the survivor, the
+    # victim's in-flight ones retried there); the retries counted above show it was serving
+    assert f"{survivor.url}/v1" in served and set(served) <= want, served
     # after the kill the survivor serves every request (cooldown / health checks took the dead one out)
     after = _chat(gw, REPLICATED)
     assert after.status_code == 200 and after.headers["x-litellm-model-api-base"] == f"{survivor.url}/v1"
