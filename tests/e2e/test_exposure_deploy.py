@@ -187,6 +187,13 @@ def test_every_port_published_beyond_loopback_refuses_a_request_without_its_key(
     published = _published(keyed_stack["project"])
     exposed = [(svc, port) for svc, host, port in published if not exposure.is_loopback(host)]
     assert sorted(svc for svc, _ in exposed) == ["llamacpp", "vllm"], published
+    # Ollama (no key possible; no Ollama image here, so read from the project's own config as compose resolves it,
+    # BIND_ADDRESS=0.0.0.0 and all): published on loopback only
+    cfg = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=keyed_stack["dir"],
+                         capture_output=True, text=True, timeout=60, env=keyed_stack["environ"], check=True)
+    ollama = json.loads(cfg.stdout)["services"]["ollama"]["ports"]
+    assert ollama and all(exposure.is_loopback(p["host_ip"]) for p in ollama), ollama
+    assert [p["published"] for p in ollama] == [str(keyed_stack["ports"]["ollama"])], ollama
     address = _lab_address()
     for svc, port in exposed:
         url = f"http://{address}:{port}"
