@@ -5,7 +5,7 @@ Two uses, one renderer:
 - per host (``host_upstreams``): one OpenAI-compatible URL and key in front of this host's engines; the gateway
   reaches each engine by its compose service name on the project network (``http://vllm:8000/v1``);
 - for the lab (``lab_upstreams``): a gateway host in front of every host's engines, by each host's address and
-  the engine's published port (``http://gpu01:8000/v1``).
+  the engine's published port (``http://gpu01:8000/v1``); the gateway host's own engines by service name.
 
 Every engine becomes one LiteLLM deployment whose ``model_name`` is the name the engine serves, so one model name
 served by several engines or hosts is one model group: LiteLLM's router balances it (``routing_strategy``), takes a
@@ -169,15 +169,22 @@ def bind_setting(engine: str, catalogue: stack.Catalogue | None = None) -> stack
 
 
 def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catalogue | None = None,
-                  skipped: list[str] | None = None) -> list[Upstream]:
+                  skipped: list[str] | None = None, *, loopback_reachable: bool = True) -> list[Upstream]:
     """Every host's engines, reached over the lab network. ``hosts``: inventory name -> ``{"address": ...,
     "engines": [...], "ports": {engine: published port}, "models": {engine: served name}, "settings": {Ansible
-    name: value}, "gateway_port": N}`` (ports, models and settings default to the catalogue's).
+    name: value}, "gateway_port": N, "local": bool}`` (ports, models and settings default to the catalogue's).
 
-    A host that runs its own gateway (``gateway_port``) is reached through it, each engine by its route
-    ``MODEL@ENGINE`` with the lab's master key, so its engines (Ollama too) stay on loopback. Otherwise each engine
-    is reached at its published port; an engine published on loopback only cannot be reached from another host and
-    is left out (its ``host/engine`` appended to ``skipped``), unless the host's address is loopback too."""
+    A host marked ``local`` is the gateway's own host: the gateway runs in that host's compose project and reaches
+    its engines by service name, as a host gateway does (loopback-published engines, Ollama too). A host that runs
+    its own gateway (``gateway_port``) is reached through it, each engine by its route ``MODEL@ENGINE`` with the
+    lab's master key, so its engines (Ollama too) stay on loopback. Otherwise each engine is reached at its
+    published port; an engine published on loopback only cannot be reached from another host and is left out (its
+    ``host/engine`` appended to ``skipped``), unless the host's address is loopback too.
+
+    ``loopback_reachable=False``: the gateway runs in a container of its own network (the compose service, as the
+    role deploys it), where 127.0.0.1 is the container itself: another host listed at a loopback address (an
+    ``ansible_host`` that is an SSH tunnel or port forward) is an error naming ``gateway_upstream_address``, the
+    address the gateway host reaches it at."""
     cat = catalogue or stack.load()
     out = []
     for host, h in hosts.items():
@@ -186,12 +193,20 @@ def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catal
             raise GatewayError(f"gateway upstream host {host}: bad address {address!r}")
         netloc = f"[{address}]" if ":" in address and not address.startswith("[") else address
         settings = h.get("settings") or {}
+        local = bool(h.get("local"))
+        if not local and not loopback_reachable and address.startswith(LOOPBACK):
+            raise GatewayError(f"gateway upstream host {host}: address {address} is loopback, which the gateway's "
+                               "container cannot reach another host at: set gateway_upstream_address for "
+                               f"{host} (the address the gateway host reaches it at)")
         via = h.get("gateway_port")
-        if via is not None:
-            via = _port(cat.settings["gateway_port"], via, host)
+        via = _port(cat.settings["gateway_port"], via, host) if via is not None and not local else None
         for e in [str(x) for x in (h.get("engines") or cat.deployed)]:
             entry = _engine(e, cat)
             model = _model(e, h.get("models") or {}, cat)
+            if local:
+                out.append(Upstream(engine=e, model=model, api_base=f"http://{e}:{entry.port}/v1", host=str(host),
+                                    key_env=key_env(e, cat)))
+                continue
             if via is not None:
                 out.append(Upstream(engine=e, model=model, api_base=f"http://{netloc}:{via}/v1", host=str(host),
                                     key_env=MASTER_KEY_ENV, sends=f"{model}@{e}"))

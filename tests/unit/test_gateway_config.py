@@ -112,6 +112,25 @@ def test_a_lab_gateway_leaves_out_what_only_loopback_publishes_or_goes_through_t
     assert len(gateway.lab_upstreams({"here": {"address": "127.0.0.1", "engines": engines}})) == len(engines)
 
 
+def test_a_lab_gateway_in_its_container_refuses_a_loopback_host_and_reaches_its_own_host_by_service_name() -> None:
+    """The role's gateway runs in its compose project's network, where 127.0.0.1 is the container: another host
+    listed at a loopback address (an SSH tunnel as ansible_host) stops the render naming gateway_upstream_address;
+    the gateway's own host (local) is reached by service name, loopback-published engines included."""
+    e = CAT.deployed[0]
+    with pytest.raises(gateway.GatewayError, match=r"gpu01: address 127\.0\.0\.1 is loopback.*"
+                                                   r"gateway_upstream_address for gpu01"):
+        gateway.lab_upstreams({"gpu01": {"address": "127.0.0.1", "engines": [e], "settings": PUBLISHED}},
+                              loopback_reachable=False)
+    [up] = gateway.lab_upstreams({"gw": {"address": "127.0.0.1", "engines": [e], "local": True,
+                                         "gateway_port": 4400}}, loopback_reachable=False)
+    assert (up.api_base, up.host, up.sends, up.key_env) == (
+        f"http://{e}:{CAT.engines[e].port}/v1", "gw", None, gateway.key_env(e))
+    ups = gateway.lab_upstreams({"gpu01": {"address": "10.0.0.11", "engines": [e], "settings": PUBLISHED},
+                                 "gpu02": {"address": "10.0.0.12", "engines": [e], "settings": PUBLISHED}},
+                                loopback_reachable=False)
+    assert [u.api_base for u in ups] == [f"http://10.0.0.1{i}:{CAT.engines[e].port}/v1" for i in (1, 2)]
+
+
 def test_the_config_follows_the_catalogue_not_a_copy() -> None:
     doc = yaml.safe_load(stack.PATH.read_text())
     changed = copy.deepcopy(doc)

@@ -4,7 +4,7 @@
 
     gik_gateway_config(spec)  -> LiteLLM config.yaml text
         spec: {"options": {gateway_* Ansible name: value}, "engines": [...], "models": {engine: name}}   this host
-          or  {"options": {...}, "hosts": {inventory name: {address, engines, ports, models}}}         the lab
+          or  {"options": {...}, "hosts": {inventory name: {address, engines, ports, models, local}}}  the lab
     gik_gateway_keys(engines) -> [{"engine", "secret", "env"}]: the engines' key secrets the gateway reads
 """
 
@@ -31,7 +31,8 @@ def gik_gateway_config(spec: Mapping[str, Any]) -> str:
         if spec.get("hosts") is not None:
             if not spec["hosts"]:
                 raise gateway.GatewayError("the lab gateway's upstream group has no host")
-            ups = gateway.lab_upstreams(spec["hosts"])
+            # the gateway runs in its compose project's own network: 127.0.0.1 there is the container itself
+            ups = gateway.lab_upstreams(spec["hosts"], loopback_reachable=False)
         else:
             ups = gateway.host_upstreams(spec.get("engines") or [], spec.get("models") or {})
         return gateway.to_yaml(gateway.render(ups, opts))
