@@ -200,7 +200,9 @@ def _ms(headers: httpx.Headers | None, name: str) -> float | None:
 
 
 class Gateway(Engine):
-    spec = Spec("gateway", "LiteLLM proxy (gateway)", default_port=4000)
+    spec = Spec("gateway", "LiteLLM proxy (gateway)", default_port=4000, deployed=False, compose_service="gateway",
+                env_port="GATEWAY_PORT", env_model="GATEWAY_MODEL", env_api_key_file="GATEWAY_MASTER_KEY_FILE",
+                ansible_port="gateway_port", ansible_model="gateway_model")
     probe_path = "/health/liveliness"
     health_path = "/health/liveliness"
     structured_output = None  # a property of the upstream engine, checked there

@@ -15,7 +15,8 @@ from .base import Engine, Spec
 class LlamaCpp(Engine):
     spec = Spec("llamacpp", "llama.cpp (llama-server)", default_port=8080, deployed=True,
                 compose_service="llamacpp", env_port="LLAMACPP_PORT", env_model="LLAMACPP_MODEL_ALIAS",
-                env_model_path="LLAMACPP_MODEL", ansible_port="inference_stack_llamacpp_port",
+                env_model_path="LLAMACPP_MODEL", env_api_key_file="LLAMACPP_API_KEY_FILE",
+                ansible_port="inference_stack_llamacpp_port",
                 ansible_model="inference_stack_llamacpp_model_alias")
     probe_path = "/props"
     health_path = "/health"
