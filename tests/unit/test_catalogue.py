@@ -398,7 +398,11 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("compose/images/llamacpp/Dockerfile", "port"): "the image's EXPOSE metadata (the service's container port)",
     ("inventory/hosts.yml", "list"): "the example inventory's per-host choice of engines (a user's value)",
 }
-_N = "|".join(CAT.engines)
+# Engine names in lists and branches: every engine's but one that is also a role's name (the gateway: roles/gateway,
+# its compose profile and service, an HTML section of the lab report are all called so, and the deployers name
+# them). Its port is scanned like every engine's; test_no_engine_name_branch_outside_the_engine_modules still holds
+# the package to no branch on its name.
+_N = "|".join(n for n in CAT.engines if not (ROLES / n).is_dir())
 SCAN_RULES = {
     "port": re.compile(r"(?<![\w.:/-])(" + "|".join(str(e.port) for e in CAT.engines.values()) + r")(?![\w.])"),
     "list": re.compile(rf"""(?<![\w-])({_N})['"]?\s*,\s*['"]?({_N})(?![\w-])"""),
