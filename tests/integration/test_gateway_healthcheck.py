@@ -28,11 +28,7 @@ from conftest import GGUF, LLAMA_SERVER, MODEL, Engine, _need, _start, _stop, fr
 from conftest import check_rows as rows
 from conftest import run_healthcheck as run
 
-# Issue 21 (open): the fixture's keyless gateway never answered in the one run (10:37), so these tests have not
-# passed yet; skipped in CI until that fixture is fixed, rather than costing ~5 min and failing.
-
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skip(reason="gateway healthcheck fixture not working yet (issue 21 open)")]
+pytestmark = pytest.mark.integration
 IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", "local/litellm:1.110.2")
 BIN = Path(sys.executable).parent
 LLAMA_ROUTE = "smollm2-llamacpp"
@@ -62,7 +58,8 @@ def _start_gateway(name: str, config: dict[str, Any], tmp: Path) -> tuple[str, s
     cfg.chmod(0o644)
     port = free_port()
     container = f"gik-e3-{name}-{os.getpid()}"
-    r = subprocess.run(["docker", "run", "-d", "--rm", "--name", container, "--network", "host",
+    # no --rm: a gateway that exits at start keeps its log for _wait's message (the fixture removes it)
+    r = subprocess.run(["docker", "run", "-d", "--name", container, "--network", "host",
                         "-v", f"{cfg}:/app/config.yaml:ro", IMAGE, "--config", "/app/config.yaml",
                         "--host", "127.0.0.1", "--port", str(port)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -77,6 +74,11 @@ def _wait(gw: Gw, seconds: float) -> None:
                 return
         except httpx.HTTPError:
             pass
+        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", gw.container], capture_output=True,
+                               text=True, timeout=60).stdout.strip()
+        if state in ("exited", "dead", ""):
+            pytest.fail(f"{gw.container} stopped ({state or 'gone'}) before it answered:\n{gw.logs()}",
+                        pytrace=False)
         time.sleep(0.5)
     pytest.fail(f"{gw.container} did not answer in {seconds:.0f} s:\n{gw.logs()}", pytrace=False)
 
@@ -105,7 +107,13 @@ def gateways(vllm_server: Engine, llamacpp_server: Engine, engine_logs: Path,
     try:
         for name, cfg, kf in (("keyed", {"model_list": model_list, "general_settings": {"master_key": key}},
                                key_file),
-                              ("open", {"model_list": model_list[1:2]}, None)):
+                              # LiteLLM >= 1.110 refuses to start without a master key (UnsafeMasterKeyError,
+                              # litellm/proxy/auth/master_key_boot_check.py) unless general_settings
+                              # dangerously_permit_weak_or_unset_master_key is true: the open gateway a lab could
+                              # still run by that switch, which healthcheck must fail
+                              ("open", {"model_list": model_list[1:2],
+                                        "general_settings": {"dangerously_permit_weak_or_unset_master_key": True}},
+                               None)):
             url, container = _start_gateway(name, cfg, tmp)
             started.append(Gw(url, kf, container))
         t0 = time.monotonic()
@@ -149,7 +157,9 @@ def test_a_healthy_gateway(gateways: tuple[Gw, Gw, Engine], vllm_server: Engine,
     key = gw.key_file.read_text().strip() if gw.key_file else ""
     assert key and key not in r.stdout + r.stderr
     # the same from the table: every row, one line per failure (none)
-    t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--model", MODEL)
+    # (COLUMNS: a pipe gets rich's 80 columns, where "route smollm2-spare" folds over two lines of its column)
+    t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--model", MODEL,
+            env={"COLUMNS": "200"})
     assert t.returncode == 0 and "all 1 endpoint(s) healthy" in t.stdout and f"route {SPARE_ROUTE}" in t.stdout
 
 
