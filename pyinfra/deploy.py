@@ -18,9 +18,14 @@ a distribution docker.io without compose is replaced by Docker's packages whole,
 writes /etc/docker/daemon.json, logs in to the lab's registries (``docker login --password-stdin``), writes the
 root-only secret files, ships compose/ with the .env rendered from the inference_stack role's template (0600 and
 never diffed when a proxy URL in it carries credentials), loads image tarballs whose images are not on the host,
-brings the engines up (``up --pull <inference_stack_image_pull> --wait``) and verifies them from the controller
-with ``healthcheck`` (and ``smoke-bench`` when ``verify_smoke_bench``). The NVIDIA driver and container toolkit
-stay with Ansible (nvidia_driver, container_toolkit): on a GPU host this checks they are there and stops otherwise.
+brings the engines up (``up --pull <inference_stack_image_pull> --wait``), where ``gateway_enabled`` the gateway in
+front of them as roles/gateway does (its config from the role's own filters, gateway.env from its template, the
+master key from the vault or ``gateway_master_key_src``, root-only secret files 0400, ``--env-file .env --env-file
+gateway.env --profile gateway up --wait gateway``), verifies them from the controller with ``healthcheck`` (and
+``smoke-bench`` when ``verify_smoke_bench``), writes each host's host.json and ends with ``lab-report`` over the
+results: reports/lab.html, lab.json and lab-junit.xml for the whole run, as site.yml's last play. The NVIDIA
+driver and container toolkit stay with Ansible (nvidia_driver, container_toolkit): on a GPU host this checks they
+are there and stops otherwise.
 """
 
 from __future__ import annotations
@@ -152,6 +157,8 @@ try:
         if engines != s.engines:
             s = load_settings({**workstation_defaults(probe), "inference_stack_engines": engines})
     tarballs = {str(t): gik_ops.tarball_images(t) for t in s.value("inference_stack_image_tarballs") or []}
+    # the gateway (roles/gateway, site.yml's `when: gateway_enabled`): its config, compose settings and secrets
+    gw = gs.gateway(s) if gs.gateway_enabled(s) else None
 except gs.SettingsError as e:
     stop(str(e))
 except ValueError as e:
@@ -324,6 +331,29 @@ gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory
                    # what --dry lists: the facts were read before this run's file changes
                    inputs_changed=any(op.will_change for op in inputs))
 
+# -- the gateway (roles/gateway): one URL and key in front of this host's engines ------------------------------------
+if gw is not None:
+    gateway_inputs = [gik_ops.secret_file(name=f"Write {name}", dest=f"{s.secret_dir}/{name}", content=content)
+                      for name, content in gw.secrets.items() if name not in secret_contents]  # hf_secret's: above
+    gateway_inputs += [gik_ops.secret_file(name=f"Copy {name}", dest=f"{s.secret_dir}/{name}",
+                                           content=Path(src).read_text()) for name, src in gw.tls.items()]
+    files.directory(name="Create compose/gateway", path=f"{compose_dir}/gateway", user="root", group="root",
+                    mode="755")
+    gateway_inputs.append(files.put(name="Write the gateway's config", src=StringIO(gw.config),
+                                    dest=f"{compose_dir}/gateway/config.yaml", user="root", group="root", mode="644",
+                                    create_remote_dir=False))
+    gateway_env = files.put(name="Write the gateway's compose settings", src=StringIO(gw.env),
+                            dest=f"{compose_dir}/gateway.env", user="root", group="root", mode="644",
+                            create_remote_dir=False)
+    # roles/gateway: --env-file .env --env-file gateway.env --profile gateway up --wait gateway; recreated when its
+    # config or a secret changed (files compose does not compare)
+    gik_ops.compose_up(name="Bring the gateway up and wait until healthy", directory=compose_dir,
+                       project=str(v("inference_stack_project_name")), services=["gateway"], wait_timeout=300,
+                       pull=str(v("inference_stack_image_pull")), host_name=host.name,
+                       compose="v1" if compose == "v1" else "v2", env_files=[".env", "gateway.env"],
+                       profiles=["gateway"], recreate=any(op.will_change for op in gateway_inputs),
+                       inputs_changed=gateway_env.will_change or any(op.will_change for op in inputs))
+
 # -- verify from the controller (the verify role's commands) ---------------------------------------------------------
 bind = str(v("inference_stack_bind_address"))
 address = (("127.0.0.1" if bind in ("0.0.0.0", "::") else bind) if local
@@ -336,7 +366,7 @@ if not (bin_dir / "healthcheck").exists() and shutil.which("healthcheck"):
 catalogue = load_catalogue()
 key_files = {e: str(v(f"hf_secret_{e}_api_key_file")) for e in s.engines
              if (kf := catalogue.engines[e].api_key_file_setting) and secret_contents.get(Path(str(kf.default)).name)}
-reports = Path(str(v("verify_reports_dir"))) / host.name.lstrip("@")
+reports = Path(str(v("verify_reports_dir"))) / gik_ops.report_name(host.name)
 # the verify role's command line (healthchecks/stack.py builds it for both deployers)
 commands = verify_commands(
     bin_dir=str(bin_dir), address=address, engines=s.engines, ports={e: s.port(e) for e in s.engines},
@@ -344,5 +374,13 @@ commands = verify_commands(
     wait=int(v("verify_wait")), request_timeout=int(v("verify_request_timeout")),
     smoke_bench=bool(v("verify_smoke_bench")), num_prompts=int(v("verify_num_prompts")),
     concurrency=int(v("verify_concurrency")), output_len=int(v("verify_output_len")))
+driver_version, gpu_names = gik_ops.gpu_rows(probe)
 gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)",
-               healthcheck=commands["healthcheck"], report_dir=str(reports), bench=commands.get("smoke-bench"))
+               healthcheck=commands["healthcheck"], report_dir=str(reports), bench=commands.get("smoke-bench"),
+               # host.json (roles/verify's verify_host_result): pyinfra installs no driver, so none waits for a reboot
+               host_info={"host": reports.name, "engines": s.engines, "gpu": s.gpu, "driver_version": driver_version,
+                          "gpus": gpu_names, "reboot_pending": False},
+               bin_dir=str(bin_dir))
+# -- one report for the whole lab (site.yml's last play): every host of the run, once all have been verified ------
+gik_ops.lab_report(name="Write the lab report (lab.html, lab.json, lab-junit.xml)", bin_dir=str(bin_dir),
+                   reports_dir=str(reports.parent), _run_once=True)

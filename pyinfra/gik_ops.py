@@ -19,6 +19,7 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 import tarfile
 from collections.abc import Mapping
 from io import StringIO
@@ -69,8 +70,8 @@ def ansible_facts(distro: Mapping[str, Any], arch: str | None) -> dict[str, Any]
 
 # -- facts ------------------------------------------------------------------------------------------------------
 class HostProbe(FactBase[dict[str, str]]):
-    """who runs it (root, may sudo without a password, or neither) / docker / compose / NVIDIA driver / runtime /
-    init system, in one round trip."""
+    """who runs it (root, may sudo without a password, or neither) / docker / compose / NVIDIA driver (and its GPUs:
+    ``gpus=NAME, VERSION;...``) / runtime / init system, in one round trip."""
 
     def command(self) -> str:
         return r"""
@@ -81,7 +82,9 @@ d=$(command -v docker || true); echo "docker=$d"
 if [ -n "$d" ] && docker compose version >/dev/null 2>&1; then echo compose=v2
 elif command -v docker-compose >/dev/null 2>&1; then echo compose=v1; else echo compose=none; fi
 if command -v nvidia-smi >/dev/null 2>&1; then
-  if nvidia-smi -L >/dev/null 2>&1; then echo nvidia_smi=ok; else echo nvidia_smi=fails; fi
+  if nvidia-smi -L >/dev/null 2>&1; then echo nvidia_smi=ok
+    echo "gpus=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | tr '\n' ';')"
+  else echo nvidia_smi=fails; fi
 else echo nvidia_smi=absent; fi
 if command -v nvidia-container-runtime >/dev/null 2>&1; then echo nvidia_runtime=yes; else echo nvidia_runtime=no; fi
 if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi
@@ -144,13 +147,15 @@ class StackState(FactBase[dict[str, dict[str, str]]]):
     """Per compose service: compose's config hash and image for the rendered project, the image's ID on the host,
     and the project's container (state, image ID, config-hash label). {"": {...}} when there is no project yet."""
 
-    def command(self, directory: str, project: str, services: list[str]) -> str:
+    def command(self, directory: str, project: str, services: list[str], options: str = "",
+                options_v1: str = "") -> str:
         d, p = shlex.quote(directory), shlex.quote(project)
         svc = " ".join(shlex.quote(s) for s in services)
         return rf"""
 cd {d} 2>/dev/null && [ -f .env ] || {{ echo "- absent"; exit 0; }}
-if docker compose version >/dev/null 2>&1; then C="docker compose"
-elif command -v docker-compose >/dev/null 2>&1; then C=docker-compose; else echo "- nocompose"; exit 0; fi
+if docker compose version >/dev/null 2>&1; then C="docker compose {options}"
+elif command -v docker-compose >/dev/null 2>&1; then C="docker-compose {options_v1}"
+else echo "- nocompose"; exit 0; fi
 for s in {svc}; do
   h=$($C -p {p} config --hash "$s" 2>/dev/null | awk '{{print $2}}')
   img=$($C -p {p} config --images "$s" 2>/dev/null | head -n1)
@@ -252,14 +257,32 @@ def image_load(dest: str, images: dict[str, str]):
         yield StringCommand("docker", "load", "-i", shlex.quote(dest))
 
 
+def compose_options(env_files: list[str] | None = None, profiles: list[str] | None = None,
+                    compose: str = "v2") -> str:
+    """compose's global options for ``env_files`` (in order: later files win) and ``profiles``. Compose v1 reads one
+    ``--env-file`` (the last given: roles/gateway's v1 command passes gateway.env alone) and no ``--profile``
+    (gateway.env's COMPOSE_PROFILES)."""
+    files_ = list(env_files or [])
+    if compose == "v1":
+        return f"--env-file {shlex.quote(files_[-1])}" if files_ else ""
+    return " ".join([*(f"--env-file {shlex.quote(f)}" for f in files_),
+                     *(f"--profile {shlex.quote(p)}" for p in profiles or [])])
+
+
 @operation()
 def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, pull: str,
-               host_name: str, compose: str = "v2", inputs_changed: bool = False):
+               host_name: str, compose: str = "v2", inputs_changed: bool = False,
+               env_files: list[str] | None = None, profiles: list[str] | None = None, recreate: bool = False):
     """``up`` the services when any differs from the rendered project (or this run changes the project's files:
     ``inputs_changed``), pulling images as ``pull`` says (inference_stack_image_pull: missing, always, never);
     with ``always`` every run pulls (and reports a change). Stops with the image's name when an image is missing
-    and may not be pulled (never: an air-gapped lab has no registry: ship its tarball or build it)."""
-    current = host.get_fact(StackState, directory=directory, project=project, services=services)
+    and may not be pulled (never: an air-gapped lab has no registry: ship its tarball or build it).
+    ``env_files``/``profiles``: compose's ``--env-file``/``--profile`` (the gateway: .env, gateway.env, profile
+    gateway). ``recreate``: this run changed a file compose does not compare (a bind-mounted config, a secret
+    file): the services are recreated (``--force-recreate``), as roles/gateway restarts the gateway."""
+    opts, opts_v1 = compose_options(env_files, profiles), compose_options(env_files, profiles, "v1")
+    current = host.get_fact(StackState, directory=directory, project=project, services=services,
+                            **({"options": opts, "options_v1": opts_v1} if opts else {}))
     if current and "" not in current:
         missing = [(s, current[s]["image"]) for s in services
                    if s in current and current[s]["image"] != "-" and current[s]["image_id"] == "-"]
@@ -272,18 +295,21 @@ def compose_up(directory: str, project: str, services: list[str], wait_timeout: 
             return
         stale = [s for s in services if s not in current or not _up_to_date(current[s]) or
                  (pull != "never" and current[s]["image_id"] == "-")]
-        if not stale and pull != "always" and not (inputs_changed and not state.is_executing):
+        if not stale and not recreate and pull != "always" and not (inputs_changed and not state.is_executing):
             return
     svc = " ".join(shlex.quote(s) for s in services)
     d, p = shlex.quote(directory), shlex.quote(project)
+    force = " --force-recreate" if recreate else ""
     if compose == "v1":
         # v1 has no --pull: `up` pulls what is missing itself, `pull` first for always; no --wait either:
         # compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
-        first = f"docker-compose -p {p} pull {svc} && " if pull == "always" else ""
-        yield StringCommand(f"cd {d} && {first}docker-compose -p {p} up -d {svc} && "
+        c = f"docker-compose -p {p}" + (f" {opts_v1}" if opts_v1 else "")
+        first = f"{c} pull {svc} && " if pull == "always" else ""
+        yield StringCommand(f"cd {d} && {first}{c} up -d{force} {svc} && "
                             f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
     else:
-        yield StringCommand(f"cd {d} && docker compose -p {p} up -d --pull {shlex.quote(pull)} --wait "
+        c = "docker compose" + (f" {opts}" if opts else "")
+        yield StringCommand(f"cd {d} && {c} -p {p} up -d{force} --pull {shlex.quote(pull)} --wait "
                             f"--wait-timeout {int(wait_timeout)} {svc}")
 
 
@@ -292,26 +318,111 @@ def _up_to_date(svc: dict[str, str]) -> bool:
             and (svc["image_id"] == "-" or svc["image_id"] == svc["container_image"]))
 
 
+REPORT_FILES = ("host.json", "healthcheck.json", "bench.json", "bench.png", "bench.html")
+
+
+def _last_line(r: subprocess.CompletedProcess[str]) -> str:
+    """The last line of stderr, else of stdout (an error's one line)."""
+    lines = ((r.stderr or "").strip() or (r.stdout or "").strip()).splitlines()
+    return lines[-1] if lines else ""
+
+
+def host_result(base: Mapping[str, Any], *, healthcheck_rc: int | None, healthcheck_error: str = "",
+                bench_rc: int | None = None, bench_error: str = "", when: str | None = None) -> dict[str, Any]:
+    """``<reports>/<host>/host.json`` as roles/verify writes it (its ``verify_host_result``): ``base`` holds host,
+    engines, gpu, driver_version, gpus and reboot_pending; this adds when, whether verify ran, why not healthy (a
+    healthcheck that could not run: exit 2), the exit codes, and the later failures (smoke-bench's)."""
+    import datetime
+
+    why = (f"healthcheck exited {healthcheck_rc}: {healthcheck_error.strip()}"
+           if healthcheck_rc is not None and healthcheck_rc not in (0, 1) else "")
+    return {
+        "host": base.get("host", ""),
+        "time": when or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "verified": True,
+        "why": why,
+        "engines": list(base.get("engines") or []),
+        "gpu": bool(base.get("gpu")),
+        "driver_version": str(base.get("driver_version") or ""),
+        "gpus": list(base.get("gpus") or []),
+        "reboot_pending": bool(base.get("reboot_pending")),
+        "healthcheck_rc": healthcheck_rc,
+        "smoke_bench_rc": bench_rc,
+        "failures": [f"smoke-bench exited {bench_rc}: {bench_error.strip()}"] if bench_rc not in (None, 0) else [],
+    }
+
+
+def lab_report_argv(bin_dir: str, reports_dir: str, hosts: list[str], failed: Mapping[str, str]) -> list[str]:
+    """roles/verify/tasks/lab_report.yml's command line: every host of the run (``--host``; one without results
+    shows as such), the hosts the run lost (``--failed``)."""
+    return [f"{bin_dir}/lab-report", reports_dir, "--quiet", *(f"--host={h}" for h in hosts),
+            *(f"--failed={h}={why}" for h, why in failed.items())]
+
+
+def report_name(name: str) -> str:
+    """A host's folder under the reports (``@local`` -> ``local``)."""
+    return name.lstrip("@")
+
+
+def _run_lab_report(bin_dir: str, reports_dir: str) -> str | None:
+    """Write lab.html, lab.json and lab-junit.xml over every host of the run so far; None, or why it failed."""
+    if not Path(bin_dir, "lab-report").exists():
+        print(f"lab-report is not in {bin_dir}: each host's results are in {reports_dir}/<host>/", file=sys.stderr)
+        return None
+    hosts = [report_name(h.name) for h in state.inventory]
+    failed = {report_name(h.name): "failed or unreachable earlier in this run" for h in state.failed_hosts}
+    r = subprocess.run(lab_report_argv(bin_dir, reports_dir, hosts, failed), capture_output=True, text=True)
+    if r.returncode not in (0, 1):  # 1: a host unhealthy; each host's own operation says why
+        return f"lab-report exited {r.returncode}: {_last_line(r)}"
+    return None
+
+
 @operation()
-def verify(healthcheck: list[str], report_dir: str, bench: list[str] | None = None):
+def verify(healthcheck: list[str], report_dir: str, bench: list[str] | None = None,
+           host_info: Mapping[str, Any] | None = None, bin_dir: str | None = None):
     """Run the kit's CLIs from the controller, the verify role's command lines (``stack.verify_commands``): one
     ``healthcheck --json`` for every engine (its report saved as ``report_dir/healthcheck.json``, as printed), then
-    ``smoke-bench`` (bench.json, bench.png, bench.html). No command runs on the host unless a check fails (then
-    the host fails with the reason)."""
+    ``smoke-bench`` (bench.json, bench.png, bench.html). Then, as roles/verify does before it fails a host,
+    ``host.json`` (``host_result`` of ``host_info``) and the lab report of every host so far (``lab-report`` from
+    ``bin_dir`` over ``report_dir``'s parent). No command runs on the host unless a check fails (then the host
+    fails with the reason)."""
     if not state.is_executing:
         return
-    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    folder = Path(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:  # this host's results of an earlier run are never reported as this run's
+        (folder / name).unlink(missing_ok=True)
     r = subprocess.run(healthcheck, capture_output=True, text=True)
     if r.returncode in (0, 1):
-        (Path(report_dir) / "healthcheck.json").write_text(r.stdout.rstrip("\n") + "\n")
-    if r.returncode != 0:
-        yield _fail(_healthcheck_reason(healthcheck, r))
+        (folder / "healthcheck.json").write_text(r.stdout.rstrip("\n") + "\n")
+    problem = _healthcheck_reason(healthcheck, r) if r.returncode != 0 else None
+    b = None
+    if bench and r.returncode == 0:
+        b = subprocess.run(bench, capture_output=True, text=True)
+        if b.returncode != 0:
+            tail = (b.stderr or b.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            problem = f"smoke-bench failed (exit {b.returncode}): {tail[0]}"
+    if host_info is not None:
+        result = host_result(host_info, healthcheck_rc=r.returncode, healthcheck_error=r.stderr,
+                             bench_rc=b.returncode if b else None, bench_error=_last_line(b) if b else "")
+        (folder / "host.json").write_text(json.dumps(result, indent=4) + "\n")
+    if bin_dir is not None:
+        problem = problem or _run_lab_report(bin_dir, str(folder.parent))
+    if problem:
+        yield _fail(problem)
+
+
+@operation()
+def lab_report(bin_dir: str, reports_dir: str):
+    """The lab report once more, after every host's verify (run it with ``_run_once``): site.yml's last play. The
+    hosts the run lost are named with why (``--failed``). Changes nothing on the host."""
+    if not state.is_executing:
         return
-    if bench:
-        r = subprocess.run(bench, capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            yield _fail(f"smoke-bench failed (exit {r.returncode}): {tail[0]}")
+    problem = _run_lab_report(bin_dir, reports_dir)
+    if problem:
+        yield _fail(problem)
+        return
+    print(f"lab report: {reports_dir}/lab.html (lab.json, lab-junit.xml beside it)", file=sys.stderr)
 
 
 def _healthcheck_reason(argv: list[str], r: subprocess.CompletedProcess[str]) -> str:
@@ -326,3 +437,12 @@ def _healthcheck_reason(argv: list[str], r: subprocess.CompletedProcess[str]) ->
         pass
     tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
     return f"healthcheck {argv[1] if len(argv) > 1 else ''} failed (exit {r.returncode}): {tail[0]}"
+
+
+def gpu_rows(probe: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The loaded driver's version and the GPUs' names from HostProbe's ``gpus`` (nvidia-smi's ``name,
+    driver_version`` rows), as roles/verify reads them for host.json; ("", []) without a loaded driver."""
+    rows = [r.strip() for r in probe.get("gpus", "").split(";") if r.strip()]
+    names = [r.rsplit(",", 1)[0].strip() for r in rows]
+    version = rows[0].rsplit(",", 1)[-1].strip() if rows and "," in rows[0] else ""
+    return version, names

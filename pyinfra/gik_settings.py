@@ -60,11 +60,18 @@ DEPLOYED = {name: spec for name, spec in CATALOGUE.items() if spec.deployed}
 PYINFRA_SPEC: dict[str, dict[str, Any]] = {
     "hf_secret_token_file": {"type": "path", "description": "File holding the HF token (empty: no token)."},
     "hf_secret_vllm_api_key_file": {"type": "path", "description": "File holding the vLLM API key (empty: none)."},
+    # site.yml runs roles/gateway on a gpu_hosts host where gateway_enabled (its `when:`, no role default)
+    "gateway_enabled": {"type": "bool", "description": "Run the gateway in front of this host's engines."},
+    "gateway_master_key_src": {"type": "path",
+                               "description": "File holding the gateway's master key (wins over the vault's)."},
 }
 # The secret files hf_secret writes: file name -> (pyinfra's file setting, the vault variable)
 SECRET_SOURCES = {"hf_token": ("hf_secret_token_file", "vault_hf_token"),
                   "vllm_api_key": ("hf_secret_vllm_api_key_file", "vault_vllm_api_key")}
-SECRET_KEYS = ("hf_secret_token", "hf_secret_vllm_api_key", "vault_hf_token", "vault_vllm_api_key")
+SECRET_KEYS = ("hf_secret_token", "hf_secret_vllm_api_key", "vault_hf_token", "vault_vllm_api_key",
+               "gateway_master_key", "vault_gateway_master_key")
+GATEWAY_ROLE = ROLES_DIR / "gateway"
+GATEWAY_ENV_TEMPLATE = GATEWAY_ROLE / "templates" / "gateway.env.j2"
 
 
 class SettingsError(Exception):
@@ -381,13 +388,18 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
     key = _read_secret(raw.get("hf_secret_vllm_api_key_file"), "hf_secret_vllm_api_key_file")
     raw["hf_secret_token"] = token if token is not None else raw.get("vault_hf_token", "")
     raw["hf_secret_vllm_api_key"] = key if key is not None else raw.get("vault_vllm_api_key", "")
+    master_key = _read_secret(raw.get("gateway_master_key_src"), "gateway_master_key_src")
+    if master_key is not None:
+        raw["gateway_master_key"] = master_key
     for name, (file_setting, vault_var) in SECRET_SOURCES.items():
         given = raw.get(file_setting) not in (None, "") or vault_var in raw
         sources[f"secret:{name}"] = (file_setting if raw.get(file_setting) not in (None, "") else vault_var) \
             if given else ""
     spec = argument_specs()
     needed = (set(spec) | template_variables(ENV_TEMPLATE) | template_variables(DAEMON_TEMPLATE) | set(NEEDED)
-              | set(role_file("verify", "defaults", "main.yml")))
+              | set(role_file("verify", "defaults", "main.yml"))
+              # the engines' keys the gateway sends (roles/gateway: hf_secret_<engine>_api_key, else the vault's)
+              | {f"{p}_{e}_api_key" for e in CATALOGUE for p in ("hf_secret", "vault")})
     resolver = _Resolver(raw)
     resolved = {k: resolver.get(k) for k in raw if k in needed}
     validated = validate(resolved, spec)
@@ -431,7 +443,8 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | Non
 
 
 def _no_secrets(message: str) -> str:
-    return next((f"{k}: invalid value (not shown)" for k in SECRET_KEYS if k in message), message)
+    return next((f"{k}: invalid value (not shown)" for k in SECRET_KEYS
+                 if k in message.replace(f"{k}_src", "")), message)
 
 
 # -- rendering the roles' templates ---------------------------------------------------------------------------------
@@ -520,3 +533,88 @@ def render_docker_sources(settings: Settings, facts: Mapping[str, Any]) -> str:
 
 def manages_daemon_json(settings: Settings) -> bool:
     return ansible_bool(settings.value("docker_manage_daemon_json"), "docker_manage_daemon_json")
+
+
+# -- the gateway (roles/gateway): its config, compose settings and secrets, from the role's own filters and template
+@dataclass
+class Gateway:
+    """What roles/gateway writes on a host where ``gateway_enabled`` (gateway_mode host): ``config`` (gateway/
+    config.yaml), ``env`` (gateway.env), the secret files by name (the master key, and the engines' keys the gateway
+    sends where set) and the TLS files (secret name -> the controller's file)."""
+
+    config: str
+    env: str
+    secrets: dict[str, str]
+    tls: dict[str, str]
+
+
+@functools.lru_cache(maxsize=1)
+def _gateway_filters() -> dict[str, Any]:
+    """roles/gateway/filter_plugins/gik_gateway.py's filters: the functions the role itself calls
+    (healthchecks/gateway.py's Options.from_settings, host_upstreams, render)."""
+    import importlib.util
+
+    path = GATEWAY_ROLE / "filter_plugins" / "gik_gateway.py"
+    spec = importlib.util.spec_from_file_location("gik_gateway_filters", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - the kit's own file
+        raise SettingsError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.FilterModule().filters())
+
+
+def gateway_enabled(settings: Settings) -> bool:
+    """site.yml's ``when: gateway_enabled | default(false) | bool`` for the gateway role on a gpu_hosts host."""
+    try:
+        return ansible_bool(settings.value("gateway_enabled") or False, "gateway_enabled")
+    except ConfigError as e:
+        raise SettingsError(str(e)) from None
+
+
+def gateway(settings: Settings) -> Gateway:
+    """The gateway role's files for this host (gateway_mode host), checked as its validate.yml checks them (every
+    check before any change; a bad setting raises SettingsError naming it, no secret in the message)."""
+    from ansible.errors import AnsibleFilterError
+
+    cat = stack.load()
+    doc = yaml.safe_load(stack.PATH.read_text())  # the role's gateway_stack: stack.yml as from_yaml reads it
+    filters = _gateway_filters()
+    # roles/gateway/vars/main.yml: gateway_settings (every catalogued gateway_* setting by its Ansible name: the
+    # host's value, else the catalogue's), this host's engines and served names
+    options = {s.ansible: (settings.value(s.ansible) if settings.value(s.ansible) is not None else s.default)
+               for sid, s in cat.settings.items() if sid.startswith("gateway_") and s.ansible}
+    engines = settings.engines
+    models = {e: settings.model(e) for e in engines}
+    try:
+        config = filters["gik_gateway_config"]({"options": options, "engines": engines, "models": models})
+    except AnsibleFilterError as e:
+        raise SettingsError(_no_secrets(str(e.message))) from None
+    master_key = str(settings.raw.get("gateway_master_key") or "")
+    if not master_key.startswith("sk-"):  # validate.yml's assert, its message
+        raise SettingsError("gateway_master_key (vault_gateway_master_key, or gateway_master_key_src) must be set "
+                            "and start with sk- (LiteLLM's key format): clients send it as their Bearer key")
+    cert, key = (str(settings.value(n) or "") for n in ("gateway_tls_cert_src", "gateway_tls_key_src"))
+    if bool(cert) != bool(key):
+        raise SettingsError("gateway_tls_cert_src and gateway_tls_key_src go together (the lab's certificate and its "
+                            "key)")
+    tls = {"gateway_tls_cert": cert, "gateway_tls_key": key} if cert else {}
+    for name, src in tls.items():
+        if not Path(src).is_file():
+            raise SettingsError(f"{name}_src: no such file {src} on the controller")
+    keys = filters["gik_gateway_keys"](engines)
+    key_values = {k["engine"]: str(settings.raw.get(f"hf_secret_{k['engine']}_api_key")
+                                   or settings.raw.get(f"vault_{k['engine']}_api_key") or "") for k in keys}
+    variables = {
+        "gateway_project_name": settings.value("inference_stack_project_name"),
+        "gateway_stack": doc,
+        "gateway_settings": options,
+        "gateway_compose_dir": f"{settings.stack_dir}/compose",
+        "gateway_secret_dir": settings.secret_dir,
+        "gateway_tls": bool(tls),
+        "gateway_keys": keys,
+        "gateway_key_values": key_values,
+    }
+    env = render_template(GATEWAY_ENV_TEMPLATE, variables)
+    secrets = {"gateway_master_key": master_key,
+               **{k["secret"]: key_values[k["engine"]] for k in keys if key_values[k["engine"]]}}
+    return Gateway(config=config, env=env, secrets=secrets, tls=tls)
