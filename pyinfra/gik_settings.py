@@ -539,8 +539,8 @@ def manages_daemon_json(settings: Settings) -> bool:
 @dataclass
 class Gateway:
     """What roles/gateway writes on a host where ``gateway_enabled`` (gateway_mode host): ``config`` (gateway/
-    config.yaml), ``env`` (gateway.env), the secret files by name (the master key, and the engines' keys the gateway
-    sends where set) and the TLS files (secret name -> the controller's file)."""
+    config.yaml), ``env`` (gateway.env), the secret files by name (the master key, and the key of every keyed engine
+    the gateway fronts, empty where the engine has none) and the TLS files (secret name -> the controller's file)."""
 
     config: str
     env: str
@@ -615,6 +615,6 @@ def gateway(settings: Settings) -> Gateway:
         "gateway_key_values": key_values,
     }
     env = render_template(GATEWAY_ENV_TEMPLATE, variables)
-    secrets = {"gateway_master_key": master_key,
-               **{k["secret"]: key_values[k["engine"]] for k in keys if key_values[k["engine"]]}}
+    # every keyed engine's file, empty for an engine without a key (the gateway's entrypoint exports it as "none")
+    secrets = {"gateway_master_key": master_key, **{k["secret"]: key_values[k["engine"]] for k in keys}}
     return Gateway(config=config, env=env, secrets=secrets, tls=tls)

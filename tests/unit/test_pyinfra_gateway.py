@@ -1,0 +1,177 @@
+"""The pyinfra deployer's gateway and lab report (issue 21), the pure parts: the gateway's config.yaml and
+gateway.env are the bytes roles/gateway writes (Ansible's side runs the role's own validate.yml and template, one
+ansible-playbook run, one local host per case); a bad gateway setting stops naming it, no secret in the message;
+host.json has the fields roles/verify writes; the lab report's command line is roles/verify's."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "pyinfra"))
+
+import gik_ops  # noqa: E402
+import gik_settings as gs  # noqa: E402
+
+KEY = "sk-unit" + secrets.token_hex(8)
+CASES: dict[str, dict[str, Any]] = {
+    # a llama.cpp-only host with the catalogue's gateway defaults (no engine key)
+    "llamacpp": {"inference_stack_engines": ["llamacpp"]},
+    # two engines, vLLM keyed, every router setting away from its default, the HF fallback, TLS files
+    "custom": {
+        "inference_stack_engines": ["vllm", "llamacpp"],
+        "inference_stack_project_name": "gik-gw-custom",
+        "inference_stack_vllm_served_model_name": "smol",
+        "inference_stack_llamacpp_model_alias": "other",
+        "vault_vllm_api_key": "sk-vllm" + secrets.token_hex(6),
+        "gateway_port": 14000,
+        "gateway_bind_address": "0.0.0.0",
+        "gateway_image": "local/litellm:1.110.2",
+        "gateway_model": "smol",
+        "gateway_num_retries": 5,
+        "gateway_allowed_fails": 3,
+        "gateway_cooldown_time": 7,
+        "gateway_health_check_interval": 11,
+        "gateway_request_timeout": 99,
+        "gateway_routing_strategy": "least-busy",
+        "gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ansible_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """roles/gateway's own validate.yml (its config through its filters) and gateway.env.j2, per case."""
+    tmp = tmp_path_factory.mktemp("gwrender")
+    (tmp / "cert.pem").write_text("CERT\n")
+    (tmp / "key.pem").write_text("KEY\n")
+    hosts: dict[str, Any] = {}
+    for name, values in CASES.items():
+        out = tmp / name
+        out.mkdir()
+        extra = {"gateway_tls_cert_src": str(tmp / "cert.pem"), "gateway_tls_key_src": str(tmp / "key.pem")} \
+            if name == "custom" else {}
+        hosts[name] = {**values, **extra, "inference_stack_dir": str(out / "opt"), "vault_gateway_master_key": KEY,
+                       "gik_out": str(out), "ansible_connection": "local",
+                       "ansible_python_interpreter": sys.executable}
+    inv = tmp / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts}}}}))
+    play = [{"name": "render", "hosts": "gpu_hosts", "gather_facts": False, "tasks": [
+        {"ansible.builtin.import_role": {"name": "gateway", "tasks_from": "validate"}},
+        {"ansible.builtin.copy": {"content": "{{ gateway_config }}", "dest": "{{ gik_out }}/config.yaml",
+                                  "mode": "0644"}},
+        {"ansible.builtin.template": {"src": str(gs.GATEWAY_ENV_TEMPLATE), "dest": "{{ gik_out }}/gateway.env",
+                                      "mode": "0644"}},
+    ]}]
+    (tmp / "render.yml").write_text(yaml.safe_dump(play))
+    # the tasks after the role's run outside it, where role_path is not defined: its kit root given as an extra var
+    r = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), str(tmp / "render.yml"), "-e",
+                        json.dumps({"gateway_kit_root": str(ROOT)})], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FORCE_COLOR": "0"})
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    return {"hosts": hosts}
+
+
+def _settings(values: dict[str, Any]) -> gs.Settings:
+    return gs.load({k: v for k, v in values.items() if not k.startswith(("gik_out", "ansible_"))})
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gateway_files_are_the_roles_bytes(ansible_side: dict[str, Any], name: str) -> None:
+    values = ansible_side["hosts"][name]
+    out = Path(values["gik_out"])
+    g = gs.gateway(_settings(values))
+    assert g.config == (out / "config.yaml").read_text()
+    assert g.env == (out / "gateway.env").read_text()
+    assert g.secrets["gateway_master_key"] == KEY
+    if name == "custom":
+        assert g.secrets["vllm_api_key"] == values["vault_vllm_api_key"]
+        assert set(g.tls) == {"gateway_tls_cert", "gateway_tls_key"}
+        assert "least-busy" in g.config and "SmolLM3-3B@hf" in g.config
+    else:
+        # llama.cpp without a key: its key file is written empty (the entrypoint exports "none"), never /dev/null
+        assert g.secrets == {"gateway_master_key": KEY, "llamacpp_api_key": ""} and not g.tls
+    assert KEY not in g.config + g.env  # keys are os.environ/ references and file paths, never values
+
+
+def test_gateway_enabled_follows_sites_when() -> None:
+    assert not gs.gateway_enabled(gs.load({}))
+    for value in (True, "yes", "true", 1):
+        assert gs.gateway_enabled(gs.load({"gateway_enabled": value}))
+    assert not gs.gateway_enabled(gs.load({"gateway_enabled": "no"}))
+
+
+def test_master_key_from_a_controller_file_wins_over_the_vault(tmp_path: Path) -> None:
+    f = tmp_path / "mk"
+    f.write_text("sk-fromfile\n")
+    s = gs.load({"vault_gateway_master_key": "sk-fromvault", "gateway_master_key_src": str(f)})
+    assert gs.gateway(s).secrets["gateway_master_key"] == "sk-fromfile"
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ({"gateway_routing_strategy": "fastest"}, "gateway_routing_strategy"),
+    ({"gateway_num_retries": "-1"}, "gateway_num_retries"),
+    ({"gateway_port": "eighty"}, "gateway_port"),
+    ({"gateway_enabled": "maybe"}, "gateway_enabled"),
+    ({"vault_gateway_master_key": ""}, "gateway_master_key"),
+    ({"vault_gateway_master_key": "not-a-litellm-key-hunter2"}, "gateway_master_key"),
+    ({"gateway_tls_cert_src": "/etc/hostname"}, "gateway_tls_cert_src and gateway_tls_key_src go together"),
+    ({"gateway_tls_cert_src": "/nonexistent.pem", "gateway_tls_key_src": "/nonexistent.key"},
+     "gateway_tls_cert_src: no such file"),
+    ({"gateway_master_key_src": "/nonexistent/mk"}, "gateway_master_key_src: cannot read"),
+    ({"inference_stack_engines": []}, "inference_stack_engines"),
+])
+def test_bad_gateway_settings_name_the_setting(override: dict[str, Any], needle: str) -> None:
+    with pytest.raises(gs.SettingsError) as e:
+        s = gs.load({"gateway_enabled": True, "vault_gateway_master_key": KEY, **override})
+        gs.gateway_enabled(s)
+        gs.gateway(s)
+    assert needle in str(e.value), str(e.value)
+    assert KEY not in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_host_result_has_the_fields_roles_verify_writes() -> None:
+    base = {"host": "gpu01", "engines": ["llamacpp"], "gpu": True, "driver_version": "580.95.05", "gpus": ["H100"],
+            "reboot_pending": False}
+    ok = gik_ops.host_result(base, healthcheck_rc=0, bench_rc=0, when="2026-12-05T00:00:00Z")
+    spec = yaml.safe_load((ROOT / "roles" / "verify" / "vars" / "main.yml").read_text())["verify_host_result"]
+    assert list(ok) == list(spec)  # the same fields, in roles/verify's order
+    assert ok["verified"] and ok["why"] == "" and ok["failures"] == [] and ok["driver_version"] == "580.95.05"
+    broken = gik_ops.host_result(base, healthcheck_rc=2, healthcheck_error="healthcheck: bad --endpoint\n")
+    assert broken["why"] == "healthcheck exited 2: healthcheck: bad --endpoint" and broken["smoke_bench_rc"] is None
+    bench = gik_ops.host_result(base, healthcheck_rc=0, bench_rc=1, bench_error="smoke-bench: all requests failed")
+    assert bench["failures"] == ["smoke-bench exited 1: smoke-bench: all requests failed"]
+    assert json.loads(json.dumps(bench)) == bench
+
+
+def test_lab_report_argv_is_roles_verifys() -> None:
+    argv = gik_ops.lab_report_argv("/kit/.venv/bin", "/kit/reports", ["local", "gpu01"],
+                                   {"gpu01": "failed or unreachable earlier in this run"})
+    assert argv == ["/kit/.venv/bin/lab-report", "/kit/reports", "--quiet", "--host=local", "--host=gpu01",
+                    "--failed=gpu01=failed or unreachable earlier in this run"]
+    assert gik_ops.report_name("@local") == "local" and gik_ops.report_name("gpu01") == "gpu01"
+
+
+def test_gpu_rows_read_nvidia_smis_rows() -> None:
+    assert gik_ops.gpu_rows({"gpus": "NVIDIA H100 80GB HBM3, 580.95.05;NVIDIA H100 80GB HBM3, 580.95.05;"}) == (
+        "580.95.05", ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"])
+    assert gik_ops.gpu_rows({}) == ("", [])
+
+
+def test_compose_options_are_the_gateway_roles() -> None:
+    assert gik_ops.compose_options([".env", "gateway.env"], ["gateway"]) == \
+        "--env-file .env --env-file gateway.env --profile gateway"
+    assert gik_ops.compose_options([".env", "gateway.env"], ["gateway"], "v1") == "--env-file gateway.env"
+    assert gik_ops.compose_options() == ""
