@@ -114,6 +114,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ("inference_stack_vllm_max_model_len=lots", "inference_stack_vllm_max_model_len"),
     # published beyond loopback without a key (healthchecks/exposure): llama.cpp cannot be keyed by this deployer
     ("inference_stack_bind_address=0.0.0.0", "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address)"),
+    # the gateway (roles/gateway's checks): no master key in the vault nor gateway_master_key_src
+    ("gateway_enabled=true", "gateway_master_key (vault_gateway_master_key, or gateway_master_key_src) must be set"),
 ])
 def test_bad_settings_stop_before_any_change(lab: dict[str, Any], data: str, needle: str) -> None:
     data = data.replace("SAME", str(lab["values"]["inference_stack_vllm_port"]))
@@ -231,6 +233,96 @@ def test_infra_suite_passes_against_the_pyinfra_deployment(lab: dict[str, Any]) 
                        env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "8 passed" in r.stdout, r.stdout[-2000:]
+
+
+def test_gateway_on_a_llamacpp_host_and_the_lab_report(lab: dict[str, Any]) -> None:
+    """gateway_enabled on a llama.cpp-only host (its own project beside the module's): the gateway comes up as
+    roles/gateway brings it up, one URL and key answer a completion, no key is refused, the secrets are root-only
+    files that no output shows, a second run changes nothing, and the deploy ends with the lab report."""
+    import httpx
+
+    from healthchecks import gateway
+
+    tmp = lab["tmp"] / "gateway"
+    tmp.mkdir()
+    master = "sk-pyinfragw" + secrets.token_hex(10)
+    master_file = tmp / "master_key.txt"
+    master_file.write_text(master + "\n")
+    master_file.chmod(0o600)
+    project = lab["project"] + "-gw"
+    gateway_port = free_port()
+    values = {k: v for k, v in lab["values"].items() if k not in (
+        "inference_stack_image_tarballs", "inference_stack_llamacpp_image", "hf_secret_vllm_api_key_file",
+        "inference_stack_vllm_port")}
+    values.update(inference_stack_engines=["llamacpp"], inference_stack_dir=str(tmp / "opt"),
+                  inference_stack_project_name=project, inference_stack_llamacpp_port=free_port(),
+                  gateway_enabled=True, gateway_image=gateway.OFFLINE_IMAGE, gateway_port=gateway_port,
+                  gateway_master_key_src=str(master_file), verify_reports_dir=str(tmp / "reports"))
+    settings_file = tmp / "settings.yml"
+    settings_file.write_text(yaml.safe_dump(values))
+    compose_dir = tmp / "opt" / "compose"
+    try:
+        t0 = time.monotonic()
+        first = pyinfra(settings_file, "-y", "--json")
+        t_first = time.monotonic() - t0
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+        out = first.stdout + first.stderr
+        assert summary(first)["totals"]["error"] == 0
+        assert master not in out and lab["token"] not in out
+        assert "lab report: " in first.stderr and "lab.html" in first.stderr, first.stderr[-2000:]
+
+        # the files roles/gateway writes, as its filters and template render them; the secrets root-only
+        s = gs.load(settings_file=settings_file)
+        g = gs.gateway(s)
+        assert (compose_dir / "gateway" / "config.yaml").read_text() == g.config
+        assert (compose_dir / "gateway.env").read_text() == g.env
+        for name, content in (("gateway_master_key", master), ("llamacpp_api_key", "")):
+            st = (tmp / "opt" / "secrets" / name).stat()
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o400), name
+            assert (tmp / "opt" / "secrets" / name).read_text() == content, name
+
+        # one URL and key in front of the host's engines: a real completion through it; no key, no answer
+        url = f"http://127.0.0.1:{gateway_port}/v1"
+        model = s.model("llamacpp")
+        body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
+        r = httpx.post(f"{url}/chat/completions", json=body, headers={"Authorization": f"Bearer {master}"},
+                       timeout=120)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"], r.text[:500]
+        for headers in ({}, {"Authorization": "Bearer not-the-key"}):
+            refused = httpx.post(f"{url}/chat/completions", json=body, headers=headers, timeout=60)
+            assert refused.status_code in (400, 401) and "choices" not in refused.text, refused.text[:300]
+        gateway_ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                                      "--filter", "label=com.docker.compose.service=gateway"],
+                                     capture_output=True, text=True, check=True).stdout.split()
+        assert len(gateway_ids) == 1
+        inspected = subprocess.run(["docker", "inspect", *gateway_ids], capture_output=True, text=True, check=True)
+        logs = subprocess.run(["docker", "logs", *gateway_ids], capture_output=True, text=True)
+        assert master not in inspected.stdout + logs.stdout + logs.stderr
+
+        # host.json beside the host's results, and one page and one JSON for the whole run
+        reports = tmp / "reports"
+        host_json = json.loads((reports / "local" / "host.json").read_text())
+        assert host_json["verified"] and host_json["engines"] == ["llamacpp"] and host_json["healthcheck_rc"] == 0
+        lab_json = json.loads((reports / "lab.json").read_text())
+        assert [h["name"] for h in lab_json["hosts"]] == ["local"] and lab_json["healthy"], lab_json
+        assert [e["engine"] for e in lab_json["hosts"][0]["engines"]] == ["llamacpp"]
+        page = (reports / "lab.html").read_text()
+        assert "llamacpp" in page and "<script" not in page and (reports / "lab-junit.xml").stat().st_size > 0
+        containers = sorted(project_containers(project))
+
+        t0 = time.monotonic()
+        second = pyinfra(settings_file, "-y", "--json")
+        t_second = time.monotonic() - t0
+        assert second.returncode == 0, second.stderr[-5000:]
+        again = summary(second)
+        assert again["totals"]["success"] == 0, (again["planned"], second.stderr[-3000:])  # nothing changed
+        assert sorted(project_containers(project)) == containers and master not in second.stdout + second.stderr
+        print(f"\npyinfra gateway deploy first run {t_first:.0f}s, second run {t_second:.0f}s (no change)")
+    finally:
+        if compose_dir.is_dir():
+            subprocess.run(["docker", "compose", "--env-file", ".env", "--env-file", "gateway.env", "--profile",
+                            "gateway", "-p", project, "down", "-v", "--remove-orphans"],
+                           cwd=compose_dir, capture_output=True, timeout=300)
 
 
 # -- the container lab (tests/lab): a Debian host over SSH as a non-root sudoer, Docker from the lab's mirror -------
