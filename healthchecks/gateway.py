@@ -262,8 +262,11 @@ def render(upstreams: Sequence[Upstream], options: Options | None = None) -> dic
         model_list.append(_deployment(up.model, up, up.where, health_check=True))
         if up.model not in groups:
             groups.append(up.model)
-    for up in upstreams:  # one route per engine, the same upstream (already health-checked above)
-        model_list.append(_deployment(f"{up.model}@{up.where}", up, f"{up.where}#direct", health_check=False))
+    # one route per engine, the same upstream, health-checked too: GET /health lists only the deployments its
+    # background checks probe, and healthcheck reads every route's upstream state there (a route it does not list
+    # reads as failed on a healthy gateway, seen in tests/e2e/test_lab_gateway.py)
+    for up in upstreams:
+        model_list.append(_deployment(f"{up.model}@{up.where}", up, f"{up.where}#direct", health_check=True))
     router: dict[str, Any] = {
         "routing_strategy": opts.routing_strategy,
         "num_retries": opts.num_retries,

@@ -37,7 +37,8 @@ def test_a_host_gateway_routes_each_engine_by_its_compose_service_and_catalogue_
         [direct] = groups[f"{model}@{e}"]
         assert direct["litellm_params"]["api_base"] == f"http://{e}:{entry.port}/v1"
         assert direct["litellm_params"]["model"] == f"openai/{model}"
-        assert direct["model_info"]["disable_background_health_check"] is True
+        # probed by the gateway's background checks like the group's deployment: GET /health lists it
+        assert "disable_background_health_check" not in direct["model_info"]
         assert any(d["model_info"]["id"] == e for d in groups[model])
     # the engines serving the catalogue's default name form one balanced group
     default = CAT.engines[engines[1]].model_setting.default
