@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,22 +123,7 @@ def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[En
                 hf_state, hf_url)
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        t0 = time.monotonic()
-        deadline = t0 + 240
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(g.url + "/health/liveliness", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", g.container],
-                                   capture_output=True, text=True, timeout=30).stdout.strip()
-            if state in ("exited", "dead"):
-                pytest.fail(f"the gateway exited during start-up:\n{g.logs()}", pytrace=False)
-            time.sleep(1)
-        else:
-            pytest.fail(f"the gateway did not answer in 240 s:\n{g.logs()}", pytrace=False)
-        print(f"\ngateway ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        wait_live(g.url, g.container, g.logs, seconds=240)
         yield g
     finally:
         subprocess.run([*compose, "down", "-v", "-t", "5"], capture_output=True, env=env, timeout=300)
@@ -145,6 +131,26 @@ def gw(vllm_server: Engine, llamacpp_server: Engine, llamacpp_with_key: tuple[En
             _stop(r)
         hf_server.shutdown()
         hf_server.server_close()
+
+
+def wait_live(url: str, container: str, logs: Callable[[], str], *, seconds: float,
+              verify: ssl.SSLContext | bool = True) -> None:
+    """Until the gateway answers GET /health/liveliness; fails at once with its log when its container exits."""
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + seconds:
+        try:
+            if httpx.get(url + "/health/liveliness", timeout=2, verify=verify).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", container],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        if state in ("exited", "dead"):
+            pytest.fail(f"the gateway exited during start-up:\n{logs()}", pytrace=False)
+        time.sleep(1)
+    else:
+        pytest.fail(f"the gateway did not answer at {url} in {seconds:.0f} s:\n{logs()}", pytrace=False)
+    print(f"\ngateway at {url} ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
 
 def _chat(g: Gateway, model: str, *, key: str | None = None, max_tokens: int = 8) -> httpx.Response:

@@ -18,8 +18,6 @@ import json
 import os
 import ssl
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_gateway import IMAGE, _hostport
+from test_gateway import IMAGE, _hostport, wait_live
 
 from healthchecks import gateway
 
@@ -131,22 +129,7 @@ def tls_gw(llamacpp_server: Engine, tmp_path_factory: pytest.TempPathFactory) ->
         up = subprocess.run([*compose, "up", "-d", "--no-deps", "gateway"], capture_output=True, text=True, env=env,
                             timeout=300)
         assert up.returncode == 0, up.stderr[-3000:]
-        trust = ssl.create_default_context(cafile=str(ca))
-        t0 = time.monotonic()
-        while time.monotonic() < t0 + 180:
-            try:
-                if httpx.get(g.url + "/health/liveliness", timeout=2, verify=trust).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", g.container],
-                                   capture_output=True, text=True, timeout=30).stdout.strip()
-            if state in ("exited", "dead"):
-                pytest.fail(f"the gateway exited during start-up:\n{g.logs()}", pytrace=False)
-            time.sleep(1)
-        else:
-            pytest.fail(f"the gateway did not answer over HTTPS in 180 s:\n{g.logs()}", pytrace=False)
-        print(f"\nTLS gateway ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        wait_live(g.url, g.container, g.logs, seconds=180, verify=ssl.create_default_context(cafile=str(ca)))
         yield g
     finally:
         subprocess.run([*compose, "down", "-v", "-t", "5"], capture_output=True, env=env, timeout=300)
