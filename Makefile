@@ -10,8 +10,14 @@ setup:
 demo: setup
 	bash compose/demo.sh
 
+# Test modules run on PYTEST_WORKERS processes (pytest-xdist), a whole module per worker (its module-scoped
+# fixtures, e.g. the container lab, are built once), in file order: the long e2e modules start first. The engines
+# and Ansible runs wait on I/O (SSH, apt, container start-up) much of the time; 2 workers use that on 2 cores.
+PYTEST_WORKERS ?= 2
+
 test: setup
-	.venv/bin/pytest -m "unit or integration or e2e" $(PYTEST_ARGS)
+	.venv/bin/pytest -m "unit or integration or e2e" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		$(PYTEST_ARGS)
 
 lint:
 	.venv/bin/ruff check healthchecks tests pyinfra
