@@ -20,7 +20,7 @@ from rich.text import Text
 from ..endpoints.url import Endpoint
 from ..errors import ConfigError
 from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, Parser, output_file, positive, write_whole
-from .console import err, out
+from .console import err, out, table_console
 from .endpoint_args import add_endpoint_arguments, resolve_endpoints
 
 
@@ -66,7 +66,7 @@ def _render(reports: list[Any]) -> None:
             table.add_row(Text(printable(r.name)) if i == 0 else "", Text(engine) if i == 0 else "", Text(c.name),
                           Text(c.status, style=STATUS_STYLE.get(c.status, "")),
                           "" if c.latency_ms is None else f"{c.latency_ms:.0f}", Text(printable(c.reason)))
-    out.print(table)
+    table_console().print(table)  # on a pipe or in a log: as wide as the rows need, none cut to 80 columns
     for r in reports:
         if r.diagnosis:
             d = r.diagnosis
