@@ -13,6 +13,9 @@ What ``healthcheck`` checks on a gateway, beside the rows every engine gets:
   ``/model/info`` lists them.
 - ``upstream <model> <host:port>``: each deployment's state as the gateway itself reports it
   (``GET /health`` with the key: ``healthy_endpoints`` / ``unhealthy_endpoints``, LiteLLM's own probe of each).
+  A deployment whose ``model_info.disable_background_health_check`` is set (the kit's Hugging Face Inference
+  Providers fallback: a paid remote service) is never probed by LiteLLM's background checks, so ``GET /health``
+  does not list it: its row is a skip saying so, not a failure (its route row still sends it a real completion).
 - ``wrong_key``: a made-up key is refused; ``auth`` (every engine): no key is refused with 401. A gateway that
   serves either is open to the whole network: a failure.
 
@@ -37,7 +40,7 @@ from ..errors import ProtocolError, redact
 from ..metrics import RequestResult
 from ..protocols import Http, error_reason, one_line, parse_json
 from ..protocols import openai as oa
-from ..verdicts import FAIL, PASS, Verdict
+from ..verdicts import FAIL, PASS, SKIP, Verdict
 from .base import Engine, RequestParams, Spec, Step, openai_request
 
 # LiteLLM's response headers (litellm/proxy/common_request_processing.py get_custom_headers)
@@ -59,6 +62,7 @@ class Deployment:
     model: str  # litellm_params.model: provider/model, e.g. hosted_vllm/smollm2:135m
     api_base: str  # "" when LiteLLM does not show it (a non-admin key)
     id: str  # model_info.id: what x-litellm-model-id and /health's model_id name
+    health_checked: bool = True  # False: model_info.disable_background_health_check, LiteLLM never probes it
 
     @property
     def where(self) -> str:
@@ -106,7 +110,7 @@ class Routes:
 # -- LiteLLM's replies, parsed (unit-tested against replies captured from the real proxy) ---------------------------
 def parse_model_info(body: Any) -> list[Deployment]:
     """``GET /model/info``: ``{"data": [{"model_name", "litellm_params": {"model", "api_base"}, "model_info":
-    {"id"}}]}``. Entries of another shape are left out."""
+    {"id", "disable_background_health_check"}}]}``. Entries of another shape are left out."""
     data = body.get("data") if isinstance(body, dict) else None
     out = []
     for d in data if isinstance(data, list) else []:
@@ -116,7 +120,7 @@ def parse_model_info(body: Any) -> list[Deployment]:
         params = params if isinstance(params, dict) else {}
         info = info if isinstance(info, dict) else {}
         out.append(Deployment(d["model_name"], _str(params.get("model")), _str(params.get("api_base")),
-                              _str(info.get("id"))))
+                              _str(info.get("id")), info.get("disable_background_health_check") is not True))
     return out
 
 
@@ -360,6 +364,8 @@ def _upstream_steps(http: Http, routes: Routes) -> list[Step]:
         async def run() -> Verdict:
             found = [s for s in await states() if (dep.id and s.id == dep.id)
                      or (not s.id and s.model == dep.model and s.api_base == dep.api_base)]
+            if not found and not dep.health_checked:  # LiteLLM's background checks skip it: no state to read
+                return SKIP, unchecked(dep)
             if not found:
                 return FAIL, f"{dep.describe()}: not in the gateway's GET /health answer"
             bad = next((s for s in found if not s.healthy), None)
@@ -367,6 +373,12 @@ def _upstream_steps(http: Http, routes: Routes) -> list[Step]:
                 return FAIL, redact(one_line(f"{dep.describe()} unhealthy as the gateway reports it: {bad.error}", 400))
             return PASS, f"{dep.describe()} healthy as the gateway reports it"
         return run
+
+    def unchecked(dep: Deployment) -> str:
+        why = (f"{dep.describe()}: not health-checked by the gateway (its model_info.disable_background_health_check"
+               " is set, so LiteLLM's GET /health does not list it)")
+        return why + (f"; the route {dep.route} row checks it with a real completion"
+                      if routes.of(dep.route) == [dep] and dep.route in routes.names else "")
 
     async def summary() -> Verdict:
         found = await states()
