@@ -30,10 +30,11 @@ import functools
 import json
 import os
 import pwd
+import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -546,6 +547,7 @@ class Gateway:
     env: str
     secrets: dict[str, str]
     tls: dict[str, str]
+    env_secret: bool = False  # a proxy URL with user:password@ in env: a root-only file, never diffed
 
 
 @functools.lru_cache(maxsize=1)
@@ -571,22 +573,127 @@ def gateway_enabled(settings: Settings) -> bool:
         raise SettingsError(str(e)) from None
 
 
+def _gateway_options(settings: Settings) -> dict[str, Any]:
+    """roles/gateway/vars/main.yml's gateway_settings: every catalogued gateway_* setting by its Ansible name, the
+    host's value, else the catalogue's."""
+    cat = stack.load()
+    return {s.ansible: (settings.value(s.ansible) if settings.value(s.ansible) is not None else s.default)
+            for sid, s in cat.settings.items() if sid.startswith("gateway_") and s.ansible}
+
+
 def gateway(settings: Settings) -> Gateway:
     """The gateway role's files for this host (gateway_mode host), checked as its validate.yml checks them (every
     check before any change; a bad setting raises SettingsError naming it, no secret in the message)."""
+    engines = settings.engines
+    spec = {"options": _gateway_options(settings), "engines": engines,
+            "models": {e: settings.model(e) for e in engines}}
+    return _gateway_files(settings, spec, engines)
+
+
+# -- the lab gateway (site.yml's last play, gateway_mode lab on the inventory group gateway_hosts) -------------------
+LAB_GATEWAY_GROUP = "gateway_hosts"
+LAB_UPSTREAM_GROUP = "gpu_hosts"  # roles/gateway/defaults: gateway_upstream_group
+
+
+def _user_set(settings: Settings, name: str) -> bool:
+    """Whether the inventory (or a settings file, host data) sets ``name`` for this host: Ansible's ``name in
+    hostvars[h]`` (a role's default is no host variable)."""
+    source = settings.sources.get(name, "")
+    return bool(source) and not source.startswith("roles/") and source != "workstation"
+
+
+def lab_host(name: str, settings: Settings, *, address: str | None = None, ansible_host: str | None = None,
+             local: bool = False) -> dict[str, Any]:
+    """One upstream host of the lab gateway as roles/gateway/vars/main.yml's gateway_lab_hosts lists it: reached at
+    ``address`` (its host variable gateway_upstream_address), else ``ansible_host``, else its inventory ``name``; its
+    engines, published ports and served names; the bind addresses its inventory sets; its own gateway's port where
+    gateway_enabled; ``local``: the lab gateway's own host (its engines by compose service name)."""
+    cat = stack.load()
+    entry: dict[str, Any] = {
+        "address": address or ansible_host or name,
+        "engines": settings.engines,
+        "ports": {e: settings.port(e) for e in settings.engines},
+        "models": {e: settings.model(e) for e in settings.engines},
+        "settings": {s.ansible: settings.raw.get(s.ansible) for sid, s in cat.settings.items()
+                     if sid.endswith("bind_address") and s.ansible and _user_set(settings, s.ansible)},
+        "local": local,
+    }
+    if gateway_enabled(settings):
+        port = settings.value("gateway_port")
+        entry["gateway_port"] = port if port is not None else cat.settings["gateway_port"].default
+    return entry
+
+
+def load_host_data(data: Mapping[str, Any], *, workstation: Mapping[str, Any] | None = None,
+                   facts: Mapping[str, Any] | None = None) -> Settings:
+    """``load`` for a pyinfra host's data (the inventory's host data and ``--data``): its settings, its settings
+    file (``gik_settings``, else GIK_SETTINGS), its group_vars layer (``gik_group_vars``, else GIK_GROUP_VARS) and
+    vault password file."""
+    overrides = {k: v for k, v in data.items() if setting_name(k, site_roles())}
+    return load(overrides, settings_file=data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
+                group_vars=data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
+                workstation=workstation, facts=facts, vault_password_file=data.get("gik_vault_password_file") or None)
+
+
+def inventory_name(pyinfra_name: str, data: Mapping[str, Any]) -> str:
+    """The host's Ansible inventory name (pyinfra/inventory.py keeps it: a local host is pyinfra's ``@local``);
+    ``@local`` without an inventory is ``local``, as its report folder."""
+    return str(data.get("gik_inventory_name") or pyinfra_name.lstrip("@"))
+
+
+def lab_hosts(upstreams: Iterable[tuple[str, Mapping[str, Any]]], this: str,
+              settings_of: Callable[[str, Mapping[str, Any]], Settings] | None = None) -> dict[str, dict[str, Any]]:
+    """roles/gateway's gateway_lab_hosts for the lab gateway on pyinfra host ``this``: every host of gpu_hosts
+    (``upstreams``: pyinfra name and host data, in the group's order) by its inventory name, at its
+    gateway_upstream_address, else its ansible_host (pyinfra's ssh_hostname). ``settings_of``: a host's settings
+    (default: ``load_host_data`` of its data)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, data in upstreams:
+        settings = settings_of(name, data) if settings_of else load_host_data(data)
+        inv = inventory_name(name, data)
+        out[inv] = lab_host(inv, settings, address=str(data.get("gateway_upstream_address") or "") or None,
+                            ansible_host=str(data.get("ssh_hostname") or "") or None, local=name == this)
+    return out
+
+
+def lab_gateway(settings: Settings, hosts: Mapping[str, Mapping[str, Any]]) -> Gateway:
+    """The gateway role's files for a host of gateway_hosts (gateway_mode lab): in front of every host of gpu_hosts
+    (``hosts``: inventory name -> ``lab_host``), its config from the role's own filter (one model name served by
+    several hosts: several deployments of that name, load-balanced), the key of every keyed engine of the catalogue,
+    the container's proxy settings with every upstream host in NO_PROXY (``_proxy_variables``). Checked as validate.yml
+    checks it (a loopback upstream address names gateway_upstream_address); SettingsError naming the setting."""
+    cat = stack.load()
+    spec = {"options": _gateway_options(settings), "hosts": {n: dict(h) for n, h in hosts.items()}}
+    return _gateway_files(settings, spec, list(cat.engines))
+
+
+def _proxy_variables(settings: Settings, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """roles/gateway's proxy variables for gateway.env.j2: gateway_http_proxy/https_proxy/no_proxy (the proxy role's
+    settings by default, as the stack's .env has them), gateway_no_proxy_all (the lab's list, loopback and every
+    upstream host's address but the gateway's own: the gateway reaches its upstreams directly, never through the
+    proxy; the Hugging Face fallback goes through it), gateway_proxied, gateway_env_has_secret."""
+    http, https = (str(settings.value(n) or "") for n in ("gateway_http_proxy", "gateway_https_proxy"))
+    hosts = spec.get("hosts") or {}
+    out: list[str] = []
+    for h in [*str(settings.value("gateway_no_proxy") or "").split(","), "localhost", "127.0.0.1", "::1",
+              *(str(x.get("address")) for x in hosts.values() if not x.get("local"))]:
+        if h.strip() and h.strip() not in out:
+            out.append(h.strip())
+    return {"gateway_http_proxy": http, "gateway_https_proxy": https, "gateway_no_proxy_all": ",".join(out),
+            "gateway_proxied": bool(http + https),
+            "gateway_env_has_secret": bool(re.search(r"://[^/@\s]+@", f"{http} {https}"))}
+
+
+def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: list[str]) -> Gateway:
+    """The role's validate.yml and files for ``spec`` (gateway_spec) and the engines whose key it sends
+    (gateway_key_engines)."""
     from ansible.errors import AnsibleFilterError
 
-    cat = stack.load()
     doc = yaml.safe_load(stack.PATH.read_text())  # the role's gateway_stack: stack.yml as from_yaml reads it
     filters = _gateway_filters()
-    # roles/gateway/vars/main.yml: gateway_settings (every catalogued gateway_* setting by its Ansible name: the
-    # host's value, else the catalogue's), this host's engines and served names
-    options = {s.ansible: (settings.value(s.ansible) if settings.value(s.ansible) is not None else s.default)
-               for sid, s in cat.settings.items() if sid.startswith("gateway_") and s.ansible}
-    engines = settings.engines
-    models = {e: settings.model(e) for e in engines}
+    options = spec["options"]
     try:
-        config = filters["gik_gateway_config"]({"options": options, "engines": engines, "models": models})
+        config = filters["gik_gateway_config"](spec)
     except AnsibleFilterError as e:
         raise SettingsError(_no_secrets(str(e.message))) from None
     master_key = str(settings.raw.get("gateway_master_key") or "")
@@ -601,7 +708,7 @@ def gateway(settings: Settings) -> Gateway:
     for name, src in tls.items():
         if not Path(src).is_file():
             raise SettingsError(f"{name}_src: no such file {src} on the controller")
-    keys = filters["gik_gateway_keys"](engines)
+    keys = filters["gik_gateway_keys"](key_engines)
     key_values = {k["engine"]: str(settings.raw.get(f"hf_secret_{k['engine']}_api_key")
                                    or settings.raw.get(f"vault_{k['engine']}_api_key") or "") for k in keys}
     variables = {
@@ -613,8 +720,9 @@ def gateway(settings: Settings) -> Gateway:
         "gateway_tls": bool(tls),
         "gateway_keys": keys,
         "gateway_key_values": key_values,
+        **(proxy := _proxy_variables(settings, spec)),
     }
     env = render_template(GATEWAY_ENV_TEMPLATE, variables)
     # every keyed engine's file, empty for an engine without a key (the gateway's entrypoint exports it as "none")
     secrets = {"gateway_master_key": master_key, **{k["secret"]: key_values[k["engine"]] for k in keys}}
-    return Gateway(config=config, env=env, secrets=secrets, tls=tls)
+    return Gateway(config=config, env=env, secrets=secrets, tls=tls, env_secret=proxy["gateway_env_has_secret"])

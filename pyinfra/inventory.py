@@ -32,7 +32,8 @@ from healthchecks.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = Path(os.path.expanduser(os.environ.get("GIK_INVENTORY", str(ROOT / "inventory" / "hosts.yml"))))
-GROUP = os.environ.get("GIK_GROUP", "gpu_hosts")
+GROUP = os.environ.get("GIK_GROUP", gs.LAB_UPSTREAM_GROUP)
+GATEWAY_GROUP = gs.LAB_GATEWAY_GROUP
 VAULT_PASSWORD_FILE = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE") or None
 CONNECTION = {"ansible_host": "ssh_hostname", "ansible_user": "ssh_user", "ansible_port": "ssh_port",
               "ansible_ssh_private_key_file": "ssh_key"}
@@ -42,13 +43,16 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(f"pyinfra/inventory.py: {message}")
 
 
-def _load() -> list[tuple[str, dict[str, Any]]]:
+def _load() -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """{GROUP: [(name, data)], GATEWAY_GROUP: [(name, data)]}, from one ``ansible-inventory --list``."""
     if not INVENTORY.exists():
         raise _fail(f"no Ansible inventory at {INVENTORY} (set GIK_INVENTORY)")
     try:
-        found = read_inventory(INVENTORY, group=GROUP, vault_password_file=VAULT_PASSWORD_FILE)
+        every = read_inventory(INVENTORY, vault_password_file=VAULT_PASSWORD_FILE)
     except ConfigError as e:
         raise _fail(str(e)) from None
+    member = {h.name: h.groups | set(h.vars.get("group_names") or []) for h in every}
+    found = [h for h in every if GROUP in member[h.name] or GATEWAY_GROUP in member[h.name]]
     folder = (INVENTORY if INVENTORY.is_dir() else INVENTORY.parent) / "group_vars" / GROUP
     if not folder.exists() and (folder.parent / f"{GROUP}.yml").is_file():
         folder = folder.parent / f"{GROUP}.yml"
@@ -56,12 +60,13 @@ def _load() -> list[tuple[str, dict[str, Any]]]:
         layer = gs.group_vars_layer(folder, VAULT_PASSWORD_FILE) if folder.exists() else {}
     except gs.SettingsError as e:
         raise _fail(str(e)) from None
-    hosts = []
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {GROUP: [], GATEWAY_GROUP: []}
     for inv_host in found:
         name, hostvars = inv_host.name, inv_host.vars
         # the group_vars/gpu_hosts layer comes in below a settings file (gik_settings.py); what this host sets
         # otherwise (or differently) is host data
         data: dict[str, Any] = {"gik_group_vars": str(folder)} if folder.exists() else {}
+        data["gik_inventory_name"] = name
         for key, value in hostvars.items():
             if key in layer and layer[key] == value and key not in CONNECTION:
                 continue
@@ -84,10 +89,14 @@ def _load() -> list[tuple[str, dict[str, Any]]]:
             data["_sudo"] = True  # site.yml runs with become: true
         if VAULT_PASSWORD_FILE:
             data["gik_vault_password_file"] = VAULT_PASSWORD_FILE
-        hosts.append((name, data))
-    if not hosts:
+        for group in (GROUP, GATEWAY_GROUP):
+            if group in member[inv_host.name]:
+                groups[group].append((name, data))
+    if not groups[GROUP] and not groups[GATEWAY_GROUP]:
         raise _fail(f"no host in group {GROUP} of {INVENTORY}")
-    return hosts
+    return groups
 
 
-gpu_hosts = _load()
+_groups = _load()
+gpu_hosts = _groups[GROUP]
+gateway_hosts = _groups[GATEWAY_GROUP]

@@ -1,0 +1,176 @@
+"""The pyinfra deployer's lab gateway (issue 21): a host of the inventory group gateway_hosts gets the gateway in front
+of every host of gpu_hosts, its config.yaml the bytes roles/gateway renders in gateway_mode lab for the same
+inventory (Ansible's side: the role's own validate.yml and template through ansible-playbook; pyinfra's side: the
+same inventory read by pyinfra/inventory.py). One model name served by several hosts is several deployments of that
+name; a host with its own gateway is reached through it; a loopback upstream address is refused naming
+gateway_upstream_address; the gateway container's proxy settings list the upstream hosts in NO_PROXY."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "pyinfra"))
+
+import gik_settings as gs  # noqa: E402
+
+KEY = "sk-unitlab" + secrets.token_hex(8)
+VLLM_KEY = "sk-vllm" + secrets.token_hex(6)
+PROXY = {"proxy_http": "http://proxy.lab.example:3128", "proxy_https": "http://proxy.lab.example:3128",
+         "proxy_no_proxy": "localhost,127.0.0.1,mirror.lab.example"}
+# gpu_hosts, in the inventory's order (pyinfra/inventory.py lists hosts by name: kept sorted here)
+UPSTREAMS: dict[str, dict[str, Any]] = {
+    # vLLM and llama.cpp serving one name, published on the lab network (group_vars: 0.0.0.0)
+    "alpha": {"ansible_host": "10.1.0.11", "inference_stack_engines": ["vllm", "llamacpp"],
+              "inference_stack_vllm_served_model_name": "smol", "inference_stack_llamacpp_model_alias": "smol",
+              "inference_stack_llamacpp_port": 18080},
+    # reached over an SSH tunnel by Ansible (loopback ansible_host): the gateway reaches it at its lab address
+    "beta": {"ansible_host": "127.0.0.1", "ansible_port": 2222, "gateway_upstream_address": "10.1.0.12",
+             "inference_stack_engines": ["llamacpp"], "inference_stack_llamacpp_model_alias": "smol"},
+    # a host with its own gateway: reached through it (its Ollama stays on loopback)
+    "delta": {"ansible_host": "10.1.0.14", "inference_stack_engines": ["ollama", "llamacpp"],
+              "gateway_enabled": True, "gateway_port": 14000},
+    # the lab gateway's own host, in both groups: its engines by compose service name
+    "gw": {"ansible_host": "10.1.0.10", "inference_stack_engines": ["llamacpp"],
+           "inference_stack_bind_address": "127.0.0.1"},
+}
+GATEWAY_ONLY = {"solo": {"ansible_host": "10.1.0.20", "gateway_num_retries": 5,
+                         "gateway_routing_strategy": "least-busy",
+                         "gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B", "gateway_port": 4400,
+                         "inference_stack_project_name": "gik-lab-gw"}}
+
+
+def _inventory(tmp: Path) -> Path:
+    # (ansible-playbook -c local: pyinfra/inventory.py names a host with ansible_connection local @local)
+    common = {"ansible_python_interpreter": sys.executable,
+              "vault_gateway_master_key": KEY, "vault_vllm_api_key": VLLM_KEY, **PROXY}
+    hosts = {name: {**values, "inference_stack_dir": str(tmp / name / "opt"), "gik_out": str(tmp / name)}
+             for name, values in {**UPSTREAMS, **GATEWAY_ONLY}.items()}
+    inv = tmp / "inventory" / "hosts.yml"
+    (tmp / "inventory" / "group_vars" / "gpu_hosts").mkdir(parents=True)
+    (tmp / "inventory" / "group_vars" / "gpu_hosts" / "main.yml").write_text(
+        yaml.safe_dump({"inference_stack_bind_address": "0.0.0.0", "inference_stack_gpu": False}))
+    inv.write_text(yaml.safe_dump({"all": {"vars": common, "children": {
+        "gpu_hosts": {"hosts": {n: hosts[n] for n in UPSTREAMS}},
+        "gateway_hosts": {"hosts": {"gw": None, "solo": hosts["solo"]}}}}}, sort_keys=False))
+    for name in hosts:
+        (tmp / name).mkdir()
+    return inv
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """roles/gateway in gateway_mode lab (its validate.yml, then gateway.env.j2) on each host of gateway_hosts."""
+    tmp = tmp_path_factory.mktemp("labgw")
+    inv = _inventory(tmp)
+    play = [{"name": "render", "hosts": "gateway_hosts", "gather_facts": False, "tasks": [
+        {"ansible.builtin.import_role": {"name": "gateway", "tasks_from": "validate"}, "vars": {"gateway_mode": "lab"}},
+        {"ansible.builtin.copy": {"content": "{{ gateway_config }}", "dest": "{{ gik_out }}/config.yaml",
+                                  "mode": "0644"}},
+        {"ansible.builtin.template": {"src": str(gs.GATEWAY_ENV_TEMPLATE), "dest": "{{ gik_out }}/gateway.env",
+                                      "mode": "0644"}, "vars": {"gateway_mode": "lab"}},
+    ]}]
+    (tmp / "render.yml").write_text(yaml.safe_dump(play))
+    r = subprocess.run([str(BIN / "ansible-playbook"), "-c", "local", "-i", str(inv), str(tmp / "render.yml"), "-e",
+                        json.dumps({"gateway_kit_root": str(ROOT)})], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FORCE_COLOR": "0"})
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    inventory = _pyinfra_inventory(inv)
+    upstreams = {n: gs.load_host_data(d) for n, d in inventory.gpu_hosts}  # each host's settings, loaded once
+    gateways = {}
+    for name, data in inventory.gateway_hosts:
+        settings = upstreams[name] if name in upstreams else gs.load_host_data(data)
+        gateways[name] = gs.lab_gateway(settings, gs.lab_hosts(inventory.gpu_hosts, name,
+                                                               lambda n, _d: upstreams[n]))
+    return {"tmp": tmp, "inventory": inv, "pyinfra": inventory, "gateways": gateways, "upstreams": upstreams}
+
+
+def _pyinfra_inventory(inv: Path) -> ModuleType:
+    """pyinfra/inventory.py as `pyinfra pyinfra/inventory.py ...` loads it, for ``inv``."""
+    old = os.environ.get("GIK_INVENTORY")
+    os.environ["GIK_INVENTORY"] = str(inv)
+    try:
+        spec = importlib.util.spec_from_file_location("gik_test_inventory", ROOT / "pyinfra" / "inventory.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        if old is None:
+            os.environ.pop("GIK_INVENTORY", None)
+        else:
+            os.environ["GIK_INVENTORY"] = old
+
+
+def test_inventory_groups(lab: dict[str, Any]) -> None:
+    inv = lab["pyinfra"]
+    assert [n for n, _ in inv.gpu_hosts] == list(UPSTREAMS)
+    assert [n for n, _ in inv.gateway_hosts] == ["gw", "solo"]
+    assert all(d["gik_inventory_name"] == n for n, d in inv.gpu_hosts + inv.gateway_hosts)
+
+
+@pytest.mark.parametrize("name", ["gw", "solo"])
+def test_lab_config_is_the_roles_bytes(lab: dict[str, Any], name: str) -> None:
+    g = lab["gateways"][name]  # what pyinfra/deploy.py renders on the gateway_hosts host ``name``
+    out = lab["tmp"] / name
+    assert g.config == (out / "config.yaml").read_text()
+    config = yaml.safe_load(g.config)
+    ids = [m["model_info"]["id"] for m in config["model_list"] if not m["model_info"]["id"].endswith("#direct")
+           and m["model_info"]["id"] != "hf"]
+    # one name served by three engines on two hosts: three deployments of it, load-balanced by the router
+    assert [m["litellm_params"]["api_base"] for m in config["model_list"] if m["model_name"] == "smol"] == [
+        "http://10.1.0.11:8000/v1", "http://10.1.0.11:18080/v1", "http://10.1.0.12:8080/v1"]
+    # delta through its own gateway (its Ollama too), beta at gateway_upstream_address, never its loopback
+    assert "http://10.1.0.14:14000/v1" in g.config and "127.0.0.1" not in g.config
+    if name == "gw":  # its own engine by compose service name
+        assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp",
+                       "gw/llamacpp"]
+        assert "http://llamacpp:8080/v1" in g.config
+    else:  # gw's llama.cpp is on loopback only: the gateway-only host cannot reach it
+        assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp"]
+        assert config["router_settings"]["routing_strategy"] == "least-busy" and "SmolLM3-3B@hf" in g.config
+    assert KEY not in g.config + g.env and VLLM_KEY not in g.config + g.env
+
+
+@pytest.mark.parametrize("name", ["gw", "solo"])
+def test_lab_env_is_the_roles_and_lists_the_upstreams_in_no_proxy(lab: dict[str, Any], name: str) -> None:
+    g = lab["gateways"][name]
+    assert g.env == (lab["tmp"] / name / "gateway.env").read_text()
+    # the gateway container's proxy settings: the lab's proxy (the Hugging Face fallback goes through it), every
+    # upstream host reached directly (its own host's engines are compose services, compose's NO_PROXY lists them)
+    env = dict(line.split("=", 1) for line in g.env.splitlines() if "=" in line and not line.startswith("#"))
+    assert (env["HTTP_PROXY"], env["HTTPS_PROXY"]) == (PROXY["proxy_http"], PROXY["proxy_https"])
+    upstreams = ["10.1.0.11", "10.1.0.12", "10.1.0.14"] + (["10.1.0.10"] if name == "solo" else [])
+    assert env["NO_PROXY"].split(",") == [*PROXY["proxy_no_proxy"].split(","), "::1", *upstreams]
+    assert not g.env_secret
+    # the master key and every keyed engine's key (the lab's), as the role writes them in lab mode
+    assert g.secrets == {"gateway_master_key": KEY, "vllm_api_key": VLLM_KEY, "llamacpp_api_key": ""}
+
+
+def test_loopback_upstream_is_refused_naming_the_setting(lab: dict[str, Any]) -> None:
+    inv = lab["pyinfra"]
+    ups = [(n, {k: v for k, v in d.items() if k != "gateway_upstream_address"}) for n, d in inv.gpu_hosts]
+    settings = lab["upstreams"]["gw"]
+    with pytest.raises(gs.SettingsError) as e:
+        gs.lab_gateway(settings, gs.lab_hosts(ups, "gw", lambda n, _d: lab["upstreams"][n]))
+    assert "beta" in str(e.value) and "gateway_upstream_address" in str(e.value) and KEY not in str(e.value)
+
+
+def test_no_upstream_host_is_refused() -> None:
+    settings = gs.load({"vault_gateway_master_key": KEY})
+    with pytest.raises(gs.SettingsError, match="upstream group has no host"):
+        gs.lab_gateway(settings, {})
