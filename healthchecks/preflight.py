@@ -3,13 +3,17 @@
 Checks .env syntax and values (ports, fractions, flags, addresses), that the secret files exist as
 regular files and are not readable by others, that no engine is published beyond loopback without an API
 key (healthchecks/exposure.py; ALLOW_UNAUTHENTICATED=1 opts out), that model paths under MODELS_DIR exist,
-that enabled engines do not share a port, and that each port is free (or already held by this same project).
+that enabled engines do not share a port on one address, and that each port is free on the address its
+service really binds (its compose ports line: BIND_ADDRESS, OLLAMA_BIND_ADDRESS, GATEWAY_BIND_ADDRESS), or
+already held by this same project. With the gateway among the services: its master key file holds a key
+LiteLLM accepts and its rendered config (GATEWAY_CONFIG_FILE) is a LiteLLM config with a model_list.
 Never prints a secret's content.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import ipaddress
 import os
 import socket
@@ -17,6 +21,9 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from . import __version__, exposure
 from .endpoints.compose import compose_files, load_compose, project_name, read_dotenv
@@ -37,6 +44,15 @@ NON_EMPTY = tuple(n for n, s in ENV_SETTINGS.items() if s.required)
 # compose reads these from the process environment too (which wins over .env, as in compose)
 PREFIXES = tuple(sorted({n.split("_", 1)[0] + "_" for n in ENV_SETTINGS}))
 DEFAULTS = STACK.env_defaults()
+
+# The gateway (compose service ``gateway``) cannot start without its master key: the compose entrypoint exits
+# when the gateway_master_key secret is empty (it reads an empty file as "none"), whatever the config says, and
+# LiteLLM 1.110 refuses a blank or publicly known key unless its config sets general_settings.
+# dangerously_permit_weak_or_unset_master_key: true (litellm/proxy/auth/master_key_boot_check.py:
+# PUBLICLY_KNOWN_MASTER_KEY_SHA256_DIGESTS, the sha256 of its documentation's example key).
+GATEWAY = "gateway"
+GATEWAY_KEY_OPT_OUT = "dangerously_permit_weak_or_unset_master_key"
+PUBLICLY_KNOWN_MASTER_KEYS_SHA256 = frozenset({"88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"})
 
 
 def settings(project: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -81,12 +97,21 @@ def _check_values(env: Mapping[str, str]) -> list[str]:
     return errors
 
 
-def _check_secret(project: Path, env: Mapping[str, str], key: str) -> list[str]:
+def _path(project: Path, raw: str) -> Path:
+    return (project / raw) if not os.path.isabs(raw) else Path(raw)
+
+
+def _check_secret(project: Path, env: Mapping[str, str], key: str, *, optional: bool = True) -> list[str]:
+    """The secret file ``key`` names exists, is a regular file and is not readable by others; ``optional``: an
+    empty file is allowed (no token, a keyless engine), else it must be given content (said in the advice)."""
     raw = _get(env, key)
-    path = (project / raw) if not os.path.isabs(raw) else Path(raw)
+    path = _path(project, raw)
     try:
         st = path.stat()
     except FileNotFoundError:
+        if not optional:
+            return [f"secret file {raw} ({key}) does not exist: put the key there, e.g. "
+                    f"`(umask 077; echo \"sk-$(openssl rand -hex 32)\" > {path})`"]
         return [f"secret file {raw} ({key}) does not exist: create it, e.g. "
                 f"`install -m 600 /dev/null {path}` (leave it empty if unused)"]
     except OSError as exc:
@@ -101,8 +126,7 @@ def _check_secret(project: Path, env: Mapping[str, str], key: str) -> list[str]:
 
 def _has_key(project: Path, env: Mapping[str, str], key: str) -> bool:
     """Whether the key file ``key`` names holds a key (anything but blanks); its content is never shown."""
-    raw = _get(env, key)
-    path = (project / raw) if not os.path.isabs(raw) else Path(raw)
+    path = _path(project, _get(env, key))
     try:
         return path.is_file() and path.read_bytes().strip() != b""
     except OSError:
@@ -120,6 +144,63 @@ def _check_exposure(project: Path, env: Mapping[str, str], doc: Mapping[str, obj
         return exposure.compose_refusals(doc, env, services, keyed, STACK)
     except ConfigError as exc:  # a ${VAR:?message} in a ports line
         return [str(exc)]
+
+
+def _gateway_config(project: Path, env: Mapping[str, str]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The gateway's rendered LiteLLM config (GATEWAY_CONFIG_FILE, mounted as /etc/litellm/config.yaml): a YAML
+    mapping with a non-empty ``model_list``. The config, or None with one line saying why not."""
+    key = STACK.settings["gateway_config_file"].env or ""
+    raw = _get(env, key)
+    path = _path(project, raw)
+    render = "render it with `python -m healthchecks.gateway --env .env -o gateway/config.yaml`"
+    where = f"{key} ({raw})"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [f"{where} does not exist: {render}"]
+    except IsADirectoryError:
+        return None, [f"{where} is a directory, not the gateway's config file: {render}"]
+    except UnicodeDecodeError:
+        return None, [f"{where} is not UTF-8 text: {render}"]
+    except OSError as exc:
+        return None, [f"{where} cannot be read: {exc.strerror}"]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        return None, [f"{where} is not valid YAML{at}: {render}"]
+    if not isinstance(doc, dict):
+        return None, [f"{where} is not a YAML mapping with a model_list: {render}"]
+    models = doc.get("model_list")
+    if not isinstance(models, list) or not models:
+        return None, [f"{where} has no model_list (the gateway's routes): {render}"]
+    return doc, []
+
+
+def _check_gateway(project: Path, env: Mapping[str, str]) -> list[str]:
+    """The gateway's config and master key: LiteLLM starts with them (the key's content is never shown)."""
+    config, errors = _gateway_config(project, env)
+    general = config.get("general_settings") if config else None
+    opt_out = isinstance(general, dict) and general.get(GATEWAY_KEY_OPT_OUT) is True
+    setting = exposure.key_file_setting(GATEWAY, STACK)
+    key = setting.env if setting and setting.env else ""
+    problems = _check_secret(project, env, key, optional=False)
+    if problems:
+        return errors + problems
+    raw = _get(env, key)
+    try:
+        value = _path(project, raw).read_bytes().strip()
+    except OSError as exc:
+        return [*errors, f"secret file {raw} ({key}) cannot be read: {exc.strerror}"]
+    how = f"`(umask 077; echo \"sk-$(openssl rand -hex 32)\" > {_path(project, raw)})`"
+    if value in (b"", b"none"):  # the entrypoint reads an empty file as "none" and stops
+        errors.append(f"{key} ({raw}) holds no key: the gateway refuses to start without its master key "
+                      f"(clients send it as their Bearer key): put one there, e.g. {how}")
+    elif hashlib.sha256(value).hexdigest() in PUBLICLY_KNOWN_MASTER_KEYS_SHA256 and not opt_out:
+        errors.append(f"{key} ({raw}) holds a publicly known example key, which LiteLLM refuses: put a key of "
+                      f"your own there, e.g. {how}")
+    return errors
 
 
 def _check_models(project: Path, env: Mapping[str, str], services: list[str]) -> list[str]:
@@ -174,9 +255,47 @@ def _ports_held_by_project(project_name: str) -> set[int]:
         return set()
 
 
-def _check_ports(env: Mapping[str, str], services: list[str], project_name: str) -> list[str]:
+def _binds(doc: Mapping[str, object], env: Mapping[str, str], svc: str) -> list[tuple[str, str]]:
+    """(address, setting) for every address ``svc`` publishes its port on, read from its compose ports lines as
+    compose interpolates them (healthchecks/exposure.py): BIND_ADDRESS, OLLAMA_BIND_ADDRESS, GATEWAY_BIND_ADDRESS.
+    Without the compose files (reported on their own), the shared BIND_ADDRESS."""
+    services = doc.get("services")
+    if not isinstance(services, Mapping) or svc not in services:
+        return [(_get(env, "BIND_ADDRESS"), "BIND_ADDRESS")]
+    try:
+        found = exposure.bindings(doc, env, svc)
+    except ConfigError:
+        return []  # a ${VAR:?message} in the ports line: reported by the exposure check
+    out: list[tuple[str, str]] = []
+    for b in found:
+        if (b.address, b.setting) not in out:
+            out.append((b.address, b.setting))
+    return out
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = "127.0.0.1" if address.lower() == "localhost" else address.split("%")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two published addresses take the same port: the same address, or a wildcard (0.0.0.0, ::) and any
+    address of its family."""
+    ia, ib = _ip(a), _ip(b)
+    if ia is None or ib is None:
+        return a == b
+    return ia == ib or (ia.version == ib.version and (ia.is_unspecified or ib.is_unspecified))
+
+
+def _check_ports(env: Mapping[str, str], services: list[str], project_name: str,
+                 doc: Mapping[str, object] | None = None) -> list[str]:
+    """No two services publish one port on one address, and each port is free on the address its service binds
+    (its own compose ports line: a per-service *_BIND_ADDRESS counts, not only BIND_ADDRESS)."""
     errors = []
-    chosen: dict[int, str] = {}
+    chosen: list[tuple[str, int, str, str]] = []  # (address, port, "KEY (svc)", address setting)
     for svc in services:
         if svc not in ENGINE_PORTS:
             continue
@@ -184,22 +303,27 @@ def _check_ports(env: Mapping[str, str], services: list[str], project_name: str)
         port = port_number(env.get(key) or str(default))
         if port is None:
             continue  # reported by _check_values
-        if port in chosen:
-            errors.append(f"{key}={port} clashes with {chosen[port]}: every engine needs its own port")
-        chosen[port] = f"{key} ({svc})"
+        clash = False
+        for address, setting in _binds(doc or {}, env, svc):
+            other = next((w for a, p, w, _ in chosen if p == port and _overlap(a, address)), None)
+            if other is not None and not clash:
+                errors.append(f"{key}={port} clashes with {other} on {address} ({setting}): every engine needs "
+                              "its own port (or its own address)")
+                clash = True
+            chosen.append((address, port, f"{key} ({svc})", setting))
     ours = _ports_held_by_project(project_name) if chosen else set()
-    bind = _get(env, "BIND_ADDRESS")
-    try:
-        ipaddress.ip_address(bind)
-    except ValueError:
-        return errors  # reported by _check_values
-    for port, who in chosen.items():
+    unavailable: set[tuple[str, str]] = set()
+    tried: set[tuple[str, int]] = set()
+    for bind, port, who, setting in chosen:
+        if _ip(bind) is None or (bind, setting) in unavailable or (bind, port) in tried:
+            continue  # not an address: reported by _check_values
+        tried.add((bind, port))
         problem = None if port in ours else _bind_problem(bind, port)
         if problem == errno.EADDRNOTAVAIL:
-            errors.append(f"BIND_ADDRESS={bind} is not an address of this host: use 127.0.0.1, 0.0.0.0 or "
+            unavailable.add((bind, setting))
+            errors.append(f"{setting}={bind} is not an address of this host: use 127.0.0.1, 0.0.0.0 or "
                           "one of this host's addresses (ip -brief address)")
-            break
-        if problem == errno.EADDRINUSE:
+        elif problem == errno.EADDRINUSE:
             errors.append(f"port {port} on {bind} ({who}) is already in use by another process: "
                           f"stop it or change {who.split(' ')[0]} in .env")
         elif problem is not None:
@@ -229,10 +353,14 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
     errors += _check_secret(project, env, STACK.settings["hf_token_file"].env or "")
     for name in STACK.engines:
         key_file = exposure.key_file_setting(name, STACK)
-        if name in services and key_file and key_file.env and _get(env, key_file.env) != os.devnull:
+        if name == GATEWAY or name not in services or not (key_file and key_file.env):
+            continue
+        if _get(env, key_file.env) != os.devnull:
             errors += _check_secret(project, env, key_file.env)
+    if GATEWAY in services:
+        errors += _check_gateway(project, env)
     errors += _check_models(project, env, services)
-    errors += _check_ports(env, services, proj)
+    errors += _check_ports(env, services, proj, doc)
     return errors
 
 
