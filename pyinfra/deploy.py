@@ -51,7 +51,7 @@ from pyinfra.operations import apt, dnf, files, server
 from healthchecks import exposure
 from healthchecks.stack import load as load_catalogue
 from healthchecks.stack import verify_commands
-from pyinfra import config, host
+from pyinfra import config, host, inventory
 
 
 def stop(message: str) -> None:
@@ -140,6 +140,10 @@ distro = host.get_fact(LinuxDistribution) or {}
 facts = gik_ops.ansible_facts(distro, host.get_fact(Arch))
 family = facts["os_family"]
 overrides = {k: v for k, v in host.data.dict().items() if gs.setting_name(k, gs.site_roles())}
+# inventory groups (pyinfra/inventory.py): a host of gateway_hosts runs the lab gateway; one only in gateway_hosts
+# runs no engines (site.yml's lab gateway play: proxy, docker, gateway). @local without an inventory: an engine host
+lab_gateway = gs.LAB_GATEWAY_GROUP in host.groups
+engine_host = not lab_gateway or gs.LAB_UPSTREAM_GROUP in host.groups
 
 
 def load_settings(workstation: dict[str, object] | None) -> gs.Settings:
@@ -157,8 +161,18 @@ try:
         if engines != s.engines:
             s = load_settings({**workstation_defaults(probe), "inference_stack_engines": engines})
     tarballs = {str(t): gik_ops.tarball_images(t) for t in s.value("inference_stack_image_tarballs") or []}
-    # the gateway (roles/gateway, site.yml's `when: gateway_enabled`): its config, compose settings and secrets
-    gw = gs.gateway(s) if gs.gateway_enabled(s) else None
+    # the gateway (roles/gateway): on a host of gateway_hosts the lab gateway in front of every host of gpu_hosts
+    # (site.yml's last play, gateway_mode lab), else where gateway_enabled in front of this host's engines; its
+    # config, compose settings and secrets, checked before any change
+    gw: gs.Gateway | None = None
+    if lab_gateway:
+        upstream_hosts = [(h.name, h.data.dict()) for h in inventory.get_group(gs.LAB_UPSTREAM_GROUP, default=[])]
+        gw = gs.lab_gateway(s, gs.lab_hosts(
+            upstream_hosts, host.name,
+            # each upstream host's settings as its own deploy resolves them (this host's: its own)
+            lambda name, data: s if name == host.name else gs.load_host_data(data, facts=facts)))
+    elif gs.gateway_enabled(s):
+        gw = gs.gateway(s)
 except gs.SettingsError as e:
     stop(str(e))
 except ValueError as e:
@@ -176,14 +190,14 @@ key_names = {e: f"hf_secret_{e}_api_key_file or vault_{e}_api_key" for e, name i
              if name in secret_contents}
 keyed = {e: bool(secret_contents[key_file_names[e]].strip()) for e in key_names}
 refused = exposure.deployer_refusals({**s.raw, **{k: x for k, x in s.validated.items() if x is not None}},
-                                     keyed=keyed, key_names=key_names)
+                                     keyed=keyed, key_names=key_names) if engine_host else []
 if refused:
     stop("; ".join(refused) + " (nothing was changed)")
 compose_dir = f"{stack}/compose"
 compose = probe.get("compose", "none")
 
 # -- GPU hosts: driver and toolkit are Ansible's --------------------------------------------------------------------
-if s.gpu:
+if s.gpu and engine_host:
     ansible_hint = (f"pyinfra does not install the NVIDIA driver or container toolkit: run `ansible-playbook site.yml "
                     f"--tags preflight,nvidia_driver,container_toolkit,docker --limit {host.name}` first "
                     "(roles nvidia_driver, container_toolkit), or set inference_stack_gpu: false for a CPU host")
@@ -307,10 +321,11 @@ for sub in sorted({"."} | {str(Path(f).parent) for f in shipped}):
 inputs = [files.put(name=f"Ship compose/{f}", src=str(gs.ROOT / "compose" / f), dest=f"{compose_dir}/{f}",
                     user="root", group="root", mode="755" if f.endswith(".sh") else "644", create_remote_dir=False)
           for f in shipped]
-if gs.bool_filter(s.raw.get("inference_stack_env_has_secret")):  # a proxy URL with credentials: root-only, never diffed
+# (a gateway-only host gets no .env: roles/gateway reads gateway.env alone there, and it runs no engines)
+if engine_host and gs.bool_filter(s.raw.get("inference_stack_env_has_secret")):  # proxy credentials: root-only
     inputs.append(gik_ops.secret_file(name="Render .env", dest=f"{compose_dir}/.env", content=gs.render_env(s),
                                       mode=0o600))
-else:
+elif engine_host:
     inputs.append(files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env",
                             user="root", group="root", mode="644", create_remote_dir=False))
 
@@ -323,15 +338,16 @@ for tarball, images in tarballs.items():
     inputs.append(gik_ops.image_load(name=f"Load {Path(tarball).name} ({', '.join(images)})", dest=dest,
                                      images=images))
 
-gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory=compose_dir,
-                   project=str(v("inference_stack_project_name")), services=s.services,
-                   wait_timeout=int(v("inference_stack_wait_timeout")),
-                   pull=str(v("inference_stack_image_pull")),
-                   host_name=host.name, compose="v1" if compose == "v1" else "v2",
-                   # what --dry lists: the facts were read before this run's file changes
-                   inputs_changed=any(op.will_change for op in inputs))
+if engine_host:
+    gik_ops.compose_up(name="Bring the engines up and wait until healthy", directory=compose_dir,
+                       project=str(v("inference_stack_project_name")), services=s.services,
+                       wait_timeout=int(v("inference_stack_wait_timeout")),
+                       pull=str(v("inference_stack_image_pull")),
+                       host_name=host.name, compose="v1" if compose == "v1" else "v2",
+                       # what --dry lists: the facts were read before this run's file changes
+                       inputs_changed=any(op.will_change for op in inputs))
 
-# -- the gateway (roles/gateway): one URL and key in front of this host's engines ------------------------------------
+# -- the gateway (roles/gateway): one URL and key in front of this host's engines, or of the lab's hosts ----------
 if gw is not None:
     gateway_inputs = [gik_ops.secret_file(name=f"Write {name}", dest=f"{s.secret_dir}/{name}", content=content)
                       for name, content in gw.secrets.items() if name not in secret_contents]  # hf_secret's: above
@@ -342,15 +358,21 @@ if gw is not None:
     gateway_inputs.append(files.put(name="Write the gateway's config", src=StringIO(gw.config),
                                     dest=f"{compose_dir}/gateway/config.yaml", user="root", group="root", mode="644",
                                     create_remote_dir=False))
-    gateway_env = files.put(name="Write the gateway's compose settings", src=StringIO(gw.env),
-                            dest=f"{compose_dir}/gateway.env", user="root", group="root", mode="644",
-                            create_remote_dir=False)
-    # roles/gateway: --env-file .env --env-file gateway.env --profile gateway up --wait gateway; recreated when its
-    # config or a secret changed (files compose does not compare)
+    if gw.env_secret:  # a proxy URL with credentials: root-only, never diffed (roles/gateway: 0600, no_log)
+        gateway_env = gik_ops.secret_file(name="Write the gateway's compose settings",
+                                          dest=f"{compose_dir}/gateway.env", content=gw.env, mode=0o600)
+    else:
+        gateway_env = files.put(name="Write the gateway's compose settings", src=StringIO(gw.env),
+                                dest=f"{compose_dir}/gateway.env", user="root", group="root", mode="644",
+                                create_remote_dir=False)
+    # roles/gateway: --env-file .env --env-file gateway.env --profile gateway up --wait gateway (gateway.env alone
+    # on a gateway-only host); recreated when its config or a secret changed (files compose does not compare)
     gik_ops.compose_up(name="Bring the gateway up and wait until healthy", directory=compose_dir,
-                       project=str(v("inference_stack_project_name")), services=["gateway"], wait_timeout=300,
+                       project=str(v("inference_stack_project_name")),
+                       services=[gs.CATALOGUE["gateway"].compose_service], wait_timeout=300,
                        pull=str(v("inference_stack_image_pull")), host_name=host.name,
-                       compose="v1" if compose == "v1" else "v2", env_files=[".env", "gateway.env"],
+                       compose="v1" if compose == "v1" else "v2",
+                       env_files=[".env", "gateway.env"] if engine_host else ["gateway.env"],
                        profiles=["gateway"], recreate=any(op.will_change for op in gateway_inputs),
                        inputs_changed=gateway_env.will_change or any(op.will_change for op in inputs))
 
@@ -375,12 +397,13 @@ commands = verify_commands(
     smoke_bench=bool(v("verify_smoke_bench")), num_prompts=int(v("verify_num_prompts")),
     concurrency=int(v("verify_concurrency")), output_len=int(v("verify_output_len")))
 driver_version, gpu_names = gik_ops.gpu_rows(probe)
-gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)",
-               healthcheck=commands["healthcheck"], report_dir=str(reports), bench=commands.get("smoke-bench"),
-               # host.json (roles/verify's verify_host_result): pyinfra installs no driver, so none waits for a reboot
-               host_info={"host": reports.name, "engines": s.engines, "gpu": s.gpu, "driver_version": driver_version,
-                          "gpus": gpu_names, "reboot_pending": False},
-               bin_dir=str(bin_dir))
+if engine_host:  # a gateway-only host has no engines to verify (roles/verify runs on gpu_hosts)
+    gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)",
+                   healthcheck=commands["healthcheck"], report_dir=str(reports), bench=commands.get("smoke-bench"),
+                   # host.json (roles/verify's verify_host_result): pyinfra installs no driver: no reboot pending
+                   host_info={"host": reports.name, "engines": s.engines, "gpu": s.gpu,
+                              "driver_version": driver_version, "gpus": gpu_names, "reboot_pending": False},
+                   bin_dir=str(bin_dir))
 # -- one report for the whole lab (site.yml's last play): every host of the run, once all have been verified ------
 gik_ops.lab_report(name="Write the lab report (lab.html, lab.json, lab-junit.xml)", bin_dir=str(bin_dir),
                    reports_dir=str(reports.parent), _run_once=True)
