@@ -6,7 +6,8 @@ key (healthchecks/exposure.py; ALLOW_UNAUTHENTICATED=1 opts out), that model pat
 that enabled engines do not share a port on one address, and that each port is free on the address its
 service really binds (its compose ports line: BIND_ADDRESS, OLLAMA_BIND_ADDRESS, GATEWAY_BIND_ADDRESS), or
 already held by this same project. With the gateway among the services: its master key file holds a key
-LiteLLM accepts and its rendered config (GATEWAY_CONFIG_FILE) is a LiteLLM config with a model_list.
+LiteLLM accepts, its rendered config (GATEWAY_CONFIG_FILE) is a LiteLLM config with a model_list, and its TLS
+certificate and key (GATEWAY_TLS_CERT_FILE, GATEWAY_TLS_KEY_FILE), when set, are a pair that loads.
 Never prints a secret's content.
 """
 
@@ -17,6 +18,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import ssl
 import stat
 import sys
 from collections.abc import Mapping
@@ -203,6 +205,43 @@ def _check_gateway(project: Path, env: Mapping[str, str]) -> list[str]:
     return errors
 
 
+def _check_gateway_tls(project: Path, env: Mapping[str, str]) -> list[str]:
+    """TLS with the lab's certificate: both files or neither (/dev/null). The entrypoint serves HTTPS only when both
+    hold something and plain HTTP otherwise, without a word: a lab that set one, or an empty one, is told here. The
+    pair must load as the server will load it (PEM certificate chain and its unencrypted private key)."""
+    cert_key = STACK.settings["gateway_tls_cert_file"].env or ""
+    key_key = STACK.settings["gateway_tls_key_file"].env or ""
+    cert_raw, key_raw = _get(env, cert_key), _get(env, key_key)
+    if cert_raw == os.devnull and key_raw == os.devnull:
+        return []
+    if os.devnull in (cert_raw, key_raw):
+        have, lack = (cert_key, key_key) if key_raw == os.devnull else (key_key, cert_key)
+        return [f"{have} is set but {lack} is not: the gateway would serve plain HTTP; set both (TLS) or neither"]
+    errors = _check_secret(project, env, key_key, optional=False)
+    cert = _path(project, cert_raw)
+    try:
+        if not cert.is_file():
+            errors.append(f"{cert_key} ({cert_raw}) does not exist or is not a regular file: the lab's "
+                          "certificate (PEM) goes there")
+    except OSError as exc:
+        errors.append(f"{cert_key} ({cert_raw}) cannot be read: {exc.strerror}")
+    if errors:
+        return errors
+    empty = [k for k, raw in ((cert_key, cert_raw), (key_key, key_raw)) if _path(project, raw).stat().st_size == 0]
+    if empty:
+        return [f"{empty[0]} is empty: the gateway would serve plain HTTP; put the lab's PEM file there"]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:  # a callable password: an encrypted key fails here instead of OpenSSL prompting on the terminal
+        ctx.load_cert_chain(cert, _path(project, key_raw), password=lambda: b"")
+    except ssl.SSLError as exc:
+        why = "the key does not belong to the certificate" if "KEY_VALUES_MISMATCH" in str(exc) else \
+            "not a PEM certificate and its unencrypted private key"
+        return [f"{cert_key} ({cert_raw}) and {key_key} ({key_raw}) do not load: {why}"]
+    except OSError as exc:
+        return [f"{cert_key} ({cert_raw}) and {key_key} ({key_raw}) cannot be read: {exc.strerror}"]
+    return []
+
+
 def _check_models(project: Path, env: Mapping[str, str], services: list[str]) -> list[str]:
     models_raw = _get(env, "MODELS_DIR")
     models = (project / models_raw) if not os.path.isabs(models_raw) else Path(models_raw)
@@ -359,6 +398,7 @@ def preflight(project: Path, services: list[str], environ: Mapping[str, str] | N
             errors += _check_secret(project, env, key_file.env)
     if GATEWAY in services:
         errors += _check_gateway(project, env)
+        errors += _check_gateway_tls(project, env)
     errors += _check_models(project, env, services)
     errors += _check_ports(env, services, proj, doc)
     return errors

@@ -10,6 +10,7 @@ config renderer (python -m healthchecks.gateway) and the real /usr/bin/docker-co
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -20,6 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import free_port
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from healthchecks import gateway, preflight
 
@@ -260,3 +265,73 @@ def test_compose_v1_accepts_the_gateway_service(project: Path) -> None:
     assert gw["environment"]["HOST"] == "0.0.0.0" and gw["environment"]["LITELLM_MODE"] == "PRODUCTION"
     assert gw["entrypoint"][:2] == ["/bin/sh", "-c"] and ENTRYPOINT_REFUSAL in gw["entrypoint"][2]
     assert gw["healthcheck"]["start_period"] in ("180s", "3m")
+
+
+# -- TLS with the lab's certificate ---------------------------------------------------------------------------------
+def _self_signed(out: Path, name: str = "cert") -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and its key (python cryptography): (cert.pem, key.pem)."""
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    cert_file, key_file = out / f"{name}.pem", out / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def test_a_certificate_and_key_that_load_pass(project: Path, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    assert check(project, GATEWAY_TLS_CERT_FILE=str(cert), GATEWAY_TLS_KEY_FILE=str(key)) == []
+
+
+@pytest.mark.parametrize("case", ["cert only", "key only", "empty cert", "empty key", "missing cert", "key mode",
+                                  "other key", "not pem", "encrypted key"])
+def test_a_tls_setting_the_gateway_cannot_serve_is_named(project: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str], case: str) -> None:
+    """The entrypoint serves HTTPS only when both files hold something, plain HTTP otherwise without a word; and
+    a pair that does not load stops LiteLLM's server. Each is one line naming the settings, no key printed."""
+    cert, key = _self_signed(tmp_path)
+    _, other_key = _self_signed(tmp_path, "other")
+    env = {"GATEWAY_TLS_CERT_FILE": str(cert), "GATEWAY_TLS_KEY_FILE": str(key)}
+    words = {"cert only": "GATEWAY_TLS_CERT_FILE is set but GATEWAY_TLS_KEY_FILE is not: the gateway would serve "
+                          "plain HTTP",
+             "key only": "GATEWAY_TLS_KEY_FILE is set but GATEWAY_TLS_CERT_FILE is not",
+             "empty cert": "GATEWAY_TLS_CERT_FILE is empty: the gateway would serve plain HTTP",
+             "empty key": "GATEWAY_TLS_KEY_FILE is empty: the gateway would serve plain HTTP",
+             "missing cert": "GATEWAY_TLS_CERT_FILE (" + str(tmp_path / "nope.pem") + ") does not exist",
+             "key mode": "(GATEWAY_TLS_KEY_FILE) has mode 0644",
+             "other key": "do not load: the key does not belong to the certificate",
+             "not pem": "do not load: not a PEM certificate and its unencrypted private key",
+             "encrypted key": "do not load: not a PEM certificate and its unencrypted private key"}[case]
+    if case == "cert only":
+        del env["GATEWAY_TLS_KEY_FILE"]
+    elif case == "key only":
+        del env["GATEWAY_TLS_CERT_FILE"]
+    elif case == "empty cert":
+        cert.write_bytes(b"")
+    elif case == "empty key":
+        key.write_bytes(b"")
+    elif case == "missing cert":
+        env["GATEWAY_TLS_CERT_FILE"] = str(tmp_path / "nope.pem")
+    elif case == "key mode":
+        key.chmod(0o644)
+    elif case == "other key":
+        env["GATEWAY_TLS_KEY_FILE"] = str(other_key)
+    elif case == "not pem":
+        cert.write_bytes(b"not a certificate\n")
+    else:
+        k = serialization.load_pem_private_key(key.read_bytes(), None)
+        key.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.BestAvailableEncryption(b"lab-passphrase")))
+    with (project / ".env").open("a") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in env.items()))
+    rc, err = run(capsys, project)
+    assert rc == 1 and "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and words in lines[0], err
+    assert "PRIVATE KEY" not in err and "lab-passphrase" not in err
