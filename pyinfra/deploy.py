@@ -21,7 +21,10 @@ never diffed when a proxy URL in it carries credentials), loads image tarballs w
 brings the engines up (``up --pull <inference_stack_image_pull> --wait``), where ``gateway_enabled`` the gateway in
 front of them as roles/gateway does (its config from the role's own filters, gateway.env from its template, the
 master key from the vault or ``gateway_master_key_src``, root-only secret files 0400, ``--env-file .env --env-file
-gateway.env --profile gateway up --wait gateway``), verifies them from the controller with ``healthcheck`` (and
+gateway.env --profile gateway up --wait gateway``); on a host of the inventory group ``gateway_hosts`` the lab
+gateway instead, in front of every host of ``gpu_hosts`` (site.yml's last play: the role's lab config, each host at
+its ``gateway_upstream_address``, else its ansible_host; a host only in ``gateway_hosts`` runs the gateway alone),
+verifies them from the controller with ``healthcheck`` (and
 ``smoke-bench`` when ``verify_smoke_bench``), writes each host's host.json and ends with ``lab-report`` over the
 results: reports/lab.html, lab.json and lab-junit.xml for the whole run, as site.yml's last play. The NVIDIA
 driver and container toolkit stay with Ansible (nvidia_driver, container_toolkit): on a GPU host this checks they
