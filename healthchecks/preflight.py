@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__, exposure
+from . import __version__, exposure, gateway
 from .endpoints.compose import compose_files, load_compose, project_name, read_dotenv
 from .errors import ConfigError
 from .numbers import ascii_int
@@ -177,6 +177,11 @@ def _gateway_config(project: Path, env: Mapping[str, str]) -> tuple[dict[str, An
     models = doc.get("model_list")
     if not isinstance(models, list) or not models:
         return None, [f"{where} has no model_list (the gateway's routes): {render}"]
+    general = doc.get("general_settings")
+    wanted = f"os.environ/{gateway.MASTER_KEY_ENV}"  # what the entrypoint exports from the master key file
+    if not isinstance(general, dict) or general.get("master_key") != wanted:
+        return doc, [f"{where}: general_settings.master_key must be {wanted} (the key file's content, as "
+                     "healthchecks.gateway renders it)"]
     return doc, []
 
 

@@ -175,6 +175,12 @@ def test_the_master_key_is_checked_only_when_the_gateway_runs(project: Path) -> 
     (b"general_settings: {master_key: os.environ/GATEWAY_MASTER_KEY}\n", "has no model_list"),
     (b"model_list: []\n", "has no model_list"),
     (b"model_list: {model_name: x}\n", "has no model_list"),
+    # LiteLLM would start without the key file's key: refused (NOT_SET), or keyed by a key written in clear
+    (b"model_list: [{model_name: x}]\n", ": general_settings.master_key must be os.environ/GATEWAY_MASTER_KEY (the"),
+    (b"model_list: [{model_name: x}]\ngeneral_settings: {master_key: sk-in-clear-5e1f}\n",
+     ": general_settings.master_key must be os.environ/GATEWAY_MASTER_KEY"),
+    (b"model_list: [{model_name: x}]\ngeneral_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n",
+     ": general_settings.master_key must be os.environ/GATEWAY_MASTER_KEY"),
 ])
 def test_a_bad_gateway_config_is_one_line_naming_the_setting(project: Path, capsys: pytest.CaptureFixture[str],
                                                               content: bytes | str | None, words: str) -> None:
@@ -188,8 +194,8 @@ def test_a_bad_gateway_config_is_one_line_naming_the_setting(project: Path, caps
     assert rc == 1 and "Traceback" not in err, err
     lines = err.splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("compose-preflight: GATEWAY_CONFIG_FILE (./gateway/config.yaml) "), lines
-    assert words in lines[0] and len(lines[0]) < 200, lines
+    assert lines[0].startswith("compose-preflight: GATEWAY_CONFIG_FILE (./gateway/config.yaml)"), lines
+    assert words in lines[0] and len(lines[0]) < 200 and "sk-in-clear" not in err, lines
 
 
 def test_the_config_setting_is_followed(project: Path, tmp_path: Path) -> None:
