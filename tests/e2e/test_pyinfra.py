@@ -318,6 +318,49 @@ def test_gateway_on_a_llamacpp_host_and_the_lab_report(lab: dict[str, Any]) -> N
         assert again["totals"]["success"] == 0, (again["planned"], second.stderr[-3000:])  # nothing changed
         assert sorted(project_containers(project)) == containers and master not in second.stdout + second.stderr
         print(f"\npyinfra gateway deploy first run {t_first:.0f}s, second run {t_second:.0f}s (no change)")
+
+        # the same host in the inventory's gpu_hosts and gateway_hosts (pyinfra/inventory.py): the lab gateway
+        # (roles/gateway, gateway_mode lab) replaces the host gateway, its config the role's for that inventory, its
+        # own engine reached by compose service name, its proxy settings from the gateway's (a dead proxy: the
+        # engine traffic never goes through it)
+        inventory = tmp / "inventory" / "hosts.yml"
+        inventory.parent.mkdir()
+        inventory.write_text(yaml.safe_dump({"all": {"children": {
+            "gpu_hosts": {"hosts": {"gikgw": {"ansible_connection": "local"}}},
+            "gateway_hosts": {"hosts": {"gikgw": None}}}}}))
+        lab_settings = tmp / "settings-lab.yml"
+        lab_settings.write_text(yaml.safe_dump({**values, "gateway_http_proxy": "http://127.0.0.1:9",
+                                                "gateway_no_proxy": "mirror.lab.example",
+                                                "verify_smoke_bench": False}))  # measured above: CI time
+        t0 = time.monotonic()
+        third = subprocess.run([str(BIN / "pyinfra"), "pyinfra/inventory.py", "pyinfra/deploy.py", "--data",
+                                f"gik_settings={lab_settings}", "-y", "--json"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=900,
+                               env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "GIK_BIN": str(BIN),
+                                    "GIK_INVENTORY": str(inventory)})
+        t_lab = time.monotonic() - t0
+        assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-5000:]
+        assert summary(third)["totals"]["error"] == 0 and master not in third.stdout + third.stderr
+        s_lab = gs.load(settings_file=lab_settings)
+        g_lab = gs.lab_gateway(s_lab, {"gikgw": gs.lab_host("gikgw", s_lab, local=True)})
+        assert (compose_dir / "gateway" / "config.yaml").read_text() == g_lab.config
+        assert (compose_dir / "gateway.env").read_text() == g_lab.env
+        st = (tmp / "opt" / "secrets" / "vllm_api_key").stat()  # a lab gateway sends every keyed engine's key
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o400)
+        headers = {"Authorization": f"Bearer {master}"}
+        for route in (model, f"{model}@gikgw/llamacpp"):  # the model group, and the lab route naming host/engine
+            r = httpx.post(f"{url}/chat/completions", json={**body, "model": route}, headers=headers, timeout=120)
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"], (route, r.text[:500])
+        refused = httpx.post(f"{url}/chat/completions", json=body, timeout=60)
+        assert refused.status_code in (400, 401) and "choices" not in refused.text, refused.text[:300]
+        gateway_ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                                      "--filter", "label=com.docker.compose.service=gateway"],
+                                     capture_output=True, text=True, check=True).stdout.split()
+        env = json.loads(subprocess.run(["docker", "inspect", *gateway_ids], capture_output=True, text=True,
+                                        check=True).stdout)[0]["Config"]["Env"]
+        assert "HTTP_PROXY=http://127.0.0.1:9" in env, env
+        assert any(e.startswith("NO_PROXY=") and "mirror.lab.example" in e for e in env), env
+        print(f"pyinfra lab gateway (inventory, gpu_hosts + gateway_hosts) run {t_lab:.0f}s")
     finally:
         if compose_dir.is_dir():
             subprocess.run(["docker", "compose", "--env-file", ".env", "--env-file", "gateway.env", "--profile",
