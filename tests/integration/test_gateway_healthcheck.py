@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import GGUF, LLAMA_SERVER, MODEL, Engine, _need, _start, _stop, free_port
 from conftest import check_rows as rows
 from conftest import run_healthcheck as run
+from test_gateway import wait_live
 
 pytestmark = pytest.mark.integration
 IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", "local/litellm:1.110.2")
@@ -58,29 +58,12 @@ def _start_gateway(name: str, config: dict[str, Any], tmp: Path) -> tuple[str, s
     cfg.chmod(0o644)
     port = free_port()
     container = f"gik-e3-{name}-{os.getpid()}"
-    # no --rm: a gateway that exits at start keeps its log for _wait's message (the fixture removes it)
+    # no --rm: a gateway that exits at start keeps its log for wait_live's message (the fixture removes it)
     r = subprocess.run(["docker", "run", "-d", "--name", container, "--network", "host",
                         "-v", f"{cfg}:/app/config.yaml:ro", IMAGE, "--config", "/app/config.yaml",
                         "--host", "127.0.0.1", "--port", str(port)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     return f"http://127.0.0.1:{port}", container
-
-
-def _wait(gw: Gw, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(gw.url + "/health/liveliness", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", gw.container], capture_output=True,
-                               text=True, timeout=60).stdout.strip()
-        if state in ("exited", "dead", ""):
-            pytest.fail(f"{gw.container} stopped ({state or 'gone'}) before it answered:\n{gw.logs()}",
-                        pytrace=False)
-        time.sleep(0.5)
-    pytest.fail(f"{gw.container} did not answer in {seconds:.0f} s:\n{gw.logs()}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +101,7 @@ def gateways(vllm_server: Engine, llamacpp_server: Engine, engine_logs: Path,
             started.append(Gw(url, kf, container))
         t0 = time.monotonic()
         for g in started:
-            _wait(g, 240)
+            wait_live(g.url, g.container, g.logs, seconds=240)
         print(f"\ngateways ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         yield started[0], started[1], spare
     finally:
@@ -157,9 +140,9 @@ def test_a_healthy_gateway(gateways: tuple[Gw, Gw, Engine], vllm_server: Engine,
     key = gw.key_file.read_text().strip() if gw.key_file else ""
     assert key and key not in r.stdout + r.stderr
     # the same from the table: every row, one line per failure (none)
-    # (COLUMNS: a pipe gets rich's 80 columns, where "route smollm2-spare" folds over two lines of its column)
+    # (on a pipe, with no COLUMNS: the table is as wide as its rows, "route smollm2-spare" on one line)
     t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--model", MODEL,
-            env={"COLUMNS": "200"})
+            env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
     assert t.returncode == 0 and "all 1 endpoint(s) healthy" in t.stdout and f"route {SPARE_ROUTE}" in t.stdout
 
 
@@ -218,7 +201,7 @@ def test_smoke_bench_measures_the_gateways_cost(gateways: tuple[Gw, Gw, Engine],
                         "--api-key-file", f"gateway={gw.key_file}", "--model", f"gateway={LLAMA_ROUTE}",
                         "--model", f"llamacpp={MODEL}", "--num-prompts", "12", "--max-concurrency", "2",
                         "--input-len", "32", "--output-len", "16", "--no-gpu-sampling", "--json", str(out)],
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "gateway cost" in r.stdout
     doc = json.loads(out.read_text())
