@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,13 @@ def lab(tmp_path: Path) -> dict[str, Any]:
             "pw": pw, "tmp": tmp_path}
 
 
-def _write(lab: dict[str, Any], vllm_key: str, **override: Any) -> None:
+def _write(lab: dict[str, Any], vllm_key: str, llamacpp_key: str | None = None, **override: Any) -> None:
     (lab["group_vars"] / "main.yml").write_text(yaml.safe_dump({**lab["settings"], **override}))
     vault = lab["group_vars"] / "vault.yml"
-    vault.write_text(yaml.safe_dump({"vault_hf_token": "", "vault_vllm_api_key": vllm_key}))
+    keys = {"vault_hf_token": "", "vault_vllm_api_key": vllm_key}
+    if llamacpp_key is not None:
+        keys["vault_llamacpp_api_key"] = llamacpp_key
+    vault.write_text(yaml.safe_dump(keys))
     r = ansible("ansible-vault", "encrypt", str(vault), "--vault-password-file", str(lab["pw"]))
     assert r.returncode == 0, r.stderr
 
@@ -88,8 +92,8 @@ def _site(lab: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_first_play_stops_an_exposed_keyless_engine_before_any_change(lab: dict[str, Any]) -> None:
-    """vLLM without vault_vllm_api_key and llama.cpp (which the roles give no key) on 0.0.0.0: the real site.yml
-    stops in its first play naming the bind setting, the key and the opt-out; nothing was changed."""
+    """vLLM without vault_vllm_api_key and llama.cpp without vault_llamacpp_api_key on 0.0.0.0: the real site.yml
+    stops in its first play naming the bind setting, each key and the opt-out; nothing was changed."""
     _write(lab, "")
     r = _site(lab)
     out = r.stdout + r.stderr
@@ -99,7 +103,8 @@ def test_the_first_play_stops_an_exposed_keyless_engine_before_any_change(lab: d
     assert "TASK [preflight : Check no engine is published beyond loopback without an API key]" in r.stdout
     assert "vllm would be published on 0.0.0.0 (inference_stack_bind_address) without an API key: give it one " \
            "(vault_vllm_api_key)" in out, r.stdout[-3000:]
-    assert "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address)" in out
+    assert "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address) without an API key: give it " \
+           "one (vault_llamacpp_api_key)" in out, r.stdout[-3000:]
     assert "preflight_allow_unauthenticated: true" in out
 
 
@@ -117,6 +122,46 @@ def test_the_first_play_lets_keyed_loopback_and_opted_out_labs_through(lab: dict
     assert r.returncode == 0, r.stdout[-3000:]
     assert "would be published" not in r.stdout
     assert not (lab["tmp"] / "opt").exists()
+
+
+def test_a_keyed_llamacpp_deployed_beyond_loopback_refuses_a_request_without_its_key(lab: dict[str, Any]) -> None:
+    """llama.cpp alone on 0.0.0.0 with vault_llamacpp_api_key: the real site.yml (settings check, hf_secret,
+    inference_stack, verify) deploys it and verify's healthcheck passes through the key (a keyless request would
+    get 401: unhealthy, the run fails); smoke-bench gets the same endpoint arguments (stack.verify_commands) and is
+    left out here for CI time. From the lab address a request without the key (or with a wrong one) gets 401, with
+    it 200; the key file is root 0400 and the key is in no output (a second run's changed=0 with keys:
+    tests/unit/test_ansible_keys.py). Stops in the first play without the roles keying llama.cpp."""
+    key = "sk-llama-" + secrets.token_hex(10)
+    project = "gik-expo-" + secrets.token_hex(3)
+    compose_dir = lab["tmp"] / "opt" / "compose"
+    _write(lab, "", key, inference_stack_engines=["llamacpp"], inference_stack_project_name=project,
+           verify_reports_dir=str(lab["tmp"] / "reports"), verify_smoke_bench=False, verify_wait=300)
+    try:
+        started = time.monotonic()
+        r = _site(lab, "--tags", "hf_secret,inference_stack,verify")
+        print(f"site.yml --tags hf_secret,inference_stack,verify (llama.cpp keyed on 0.0.0.0): "
+              f"{time.monotonic() - started:.0f}s")
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert key not in out
+        secret = lab["tmp"] / "opt" / "secrets" / "llamacpp_api_key"
+        assert secret.read_text() == key and secret.stat().st_mode & 0o777 == 0o400
+        env = dict(ln.split("=", 1) for ln in (compose_dir / ".env").read_text().splitlines() if "=" in ln)
+        assert env["LLAMACPP_API_KEY_FILE"] == str(secret)
+        # verify ran healthcheck with the key (exit 0: every engine healthy; its report names llama.cpp)
+        report = json.loads((lab["tmp"] / "reports" / "localhost" / "healthcheck.json").read_text())
+        assert "llamacpp" in json.dumps(report)
+        port = lab["settings"]["inference_stack_llamacpp_port"]
+        published = _published(project)
+        assert [(s, p) for s, h, p in published if not exposure.is_loopback(h)] == [("llamacpp", port)], published
+        url = f"http://{_lab_address()}:{port}/v1/models"
+        assert httpx.get(url, timeout=60).status_code == 401
+        assert httpx.get(url, timeout=60, headers={"Authorization": "Bearer sk-not-the-key"}).status_code == 401
+        assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    finally:
+        if compose_dir.is_dir():
+            subprocess.run(["docker", "compose", "down", "-v", "-t", "5", "--remove-orphans"], cwd=compose_dir,
+                           capture_output=True, timeout=300)
 
 
 # -- compose: with keys, every published port refuses a request without one ------------------------------------------
