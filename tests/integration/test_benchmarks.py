@@ -14,7 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 def test_healthcheck_fanout_50(capsys: pytest.CaptureFixture[str]) -> None:
     from bench_healthcheck_fanout import run
 
-    for delay in (0.01, 0.05):
+    # the fast-GPU pace only (0.01 s a token): the 20 tok/s pace (0.05) times 50 single checks one after another,
+    # ~80 s more of CI for the same ratio; `python tests/benchmarks/bench_healthcheck_fanout.py` prints both
+    for delay in (0.01,):
         figures = run(50, delay)
         assert figures["endpoints"] == 50 and figures["all_at_once_s"] > 0
         with capsys.disabled():
