@@ -343,9 +343,11 @@ class Catalogue:
         return {s.env: s.env_text(s.env_default) for s in self.settings.values()
                 if s.env and s.env_default is not None}
 
-    def convert_all(self, values: Mapping[str, Any], *, source: str = "ansible") -> tuple[dict[str, Any], list[str]]:
+    def convert_all(self, values: Mapping[str, Any], *, source: str = "ansible",
+                    gateway: bool | None = None) -> tuple[dict[str, Any], list[str]]:
         """Every catalogue setting present in ``values`` (by its Ansible name, or .env name for ``source="env"``)
-        converted; and one line per bad setting. Cross-setting checks: the enabled engines' ports differ."""
+        converted; and one line per bad setting. Cross-setting checks: the enabled engines' ports differ, and the
+        gateway's too where the host runs it (``gateway``: see :meth:`port_clashes`)."""
         names = self.by_env() if source == "env" else self.by_ansible()
         out: dict[str, Any] = {}
         errors: list[str] = []
@@ -356,23 +358,107 @@ class Catalogue:
                 except SettingError as e:
                     errors.append(str(e))
         if source == "ansible" and not errors:
-            errors += self.port_clashes({**self.ansible_defaults(), **out})
+            on = runs_gateway(values) if gateway is None else gateway
+            errors += self.port_clashes({**self.ansible_defaults(), **out}, gateway=on)
         return out, errors
 
-    def port_clashes(self, values: Mapping[str, Any]) -> list[str]:
-        """The enabled engines' ports (typed Ansible values) must differ."""
-        engines = values.get(self.settings["engines"].ansible or "", self.deployed)
-        chosen: dict[int, str] = {}
+    def bind_setting(self, service: str) -> Setting:
+        """The setting of the address ``service`` is published on: its own (``<service>_bind_address``, e.g.
+        ``gateway_bind_address``), else the stack's (``inference_stack_bind_address``): compose.yaml's ports lines
+        (healthchecks/gateway.py ``bind_setting``; tests/unit/test_port_clashes.py holds them together)."""
+        return self.settings.get(f"{service}_bind_address") or self.settings["bind_address"]
+
+    def published(self, values: Mapping[str, Any], *, gateway: bool = False) -> list[Publish]:
+        """Where a deployer publishes each port of a host (``values``: typed settings by their Ansible names):
+        every enabled engine (``inference_stack_engines``), then the gateway where the host runs it. A bind setting
+        without an Ansible name (``OLLAMA_BIND_ADDRESS``) is at compose's default: the deployers do not set it."""
+        engines = list(values.get(self.settings["engines"].ansible or "", self.deployed) or [])
+        if gateway and GATEWAY in self.engines and GATEWAY not in engines:
+            engines.append(GATEWAY)
+        out = []
         for name in engines:
             entry = self.engines.get(name)
             if entry is None or not entry.port_setting.ansible:
                 continue
             port = values.get(entry.port_setting.ansible, entry.port)
-            if port in chosen:
-                return [f"port clash: {entry.port_setting.ansible}={port} is {chosen[port]}'s port too; every "
+            bind = self.bind_setting(name)
+            address = values.get(bind.ansible) if bind.ansible else None
+            if address is None:
+                address = bind.default if bind.ansible else (bind.env_default or bind.default)
+            out.append(Publish(name, entry.port_setting.ansible, port, bind.ansible or bind.env or bind.id,
+                               str(address)))
+        return out
+
+    def port_clashes(self, values: Mapping[str, Any], *, gateway: bool | None = None) -> list[str]:
+        """No two services of a host publish one port on one address (typed Ansible values): the enabled engines,
+        and the gateway where the host runs it (``gateway``; None: as ``values`` say, :func:`runs_gateway`). Two
+        addresses overlap when they are the same, or one is the wildcard of the other's family (0.0.0.0, ::), as
+        compose-preflight compares them; one port on two distinct addresses (127.0.0.1, 127.0.0.2) is no clash."""
+        on = runs_gateway(values) if gateway is None else gateway
+        chosen: list[Publish] = []
+        for p in self.published(values, gateway=on):
+            other = next((c for c in chosen if c.port == p.port and overlap(c.address, p.address)), None)
+            if other is None:
+                chosen.append(p)
+                continue
+            if GATEWAY not in (p.service, other.service) and p.address == other.address:
+                return [f"port clash: {p.port_setting}={p.port} is {other.port_setting}'s port too; every "
                         "engine needs its own port"]
-            chosen[port] = entry.port_setting.ansible
+            if p.address == other.address:
+                names = dict.fromkeys((p.bind_setting, other.bind_setting))
+                where = f"both on {p.address} ({', '.join(names)})"
+            else:
+                ip = _ip(p.address)
+                wide, narrow = (p, other) if ip is not None and ip.is_unspecified else (other, p)
+                where = f"{wide.bind_setting}={wide.address} covers {narrow.bind_setting}={narrow.address}"
+            who = "the gateway and every engine need their own" if GATEWAY in (p.service, other.service) \
+                else "every engine needs its own"
+            return [f"port clash: {p.port_setting}={p.port} is {other.port_setting}'s port too, {where}; {who} "
+                    "port (or address)"]
         return []
+
+
+@dataclass(frozen=True)
+class Publish:
+    """One port a deployer publishes on a host: the service, its port setting and value, its address setting and
+    value (Ansible names where the deployers set them)."""
+
+    service: str
+    port_setting: str
+    port: Any
+    bind_setting: str
+    address: str
+
+
+GATEWAY = "gateway"  # the catalogue's gateway engine (roles/gateway deploys it, not inference_stack)
+GATEWAY_GROUP = "gateway_hosts"  # site.yml's lab gateway group: its hosts run the gateway too
+
+
+def runs_gateway(host: Mapping[str, Any]) -> bool:
+    """Whether site.yml runs roles/gateway on ``host`` (its host variables, Ansible names): ``gateway_enabled``
+    (its ``| bool``: Ansible's boolean words) or the host is in the lab gateway's group (``group_names``)."""
+    enabled = host.get("gateway_enabled", False)
+    on = enabled is True or (not isinstance(enabled, bool) and str(enabled).strip().lower() in BOOL_TRUE)
+    groups = host.get("group_names")
+    return on or (isinstance(groups, list | tuple) and GATEWAY_GROUP in groups)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip().strip("[]")
+    try:
+        return ipaddress.ip_address("127.0.0.1" if text.lower() == "localhost" else text.split("%")[0])
+    except ValueError:
+        return None
+
+
+def overlap(a: str, b: str) -> bool:
+    """Whether two published addresses take the same port: the same address, or a wildcard (0.0.0.0, ::) and any
+    address of its family (Docker publishes 0.0.0.0 and :: apart; compose-preflight compares them so too);
+    ``localhost`` is 127.0.0.1."""
+    ia, ib = _ip(a), _ip(b)
+    if ia is None or ib is None:
+        return a == b
+    return ia == ib or (ia.version == ib.version and (ia.is_unspecified or ib.is_unspecified))
 
 
 def _setting(sid: str, raw: Mapping[str, Any]) -> Setting:
