@@ -180,8 +180,6 @@ def test_the_ansible_settings_check_compares_address_and_port() -> None:
         "its own port"]
 
 
-@pytest.mark.xfail(strict=True, reason="roles/preflight/filter_plugins/gik_stack.py must pass "
-                                       "gateway=stack.runs_gateway(host) to port_clashes (not this helper's file)")
 @pytest.mark.parametrize("host", [{"gateway_enabled": True}, {"group_names": ["gpu_hosts", "gateway_hosts"]}])
 def test_the_ansible_settings_check_refuses_the_gateway_on_an_engine_s_port(host: dict[str, Any]) -> None:
     check = _filter("gik_stack_check", "gik_stack")

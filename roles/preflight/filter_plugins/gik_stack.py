@@ -47,7 +47,9 @@ def gik_stack_check(host: Mapping[str, Any], options: Mapping[str, Any] | None =
         if out != raw or type(out) is not type(raw):
             values[name] = out
     if not errors:
-        errors = catalogue.port_clashes({**catalogue.ansible_defaults(), **given})
+        # the gateway's port counts where this host runs it (gateway_enabled, or a member of gateway_hosts)
+        gateway = stack.runs_gateway(stack.plain({k: host[k] for k in ("gateway_enabled", "group_names") if k in host}))
+        errors = catalogue.port_clashes({**catalogue.ansible_defaults(), **given}, gateway=gateway)
     return {"values": values, "errors": errors}
 
 
