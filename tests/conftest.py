@@ -27,6 +27,40 @@ HF_DIR = CACHE / "models" / "smollm2-135m-instruct-hf"
 MODEL = "smollm2:135m"  # the one served name on every engine, as in compose/.env.example
 
 
+# How `make test` spreads the work over its pytest-xdist workers (--dist loadgroup --no-loadscope-reorder): a unit
+# of work is a test module (its module fixtures, e.g. the container lab, built once), or one test that builds its
+# whole setup itself (function-scoped fixtures) and is long enough to run beside the rest of its module. Units are
+# taken longest first (so no long one starts last and leaves the other worker idle), the others in file order.
+# Seconds: a serial run on this 2-core machine (--durations); only the order depends on them.
+SCHEDULE = {
+    "tests/e2e/test_lab.py": 930,
+    "tests/e2e/test_connected_lab.py": 490,
+    "tests/e2e/test_ansible.py::test_site_yml_deploys_verifies_and_is_idempotent": 490,
+    "tests/e2e/test_pyinfra.py": 470,
+    "tests/e2e/test_ansible.py": 430,
+    "tests/e2e/test_lab_gateway.py": 280,
+    "tests/integration/test_gateway_healthcheck.py": 230,
+    "tests/e2e/test_compose.py": 220,
+    "tests/integration/test_gateway.py": 210,
+    "tests/e2e/test_exposure_deploy.py": 200,
+    "tests/e2e/test_ansible.py::test_site_yml_on_a_compose_v1_host": 160,
+    "tests/integration/test_smoke_bench.py": 150,
+}
+
+
+def _unit(item: pytest.Item) -> str:
+    test = item.nodeid.split("[", 1)[0]
+    return test if test in SCHEDULE else item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group mark into the unit
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-SCHEDULE.get(_unit(item), 0), order[id(item)]))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_unit(item)))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
