@@ -10,13 +10,13 @@ setup:
 demo: setup
 	bash compose/demo.sh
 
-# Test modules run on PYTEST_WORKERS processes (pytest-xdist), a whole module per worker (its module-scoped
-# fixtures, e.g. the container lab, are built once), in file order: the long e2e modules start first. The engines
-# and Ansible runs wait on I/O (SSH, apt, container start-up) much of the time; 2 workers use that on 2 cores.
+# Tests run on PYTEST_WORKERS processes (pytest-xdist) in units of work that tests/conftest.py names (a module,
+# its module fixtures such as the container lab built once, or one long self-contained test), longest first.
+# The engines and Ansible runs wait on I/O (SSH, apt, container start-up) much of the time; 2 workers use that.
 PYTEST_WORKERS ?= 2
 
 test: setup
-	.venv/bin/pytest -m "unit or integration or e2e" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	.venv/bin/pytest -m "unit or integration or e2e" -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
 		$(PYTEST_ARGS)
 
 lint:
