@@ -51,7 +51,6 @@ from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
 
-from healthchecks import exposure
 from healthchecks.stack import load as load_catalogue
 from healthchecks.stack import verify_commands
 from pyinfra import config, host, inventory
@@ -186,14 +185,8 @@ stack = s.stack_dir
 secret_contents = gik_ops.secret_files(s)
 
 # -- no engine published beyond loopback without an API key (healthchecks/exposure: the rule every deployer applies)
-# pyinfra keys the engines whose key file the hf_secret role writes (vLLM's: hf_secret_vllm_api_key_file or the vault)
-key_file_names = {e: Path(str(kf.default)).name for e in s.engines
-                  if (kf := load_catalogue().engines[e].api_key_file_setting)}
-key_names = {e: f"hf_secret_{e}_api_key_file or vault_{e}_api_key" for e, name in key_file_names.items()
-             if name in secret_contents}
-keyed = {e: bool(secret_contents[key_file_names[e]].strip()) for e in key_names}
-refused = exposure.deployer_refusals({**s.raw, **{k: x for k, x in s.validated.items() if x is not None}},
-                                     keyed=keyed, key_names=key_names) if engine_host else []
+# pyinfra keys the engines whose key file the hf_secret role writes (hf_secret_<engine>_api_key_file or the vault)
+refused = gik_ops.exposure_refusals(s, secret_contents) if engine_host else []
 if refused:
     stop("; ".join(refused) + " (nothing was changed)")
 compose_dir = f"{stack}/compose"
@@ -390,7 +383,8 @@ if not (bin_dir / "healthcheck").exists() and shutil.which("healthcheck"):
 # for each engine the catalogue gives a key file whose secret is set
 catalogue = load_catalogue()
 key_files = {e: str(v(f"hf_secret_{e}_api_key_file")) for e in s.engines
-             if (kf := catalogue.engines[e].api_key_file_setting) and secret_contents.get(Path(str(kf.default)).name)}
+             if (kf := catalogue.engines[e].api_key_file_setting)
+             and secret_contents.get(gik_ops.key_secret_name(kf) or "", "").strip()}
 reports = Path(str(v("verify_reports_dir"))) / gik_ops.report_name(host.name)
 # the verify role's command line (healthchecks/stack.py builds it for both deployers)
 commands = verify_commands(

@@ -35,13 +35,45 @@ from pyinfra import host
 
 SECRET_DIR_MODE = 0o700
 SECRET_FILE_MODE = 0o400
-SECRET_NAMES = ("hf_token", "vllm_api_key")
+SECRET_NAMES = ("hf_token", "vllm_api_key", "llamacpp_api_key")
 
 
 def secret_files(settings: Any) -> dict[str, str]:
     """What hf_secret writes: the values as they are (``content: "{{ hf_secret_token }}"``)."""
     raw = settings.raw
-    return {"hf_token": _text(raw.get("hf_secret_token")), "vllm_api_key": _text(raw.get("hf_secret_vllm_api_key"))}
+    return {"hf_token": _text(raw.get("hf_secret_token")), "vllm_api_key": _text(raw.get("hf_secret_vllm_api_key")),
+            "llamacpp_api_key": _text(raw.get("hf_secret_llamacpp_api_key"))}
+
+
+def key_secret_name(setting: Any, compose: Mapping[str, Any] | None = None) -> str | None:
+    """The secret file an engine's key file setting names: the kit compose file's top-level secret whose ``file``
+    reads the setting's variable (LLAMACPP_API_KEY_FILE -> llamacpp_api_key), which hf_secret writes under its
+    folder; roles/verify derives the same name. Not the setting's default's basename: /dev/null for llama.cpp."""
+    from healthchecks import exposure
+
+    env = getattr(setting, "env", None)
+    doc = exposure.kit_compose() if compose is None else compose
+    for name, spec in (doc.get("secrets") or {}).items():
+        if env and isinstance(spec, dict) and str(spec.get("file", "")).startswith("${" + env + ":"):
+            return str(name)
+    return None
+
+
+def exposure_refusals(settings: Any, secret_contents: Mapping[str, str] | None = None) -> list[str]:
+    """healthchecks/exposure's rule for this deploy: each engine of ``settings`` published beyond loopback must have
+    a non-blank key in the secret file hf_secret writes for it (``secret_files``), else one line naming the settings
+    that give it one (hf_secret_<engine>_api_key_file or vault_<engine>_api_key)."""
+    from healthchecks import exposure, stack
+
+    contents = secret_files(settings) if secret_contents is None else secret_contents
+    catalogue = stack.load()
+    key_file_names = {e: name for e in settings.engines if (kf := catalogue.engines[e].api_key_file_setting)
+                      and (name := key_secret_name(kf))}
+    key_names = {e: f"hf_secret_{e}_api_key_file or vault_{e}_api_key" for e, name in key_file_names.items()
+                 if name in contents}
+    keyed = {e: bool(contents[key_file_names[e]].strip()) for e in key_names}
+    values = {**settings.raw, **{k: x for k, x in settings.validated.items() if x is not None}}
+    return exposure.deployer_refusals(values, keyed=keyed, key_names=key_names, catalogue=catalogue)
 
 
 def _text(value: Any) -> str:

@@ -61,6 +61,8 @@ DEPLOYED = {name: spec for name, spec in CATALOGUE.items() if spec.deployed}
 PYINFRA_SPEC: dict[str, dict[str, Any]] = {
     "hf_secret_token_file": {"type": "path", "description": "File holding the HF token (empty: no token)."},
     "hf_secret_vllm_api_key_file": {"type": "path", "description": "File holding the vLLM API key (empty: none)."},
+    "hf_secret_llamacpp_api_key_file": {"type": "path",
+                                        "description": "File holding the llama.cpp API key (empty: none)."},
     # site.yml runs roles/gateway on a gpu_hosts host where gateway_enabled (its `when:`, no role default)
     "gateway_enabled": {"type": "bool", "description": "Run the gateway in front of this host's engines."},
     "gateway_master_key_src": {"type": "path",
@@ -68,8 +70,10 @@ PYINFRA_SPEC: dict[str, dict[str, Any]] = {
 }
 # The secret files hf_secret writes: file name -> (pyinfra's file setting, the vault variable)
 SECRET_SOURCES = {"hf_token": ("hf_secret_token_file", "vault_hf_token"),
-                  "vllm_api_key": ("hf_secret_vllm_api_key_file", "vault_vllm_api_key")}
+                  "vllm_api_key": ("hf_secret_vllm_api_key_file", "vault_vllm_api_key"),
+                  "llamacpp_api_key": ("hf_secret_llamacpp_api_key_file", "vault_llamacpp_api_key")}
 SECRET_KEYS = ("hf_secret_token", "hf_secret_vllm_api_key", "vault_hf_token", "vault_vllm_api_key",
+               "hf_secret_llamacpp_api_key", "vault_llamacpp_api_key",
                "gateway_master_key", "vault_gateway_master_key")
 GATEWAY_ROLE = ROLES_DIR / "gateway"
 GATEWAY_ENV_TEMPLATE = GATEWAY_ROLE / "templates" / "gateway.env.j2"
@@ -386,9 +390,10 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
             sources[k] = "workstation"
     # the secrets: a file on the controller (hf_secret_*_file), else the vault's value (hf_secret's defaults)
     token = _read_secret(raw.get("hf_secret_token_file"), "hf_secret_token_file")
-    key = _read_secret(raw.get("hf_secret_vllm_api_key_file"), "hf_secret_vllm_api_key_file")
     raw["hf_secret_token"] = token if token is not None else raw.get("vault_hf_token", "")
-    raw["hf_secret_vllm_api_key"] = key if key is not None else raw.get("vault_vllm_api_key", "")
+    for engine in ("vllm", "llamacpp"):  # hf_secret's keys: hf_secret_<engine>_api_key, from the file or the vault
+        key = _read_secret(raw.get(f"hf_secret_{engine}_api_key_file"), f"hf_secret_{engine}_api_key_file")
+        raw[f"hf_secret_{engine}_api_key"] = key if key is not None else raw.get(f"vault_{engine}_api_key", "")
     master_key = _read_secret(raw.get("gateway_master_key_src"), "gateway_master_key_src")
     if master_key is not None:
         raw["gateway_master_key"] = master_key

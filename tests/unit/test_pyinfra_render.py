@@ -134,18 +134,22 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         case_dir = tmp / name
         (case_dir / "compose").mkdir(parents=True)
         token, key = "hf_" + secrets.token_hex(12), ("sk-" + secrets.token_hex(8)) if name == "custom" else ""
+        # llama.cpp keyed in the custom case (hf_secret's llamacpp_api_key, LLAMACPP_API_KEY_FILE in the .env)
+        llamacpp_key = ("sk-llama-" + secrets.token_hex(8)) if name == "custom" else ""
         hostvars = {**overrides, "inference_stack_dir": str(case_dir)}
         if name == "custom":
             hostvars["hf_secret_dir"] = str(case_dir / "keys")
         hosts[name] = {**hostvars, "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                       "vault_hf_token": token, "vault_vllm_api_key": key}
+                       "vault_hf_token": token, "vault_vllm_api_key": key, "vault_llamacpp_api_key": llamacpp_key}
         if name in CURRENT:
             hosts[name]["docker_current_daemon_json"] = {"content": base64.b64encode(CURRENT[name].encode()).decode()}
         token_file, key_file = case_dir / "token.txt", case_dir / "key.txt"
         token_file.write_text(token + "\n")  # as a person writes it; the secret file holds the value only
         key_file.write_text(key)
+        llamacpp_key_file = case_dir / "llamacpp_key.txt"
+        llamacpp_key_file.write_text(llamacpp_key + "\n" if llamacpp_key else "")
         cases[name] = {"dir": case_dir, "hostvars": hostvars, "token_file": token_file, "key_file": key_file,
-                       "token": token}
+                       "llamacpp_key_file": llamacpp_key_file, "token": token, "llamacpp_key": llamacpp_key}
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts}}}}))
     # the proxy role runs before inference_stack in site.yml, so its defaults (proxy_no_proxy...) are in scope
     # there; its tasks change the host, so only its defaults are loaded here (no case sets a proxy_* value)
@@ -166,7 +170,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _settings(rendered: dict[str, Any], name: str) -> gs.Settings:
     case = rendered["cases"][name]
     return gs.load({**case["hostvars"], "hf_secret_token_file": str(case["token_file"]),
-                    "hf_secret_vllm_api_key_file": str(case["key_file"])}, group_vars=rendered["group_vars"])
+                    "hf_secret_vllm_api_key_file": str(case["key_file"]),
+                    "hf_secret_llamacpp_api_key_file": str(case["llamacpp_key_file"])},
+                   group_vars=rendered["group_vars"])
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -191,6 +197,60 @@ def test_secret_files_byte_identical(rendered: dict[str, Any], name: str) -> Non
         assert content.encode() == f.read_bytes(), fname
         assert stat.S_IMODE(f.stat().st_mode) == gik_ops.SECRET_FILE_MODE, fname
     assert gik_ops.secret_files(s)["hf_token"] == rendered["cases"][name]["token"]
+    # every file hf_secret writes, pyinfra writes (llama.cpp's key too), and the keyed case's key is there
+    assert sorted(gik_ops.secret_files(s)) == sorted(p.name for p in secret_dir.iterdir())
+    assert gik_ops.secret_files(s)["llamacpp_api_key"] == rendered["cases"][name]["llamacpp_key"]
+
+
+def test_keyed_llamacpp_env_names_its_key_file(rendered: dict[str, Any]) -> None:
+    """The keyed case's .env (Ansible's and pyinfra's, byte-identical above) hands llama.cpp its key file; a
+    keyless case leaves compose's /dev/null."""
+    custom = (rendered["cases"]["custom"]["dir"] / "compose" / ".env").read_text()
+    key_dir = rendered["cases"]["custom"]["dir"] / "keys"
+    assert f"LLAMACPP_API_KEY_FILE={key_dir}/llamacpp_api_key\n" in custom
+    assert "LLAMACPP_API_KEY_FILE=" not in (rendered["cases"]["defaults"]["dir"] / "compose" / ".env").read_text()
+
+
+def test_key_secret_name_is_the_compose_secret_hf_secret_writes() -> None:
+    """The key file of each engine that takes a key: the compose secret its setting's variable names (not the
+    default's basename: /dev/null for llama.cpp), and a file the hf_secret role writes under its folder."""
+    from healthchecks import stack
+
+    cat = stack.load()
+    keyed = {e: kf for e, entry in cat.engines.items() if entry.deployed and (kf := entry.api_key_file_setting)}
+    assert {"vllm", "llamacpp"} <= set(keyed)
+    written = {Path(str(t["ansible.builtin.copy"]["dest"])).name
+               for t in _walk(yaml.safe_load((ROOT / "roles" / "hf_secret" / "tasks" / "main.yml").read_text()))
+               if isinstance(t.get("ansible.builtin.copy"), dict)}
+    compose = yaml.safe_load((ROOT / "compose" / "compose.yaml").read_text())
+    for e, kf in keyed.items():
+        name = gik_ops.key_secret_name(kf)
+        assert name == f"{e}_api_key" and name in written and name in gik_ops.secret_files(gs.load())
+        assert compose["secrets"][name]["file"].startswith("${" + str(kf.env) + ":")
+
+
+@pytest.mark.parametrize(("keyed", "refused"), [(True, False), (False, True)])
+def test_pyinfra_exposure_keys_llamacpp(tmp_path: Path, keyed: bool, refused: bool) -> None:
+    """pyinfra's exposure check (deploy.py, before any change): llama.cpp on 0.0.0.0 passes with a key from
+    hf_secret_llamacpp_api_key_file, and without one is refused naming the settings that give it one; the key is
+    in no message."""
+    key = "sk-llama-" + secrets.token_hex(8)
+    key_file = tmp_path / "llamacpp_key.txt"
+    key_file.write_text(key + "\n" if keyed else "")
+    s = gs.load({"inference_stack_engines": ["llamacpp"], "inference_stack_bind_address": "0.0.0.0",
+                 "hf_secret_llamacpp_api_key_file": str(key_file)})
+    out = gik_ops.exposure_refusals(s)
+    if refused:
+        assert len(out) == 1 and out[0].startswith("llamacpp would be published on 0.0.0.0 "
+                                                   "(inference_stack_bind_address) without an API key: give it one "
+                                                   "(hf_secret_llamacpp_api_key_file or vault_llamacpp_api_key)"), out
+    else:
+        assert out == [], out
+    assert key not in " ".join(out)
+    # the vault's value keys it as the file does (hf_secret's default: vault_llamacpp_api_key)
+    by_vault = gs.load({"inference_stack_engines": ["llamacpp"], "inference_stack_bind_address": "0.0.0.0",
+                        "vault_llamacpp_api_key": key if keyed else ""})
+    assert bool(gik_ops.exposure_refusals(by_vault)) == refused
 
 
 def test_settings_follow_the_layers(rendered: dict[str, Any]) -> None:
@@ -332,7 +392,7 @@ def test_encrypted_vault_is_read_as_ansible_reads_it(tmp_path: Path, monkeypatch
 
     # the settings layer: the vault's values become hf_secret's (files would win; none here)
     s = gs.load(group_vars=v["group_vars"], vault_password_file=str(v["pw"]))
-    assert gik_ops.secret_files(s) == {"hf_token": v["token"], "vllm_api_key": v["key"]}
+    assert gik_ops.secret_files(s) == {"hf_token": v["token"], "vllm_api_key": v["key"], "llamacpp_api_key": ""}
     assert s.sources["secret:hf_token"] == "vault_hf_token"
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(v["pw"]))
     assert gik_ops.secret_files(gs.load(group_vars=v["group_vars"]))["hf_token"] == v["token"]
