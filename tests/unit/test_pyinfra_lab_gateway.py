@@ -31,7 +31,7 @@ KEY = "sk-unitlab" + secrets.token_hex(8)
 VLLM_KEY = "sk-vllm" + secrets.token_hex(6)
 PROXY = {"proxy_http": "http://proxy.lab.example:3128", "proxy_https": "http://proxy.lab.example:3128",
          "proxy_no_proxy": "localhost,127.0.0.1,mirror.lab.example"}
-# gpu_hosts, in the inventory's order (pyinfra/inventory.py lists hosts by name: kept sorted here)
+# gpu_hosts by name (pyinfra/inventory.py lists hosts by name; the inventory file lists them in INVENTORY_ORDER)
 UPSTREAMS: dict[str, dict[str, Any]] = {
     # vLLM and llama.cpp serving one name, published on the lab network (group_vars: 0.0.0.0)
     "alpha": {"ansible_host": "10.1.0.11", "inference_stack_engines": ["vllm", "llamacpp"],
@@ -47,6 +47,9 @@ UPSTREAMS: dict[str, dict[str, Any]] = {
     "gw": {"ansible_host": "10.1.0.10", "inference_stack_engines": ["llamacpp"],
            "inference_stack_bind_address": "127.0.0.1"},
 }
+# the order the inventory file lists gpu_hosts in: not by name, so both deployers must sort (roles/gateway's
+# gateway_lab_hosts walks the group sorted, as pyinfra/inventory.py lists hosts) to write the same routes
+INVENTORY_ORDER = ["gw", "delta", "alpha", "beta"]
 GATEWAY_ONLY = {"solo": {"ansible_host": "10.1.0.20", "gateway_num_retries": 5,
                          "gateway_routing_strategy": "least-busy",
                          "gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B", "gateway_port": 4400,
@@ -64,7 +67,7 @@ def _inventory(tmp: Path) -> Path:
     (tmp / "inventory" / "group_vars" / "gpu_hosts" / "main.yml").write_text(
         yaml.safe_dump({"inference_stack_bind_address": "0.0.0.0", "inference_stack_gpu": False}))
     inv.write_text(yaml.safe_dump({"all": {"vars": common, "children": {
-        "gpu_hosts": {"hosts": {n: hosts[n] for n in UPSTREAMS}},
+        "gpu_hosts": {"hosts": {n: hosts[n] for n in INVENTORY_ORDER}},
         "gateway_hosts": {"hosts": {"gw": None, "solo": hosts["solo"]}}}}}, sort_keys=False))
     for name in hosts:
         (tmp / name).mkdir()
@@ -118,6 +121,9 @@ def _pyinfra_inventory(inv: Path) -> ModuleType:
 
 def test_inventory_groups(lab: dict[str, Any]) -> None:
     inv = lab["pyinfra"]
+    assert sorted(INVENTORY_ORDER) == list(UPSTREAMS) != INVENTORY_ORDER  # the file lists them out of name order
+    assert list(yaml.safe_load(lab["inventory"].read_text())["all"]["children"]["gpu_hosts"]["hosts"]) == \
+        INVENTORY_ORDER
     assert [n for n, _ in inv.gpu_hosts] == list(UPSTREAMS)
     assert [n for n, _ in inv.gateway_hosts] == ["gw", "solo"]
     assert all(d["gik_inventory_name"] == n for n, d in inv.gpu_hosts + inv.gateway_hosts)
