@@ -9,7 +9,7 @@ Settings: the roles' defaults, inventory/group_vars/gpu_hosts/, then a settings 
 or ``GIK_SETTINGS=FILE``), then per-host data and ``--data key=value``; see gik_settings.py. Secrets: the vault
 (an encrypted group_vars/gpu_hosts/vault.yml, decrypted with ``ANSIBLE_VAULT_PASSWORD_FILE`` or
 ``--data gik_vault_password_file=FILE``, as ansible-playbook does) or files on the controller
-(``hf_secret_token_file``, ``hf_secret_vllm_api_key_file``). A bad setting, an unreadable vault, a secret with no
+(``hf_secret_token_file``, ``hf_secret_<engine>_api_key_file``). A bad setting, an unreadable vault, a secret with no
 value where the host holds one, or a user that cannot become root stops the run before any change, in one line.
 
 Sends apt through the proxy (proxy role: apt reaches the no_proxy hosts DIRECT), installs Docker + compose where

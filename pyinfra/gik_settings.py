@@ -7,7 +7,7 @@ Layers, lowest first (Ansible's precedence for the same sources):
    ``healthchecks.endpoints.inventory.read_inventory``): an encrypted ``vault.yml`` is decrypted with the vault
    password file (``--data gik_vault_password_file=FILE``, Ansible's ``ANSIBLE_VAULT_PASSWORD_FILE`` or
    ansible.cfg), or the run stops naming the missing password. Secrets may also come from files
-   (``hf_secret_token_file``, ``hf_secret_vllm_api_key_file``), which win over the vault's values.
+   (``hf_secret_token_file``, ``hf_secret_<engine>_api_key_file``: vllm, llamacpp), which win over the vault's values.
 3. a settings file (YAML, like host_vars): ``--data gik_settings=FILE`` or ``GIK_SETTINGS=FILE``
 4. per-host data (``pyinfra/inventory.py`` from the Ansible inventory's host entries) and ``--data key=value``
 5. the roles' ``vars/main.yml`` (derived values such as ``inference_stack_overlay``; Ansible ranks role vars above
