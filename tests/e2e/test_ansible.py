@@ -208,9 +208,11 @@ def test_gpu_roles_check_mode_on_a_host_without_network(tmp_path: Path) -> None:
 
 def test_site_yml_on_a_compose_v1_host(lab: dict) -> None:
     """A host with only docker-compose v1 (no --wait): the role waits for Docker's own health status
-    (compose/wait-healthy.sh), so every container is healthy when the play moves on; a re-run changes nothing."""
+    (compose/wait-healthy.sh), so every container is healthy when the play moves on; a re-run changes nothing.
+    llama.cpp alone: the role's v1 path is the same for every engine, and vLLM with the service it depends on
+    (its model check) under v1 is tests/e2e/test_compose.py's stack_up[v1]."""
     args = ("ansible-playbook", "site.yml", "-i", str(lab["inventory"]), "--vault-password-file", str(lab["pw"]),
-            "-e", "docker_compose_version=v1")
+            "-e", "docker_compose_version=v1", "-e", '{"inference_stack_engines": ["llamacpp"]}')
     first = ansible(*args)
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
     assert "TASK [inference_stack : Bring the engines up (compose v1)]" in first.stdout
@@ -218,14 +220,14 @@ def test_site_yml_on_a_compose_v1_host(lab: dict) -> None:
         in first.stdout
     ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={lab['project']}"],
                          capture_output=True, text=True, check=True).stdout.split()
-    # the two chosen engines (compose adds the services they depend on, e.g. vLLM's model check), every one healthy
+    # the chosen engine, and only it, healthy
     rows = subprocess.run(["docker", "inspect", "-f",
                            '{{index .Config.Labels "io.gpu-inference-kit.engine"}}={{.State.Health.Status}}', *ids],
                           capture_output=True, text=True, check=True).stdout.split()
-    assert sorted(r.split("=")[0] for r in rows if not r.startswith("=")) == ["llamacpp", "vllm"], rows
+    assert sorted(r.split("=")[0] for r in rows) == ["llamacpp"], rows
     assert {r.split("=")[1] for r in rows} == {"healthy"}, rows
     hc = yaml.safe_load((lab["tmp"] / "reports" / "localhost" / "healthcheck.json").read_text())
-    assert hc["healthy"]
+    assert hc["healthy"] and [e["engine"] for e in hc["endpoints"]] == ["llamacpp"]
     assert lab["token"] not in first.stdout + first.stderr and lab["vllm_key"] not in first.stdout + first.stderr
     second = ansible(*args)
     assert second.returncode == 0, second.stdout[-6000:]
