@@ -158,6 +158,29 @@ def test_a_keyed_llamacpp_deployed_beyond_loopback_refuses_a_request_without_its
         assert httpx.get(url, timeout=60).status_code == 401
         assert httpx.get(url, timeout=60, headers={"Authorization": "Bearer sk-not-the-key"}).status_code == 401
         assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+        # A new key in the vault: hf_secret rewrites the file, and compose (which compares no file's contents) would
+        # leave llama-server serving the old one (verify's call with the new key: 401, a failed run). inference_stack
+        # recreates the services mounting the changed file: the old key gets 401, the new one 200. (verify is left
+        # out of this run for CI time: it calls the same port with the same header as the requests below.)
+        new_key = "sk-llama-" + secrets.token_hex(10)
+        _write(lab, "", new_key, inference_stack_engines=["llamacpp"], inference_stack_project_name=project,
+               verify_reports_dir=str(lab["tmp"] / "reports"), verify_smoke_bench=False, verify_wait=300)
+        started = time.monotonic()
+        r = _site(lab, "--tags", "hf_secret,inference_stack")
+        print(f"second run, new llama.cpp key (--tags hf_secret,inference_stack): {time.monotonic() - started:.0f}s")
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert key not in r.stdout + r.stderr and new_key not in r.stdout + r.stderr
+        assert secret.read_text() == new_key
+        assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+        assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {new_key}"}).status_code == 200
+        assert "TASK [inference_stack : Recreate the engines whose secret file changed (compose v2)]" in r.stdout
+        # nothing changed: nothing recreated, changed=0
+        started = time.monotonic()
+        r = _site(lab, "--tags", "hf_secret,inference_stack")
+        print(f"third run, same key: {time.monotonic() - started:.0f}s")
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert recap(r.stdout)["changed"] == 0, r.stdout[-4000:]
     finally:
         if compose_dir.is_dir():
             subprocess.run(["docker", "compose", "down", "-v", "-t", "5", "--remove-orphans"], cwd=compose_dir,
