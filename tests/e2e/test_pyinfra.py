@@ -112,8 +112,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
      "inference_stack_vllm_gpu_memory_utilization='1.5' must be a fraction in (0, 1]"),
     ("verify_num_prompts=0", "verify_num_prompts='0' must be a positive integer"),
     ("inference_stack_vllm_max_model_len=lots", "inference_stack_vllm_max_model_len"),
-    # published beyond loopback without a key (healthchecks/exposure): llama.cpp cannot be keyed by this deployer
-    ("inference_stack_bind_address=0.0.0.0", "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address)"),
+    # published beyond loopback without a key (healthchecks/exposure): vLLM has one here, llama.cpp none, and the
+    # refusal names the settings that give it one (hf_secret writes llamacpp_api_key, as for vLLM)
+    ("inference_stack_bind_address=0.0.0.0", "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address) "
+                                             "without an API key: give it one (hf_secret_llamacpp_api_key_file or "
+                                             "vault_llamacpp_api_key)"),
     # the gateway (roles/gateway's checks): no master key in the vault nor gateway_master_key_src
     ("gateway_enabled=true", "gateway_master_key (vault_gateway_master_key, or gateway_master_key_src) must be set"),
 ])
