@@ -305,8 +305,8 @@ for login in v("docker_registry_logins") or []:
 # -- secrets (hf_secret): root-only files, never shown ----------------------------------------------------------------
 files.directory(name="Create the secrets directory", path=s.secret_dir, user="root", group="root",
                 mode=f"{gik_ops.SECRET_DIR_MODE:o}")
-for fname, content in secret_contents.items():
-    gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
+secret_ops = [gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
+              for fname, content in secret_contents.items()]
 
 # -- the compose project (inference_stack) --------------------------------------------------------------------------
 shipped = s.compose_files
@@ -341,7 +341,10 @@ if engine_host:
                        pull=str(v("inference_stack_image_pull")),
                        host_name=host.name, compose="v1" if compose == "v1" else "v2",
                        # what --dry lists: the facts were read before this run's file changes
-                       inputs_changed=any(op.will_change for op in inputs))
+                       inputs_changed=any(op.will_change for op in inputs),
+                       # a rotated key or token: compose does not compare secret files, so the engines would go
+                       # on serving with the old one (roles/inference_stack recreates them too)
+                       recreate=any(op.will_change for op in secret_ops))
 
 # -- the gateway (roles/gateway): one URL and key in front of this host's engines, or of the lab's hosts ----------
 if gw is not None:
@@ -382,9 +385,9 @@ if not (bin_dir / "healthcheck").exists() and shutil.which("healthcheck"):
 # the controller's copies of the engines' API keys (the host's are root-only): hf_secret_<engine>_api_key_file
 # for each engine the catalogue gives a key file whose secret is set
 catalogue = load_catalogue()
-key_files = {e: str(v(f"hf_secret_{e}_api_key_file")) for e in s.engines
-             if (kf := catalogue.engines[e].api_key_file_setting)
-             and secret_contents.get(gik_ops.key_secret_name(kf) or "", "").strip()}
+# (a key given through the vault alone: a 0600 copy on the controller for this run, removed when it ends)
+key_files = gik_ops.verify_key_files(s.engines, catalogue, secret_contents,
+                                     {e: v(f"hf_secret_{e}_api_key_file") for e in s.engines})
 reports = Path(str(v("verify_reports_dir"))) / gik_ops.report_name(host.name)
 # the verify role's command line (healthchecks/stack.py builds it for both deployers)
 commands = verify_commands(

@@ -59,6 +59,36 @@ def key_secret_name(setting: Any, compose: Mapping[str, Any] | None = None) -> s
     return None
 
 
+def verify_key_files(engines: list[str], catalogue: Any, secret_contents: Mapping[str, str],
+                     given: Mapping[str, Any]) -> dict[str, str]:
+    """The key file verify reads on the controller for each keyed engine (its secret is set): the lab's own
+    ``hf_secret_<engine>_api_key_file``, or, for a key given through the vault alone, a 0600 copy made for this
+    run and removed when the process ends (the host's copy is root-only)."""
+    import atexit
+    import os
+    import tempfile
+
+    out: dict[str, str] = {}
+    for e in engines:
+        kf = catalogue.engines[e].api_key_file_setting
+        content = secret_contents.get(key_secret_name(kf) or "", "") if kf else ""
+        if not content.strip():
+            continue
+        if given.get(e):
+            out[e] = str(given[e])
+            continue
+        fd, path = tempfile.mkstemp(prefix=f"gik-{e}-key-")  # mode 0600
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        atexit.register(_remove, path)
+        out[e] = path
+    return out
+
+
+def _remove(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
 def exposure_refusals(settings: Any, secret_contents: Mapping[str, str] | None = None) -> list[str]:
     """healthchecks/exposure's rule for this deploy: each engine of ``settings`` published beyond loopback must have
     a non-blank key in the secret file hf_secret writes for it (``secret_files``), else one line naming the settings
