@@ -391,7 +391,9 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
     # the secrets: a file on the controller (hf_secret_*_file), else the vault's value (hf_secret's defaults)
     token = _read_secret(raw.get("hf_secret_token_file"), "hf_secret_token_file")
     raw["hf_secret_token"] = token if token is not None else raw.get("vault_hf_token", "")
-    for engine in ("vllm", "llamacpp"):  # hf_secret's keys: hf_secret_<engine>_api_key, from the file or the vault
+    # hf_secret's keys: hf_secret_<engine>_api_key (each deployed engine the catalogue gives a key file), from the
+    # file or the vault
+    for engine in [e for e, eng in stack.load().engines.items() if eng.deployed and eng.api_key_file_setting]:
         key = _read_secret(raw.get(f"hf_secret_{engine}_api_key_file"), f"hf_secret_{engine}_api_key_file")
         raw[f"hf_secret_{engine}_api_key"] = key if key is not None else raw.get(f"vault_{engine}_api_key", "")
     master_key = _read_secret(raw.get("gateway_master_key_src"), "gateway_master_key_src")
