@@ -372,7 +372,8 @@ if gw is not None:
                        pull=str(v("inference_stack_image_pull")), host_name=host.name,
                        compose="v1" if compose == "v1" else "v2",
                        env_files=[".env", "gateway.env"] if engine_host else ["gateway.env"],
-                       profiles=["gateway"], recreate=any(op.will_change for op in gateway_inputs),
+                       # (hf_secret's files too: the engine keys and the token the gateway exported at start)
+                       profiles=["gateway"], recreate=any(op.will_change for op in [*gateway_inputs, *secret_ops]),
                        inputs_changed=gateway_env.will_change or any(op.will_change for op in inputs))
 
 # -- verify from the controller (the verify role's commands) ---------------------------------------------------------

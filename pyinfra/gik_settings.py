@@ -30,7 +30,6 @@ import functools
 import json
 import os
 import pwd
-import re
 import socket
 import tempfile
 import time
@@ -688,7 +687,7 @@ def _proxy_variables(settings: Settings, spec: Mapping[str, Any]) -> dict[str, A
             out.append(h.strip())
     return {"gateway_http_proxy": http, "gateway_https_proxy": https, "gateway_no_proxy_all": ",".join(out),
             "gateway_proxied": bool(http + https),
-            "gateway_env_has_secret": bool(re.search(r"://[^/@\s]+@", f"{http} {https}"))}
+            "gateway_env_has_secret": "@" in f"{http} {https}"}
 
 
 def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: list[str]) -> Gateway:

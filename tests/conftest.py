@@ -57,6 +57,8 @@ def _unit(item: pytest.Item) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda item: (-SCHEDULE.get(_unit(item), 0), order[id(item)]))
+    if not config.pluginmanager.hasplugin("xdist"):  # e.g. `pytest tests/infra` where only .[ansible] is installed:
+        return                                         # no xdist, no xdist_group marker (--strict-markers)
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_unit(item)))
 

@@ -69,7 +69,10 @@ def test_compose_preflight_knows_the_gateway_but_does_not_require_it(tmp_path: P
                        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0 and "(default: vllm,ollama,llamacpp)" in r.stdout, r.stdout
     project = tmp_path / "compose"
-    shutil.copytree(ROOT / "compose", project, ignore=shutil.ignore_patterns(".env", "secrets", "models", "gateway"))
+    # (not the images' build folders: 1 GB of wheels that compose/images/build.sh may be refilling on the other
+    # xdist worker)
+    shutil.copytree(ROOT / "compose", project,
+                    ignore=shutil.ignore_patterns(".env", "secrets", "models", "gateway", "wheels", "bin"))
     shutil.copy(ROOT / "compose" / ".env.example", project / ".env")
     # --services gateway is a known service; its own key file is checked (and no engine's model)
     r = subprocess.run([str(BIN / "compose-preflight"), str(project), "--services", "gateway"], capture_output=True,
