@@ -11,12 +11,13 @@ demo: setup
 	bash compose/demo.sh
 
 # Tests run on PYTEST_WORKERS processes (pytest-xdist) in units of work that tests/conftest.py names (a module,
-# its module fixtures such as the container lab built once, or one long self-contained test), longest first.
+# its module fixtures such as the container lab built once, or one long self-contained test), longest first
+# (its pytest_xdist_make_scheduler: xdist's loadscope scheduler with those units as scopes).
 # The engines and Ansible runs wait on I/O (SSH, apt, container start-up) much of the time; 2 workers use that.
 PYTEST_WORKERS ?= 2
 
 test: setup
-	.venv/bin/pytest -m "unit or integration or e2e" -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	.venv/bin/pytest -m "unit or integration or e2e" -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 		$(PYTEST_ARGS)
 
 lint:

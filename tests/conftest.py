@@ -27,11 +27,11 @@ HF_DIR = CACHE / "models" / "smollm2-135m-instruct-hf"
 MODEL = "smollm2:135m"  # the one served name on every engine, as in compose/.env.example
 
 
-# How `make test` spreads the work over its pytest-xdist workers (--dist loadgroup --no-loadscope-reorder): a unit
-# of work is a test module (its module fixtures, e.g. the container lab, built once), or one test that builds its
-# whole setup itself (function-scoped fixtures) and is long enough to run beside the rest of its module. Units are
-# taken longest first (so no long one starts last and leaves the other worker idle), the others in file order.
-# Seconds: a serial run on this 2-core machine (--durations); only the order depends on them.
+# How `make test` spreads the work over its pytest-xdist workers (a scheduler of its own, below, with
+# --no-loadscope-reorder): a unit of work is a test module (its module fixtures, e.g. the container lab, built once),
+# or one test that builds its whole setup itself (function-scoped fixtures) and is long enough to run beside the rest
+# of its module. Units are taken longest first (so no long one starts last and leaves the other worker idle), the
+# others in file order. Seconds: a serial run on this 2-core machine (--durations); only the order depends on them.
 SCHEDULE = {
     "tests/e2e/test_lab.py": 930,
     "tests/e2e/test_connected_lab.py": 490,
@@ -48,19 +48,29 @@ SCHEDULE = {
 }
 
 
-def _unit(item: pytest.Item) -> str:
-    test = item.nodeid.split("[", 1)[0]
-    return test if test in SCHEDULE else item.nodeid.split("::", 1)[0]
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to (see SCHEDULE)."""
+    test = nodeid.split("[", 1)[0]
+    return test if test in SCHEDULE else nodeid.split("::", 1)[0]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group mark into the unit
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (-SCHEDULE.get(_unit(item), 0), order[id(item)]))
-    if not config.pluginmanager.hasplugin("xdist"):  # e.g. `pytest tests/infra` where only .[ansible] is installed:
-        return                                         # no xdist, no xdist_group marker (--strict-markers)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    items.sort(key=lambda item: (-SCHEDULE.get(unit_of(item.nodeid), 0), order[id(item)]))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (not installed with .[ansible] alone)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduler of whole scopes (every test of a scope on one worker, a scope at a time as workers free
+    up), with the units of work above as scopes. (Not --dist loadgroup: with pytest 9 the xdist_group suffix it
+    writes into a test's node id no longer reaches the scheduler, and every test became a unit of its own.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return Units(config, log)
 
 
 def free_port() -> int:
