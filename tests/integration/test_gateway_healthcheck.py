@@ -119,7 +119,8 @@ def _check(gw: Gw, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[
         pytest.fail(f"healthcheck printed no JSON (exit {r.returncode}): {r.stderr[-2000:]}", pytrace=False)
 
 
-def test_a_healthy_gateway(gateways: tuple[Gw, Gw, Engine], vllm_server: Engine, llamacpp_server: Engine) -> None:
+def test_a_healthy_gateway(gateways: tuple[Gw, Gw, Engine], vllm_server: Engine, llamacpp_server: Engine,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
     gw, _, spare = gateways
     r, doc = _check(gw, "--model", MODEL)
     c = rows(doc)
@@ -140,9 +141,10 @@ def test_a_healthy_gateway(gateways: tuple[Gw, Gw, Engine], vllm_server: Engine,
     key = gw.key_file.read_text().strip() if gw.key_file else ""
     assert key and key not in r.stdout + r.stderr
     # the same from the table: every row, one line per failure (none)
-    # (on a pipe, with no COLUMNS: the table is as wide as its rows, "route smollm2-spare" on one line)
-    t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--model", MODEL,
-            env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
+    # (on a pipe, with no COLUMNS: the table is as wide as its rows, "route smollm2-spare" on one line; run() adds
+    # to this process's environment, where a CI worker may have COLUMNS=80)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--model", MODEL)
     assert t.returncode == 0 and "all 1 endpoint(s) healthy" in t.stdout and f"route {SPARE_ROUTE}" in t.stdout
 
 
