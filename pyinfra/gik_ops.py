@@ -13,14 +13,17 @@ yields commands only where they differ, so a second run reports no change and ``
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Mapping
 from io import StringIO
 from pathlib import Path
@@ -59,19 +62,20 @@ def key_secret_name(setting: Any, compose: Mapping[str, Any] | None = None) -> s
     return None
 
 
+def key_secret_names(engines: list[str], catalogue: Any) -> dict[str, str]:
+    """Each of ``engines`` that takes a key -> the secret file hf_secret writes it to (``key_secret_name``)."""
+    return {e: name for e in engines if (kf := catalogue.engines[e].api_key_file_setting)
+            and (name := key_secret_name(kf))}
+
+
 def verify_key_files(engines: list[str], catalogue: Any, secret_contents: Mapping[str, str],
                      given: Mapping[str, Any]) -> dict[str, str]:
     """The key file verify reads on the controller for each keyed engine (its secret is set): the lab's own
     ``hf_secret_<engine>_api_key_file``, or, for a key given through the vault alone, a 0600 copy made for this
     run and removed when the process ends (the host's copy is root-only)."""
-    import atexit
-    import os
-    import tempfile
-
     out: dict[str, str] = {}
-    for e in engines:
-        kf = catalogue.engines[e].api_key_file_setting
-        content = secret_contents.get(key_secret_name(kf) or "", "") if kf else ""
+    for e, name in key_secret_names(engines, catalogue).items():
+        content = secret_contents.get(name, "")
         if not content.strip():
             continue
         if given.get(e):
@@ -97,8 +101,7 @@ def exposure_refusals(settings: Any, secret_contents: Mapping[str, str] | None =
 
     contents = secret_files(settings) if secret_contents is None else secret_contents
     catalogue = stack.load()
-    key_file_names = {e: name for e in settings.engines if (kf := catalogue.engines[e].api_key_file_setting)
-                      and (name := key_secret_name(kf))}
+    key_file_names = key_secret_names(settings.engines, catalogue)
     key_names = {e: f"hf_secret_{e}_api_key_file or vault_{e}_api_key" for e, name in key_file_names.items()
                  if name in contents}
     keyed = {e: bool(contents[key_file_names[e]].strip()) for e in key_names}
