@@ -267,20 +267,25 @@ def test_an_empty_master_key_stops_the_gateway_with_one_line(gw: Gateway, tmp_pa
 
 
 def _bench(gw: Gateway, route: str, out: Path, *direct: str, num_prompts: int = 24, concurrency: int = 4,
-           output_len: int = 32) -> tuple[subprocess.Popen[str], Path]:
+           output_len: int = 32, num_warmups: int = 2) -> tuple[subprocess.Popen[str], Path]:
     argv = [str(BIN / "smoke-bench"), f"gateway={gw.url}", *direct, "--model", f"gateway={route}",
             "--api-key-file", f"gateway={gw.key_file}", "--num-prompts", str(num_prompts),
             "--max-concurrency", str(concurrency), "--output-len", str(output_len), "--ignore-eos",
-            "--request-timeout", "120", "--no-server-metrics", "--num-warmups", "2", "--json", str(out)]
+            "--request-timeout", "120", "--no-server-metrics", "--num-warmups", str(num_warmups), "--json", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out
 
 
-def _requests_started(log: Path) -> int:
-    """Requests a llama-server began (its log's ``launch_slot_`` line per task)."""
+def _slot_lines(log: Path) -> tuple[int, int]:
+    """Requests a llama-server began and finished (its log's ``launch_slot_`` and ``release:`` line per task)."""
     try:
-        return log.read_text(errors="replace").count("launch_slot_")
+        text = log.read_text(errors="replace")
     except OSError:
-        return 0
+        return 0, 0
+    return text.count("launch_slot_"), text.count(" release: ")
+
+
+def _requests_started(log: Path) -> int:
+    return _slot_lines(log)[0]
 
 
 def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Path) -> None:
@@ -304,11 +309,20 @@ def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Pat
           file=sys.stderr)
     assert want <= healthy, "both replicas must be in rotation before one is killed"
     before = _requests_started(victim.log)
-    proc, out = _bench(gw, REPLICATED, tmp_path / "failover.json", num_prompts=n, concurrency=4, output_len=48)
+    # no warm-ups: a warm-up the victim served and finished would count as "serving" below (the CI run of c549fec
+    # killed it between requests and LiteLLM never routed to it again: 0 retries)
+    proc, out = _bench(gw, REPLICATED, tmp_path / "failover.json", num_prompts=n, concurrency=4, output_len=48,
+                       num_warmups=0)
     t0 = time.monotonic()
-    # killed while it serves: once it began two of the benchmark's requests (they are generating now)
-    while _requests_started(victim.log) < before + 2 and proc.poll() is None and time.monotonic() - t0 < 120:
-        time.sleep(0.02)
+
+    def serving() -> bool:
+        """The victim began two of the benchmark's requests and is generating one now (begun, not released)."""
+        started, released = _slot_lines(victim.log)
+        return started >= before + 2 and started > released
+
+    # killed while it serves a request
+    while not serving() and proc.poll() is None and time.monotonic() - t0 < 120:
+        time.sleep(0.01)
     assert proc.poll() is None, "the benchmark ended before the replica could be killed:\n" + str(
         proc.communicate()[0])[-3000:]
     assert victim.proc is not None
