@@ -132,6 +132,42 @@ def _host_part(text: str) -> str | None:
 
 
 # -- the engines' API keys: the catalogue's key file setting -------------------------------------------------------
+# What an engine reads from its key file, after the compose entrypoints' one rule (compose/compose.yaml): whitespace
+# around a key (a trailing newline, CRLF, tabs) is not part of it, and a file of nothing but whitespace holds NO key
+# (the engine runs without one). Whitespace is the ASCII set (space, \t, \n, \r, \v, \f): POSIX [[:space:]] in the
+# C locale, which the entrypoints' sed trims, and bytes.strip(). llama-server reads its file one key per line and
+# skips lines starting with "#" (llama.cpp common/arg.cpp, --api-key-file); vLLM takes the one value of
+# VLLM_API_KEY (vllm/entrypoints/serve/middleware/register.py), so there "#..." is a key like any other.
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+COMMENTED_KEY_FILES = frozenset({"llamacpp"})  # engines whose key file may hold "#" comment lines
+
+
+def file_keys(engine: str, data: bytes | str) -> list[str]:
+    """The keys ``engine`` takes from a key file holding ``data`` (never shown): one per non-blank line, stripped,
+    without comment lines, for llama.cpp; the whole content stripped for the others. [] is no key."""
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    if engine in COMMENTED_KEY_FILES:  # split on \n only, as sed and llama.cpp's std::getline do
+        lines = (ln.strip(_WHITESPACE) for ln in raw.split(b"\n"))
+        return [ln.decode("utf-8", "replace") for ln in lines if ln and not ln.startswith(b"#")]
+    text = raw.strip(_WHITESPACE)
+    return [text.decode("utf-8", "replace")] if text else []
+
+
+def key_text(value: Any) -> str:
+    """A deployer's key value as the key file hf_secret writes: whitespace around it removed (the ASCII set of the
+    rule above, not Python's wider str.strip()), so a blank value writes an empty file; None is ""."""
+    return "" if value is None else str(value).strip(_WHITESPACE.decode("ascii"))
+
+
+def holds_key(engine: str, data: bytes | str | None) -> bool:
+    """Whether a key file (or a deployer's key value) holding ``data`` gives ``engine`` a key: the one rule every
+    reader follows (compose-preflight, the Ansible settings check, verify, the compose entrypoints). None, empty
+    and whitespace-only are no key."""
+    if data is None:
+        return False
+    return bool(file_keys(engine, data if isinstance(data, (bytes, str)) else str(data)))
+
+
 def key_file_setting(name: str, catalogue: stack.Catalogue | None = None) -> stack.Setting | None:
     """The setting holding ``name``'s API key file: the catalogue's ``api_key_file_setting``, else its setting
     ``<engine>_api_key_file``; None for an engine that cannot take a key."""
@@ -219,6 +255,6 @@ def ansible_refusals(hostvars: Mapping[str, Any], options: Collection[str], allo
     for e in cat.engines:
         own, vault = f"hf_secret_{e}_api_key", f"vault_{e}_api_key"
         key = hostvars[own] if own in hostvars else hostvars.get(vault)
-        keyed[e] = key is not None and str(key).strip() != ""
+        keyed[e] = holds_key(e, key)
     key_names = {e: f"vault_{e}_api_key" for e in cat.engines if f"hf_secret_{e}_api_key" in options}
     return deployer_refusals(values, keyed=keyed, key_names=key_names, catalogue=cat)

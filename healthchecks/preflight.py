@@ -126,11 +126,12 @@ def _check_secret(project: Path, env: Mapping[str, str], key: str, *, optional: 
     return []
 
 
-def _has_key(project: Path, env: Mapping[str, str], key: str) -> bool:
-    """Whether the key file ``key`` names holds a key (anything but blanks); its content is never shown."""
+def _has_key(project: Path, env: Mapping[str, str], engine: str, key: str) -> bool:
+    """Whether the key file ``key`` names gives ``engine`` a key (exposure.holds_key: empty, whitespace-only or, for
+    llama.cpp, comment-only is no key); its content is never shown."""
     path = _path(project, _get(env, key))
     try:
-        return path.is_file() and path.read_bytes().strip() != b""
+        return path.is_file() and exposure.holds_key(engine, path.read_bytes())
     except OSError:
         return False
 
@@ -141,7 +142,7 @@ def _check_exposure(project: Path, env: Mapping[str, str], doc: Mapping[str, obj
     keyed = {}
     for name in services:
         setting = exposure.key_file_setting(name, STACK)
-        keyed[name] = bool(setting and setting.env and _has_key(project, env, setting.env))
+        keyed[name] = bool(setting and setting.env and _has_key(project, env, name, setting.env))
     try:
         return exposure.compose_refusals(doc, env, services, keyed, STACK)
     except ConfigError as exc:  # a ${VAR:?message} in a ports line

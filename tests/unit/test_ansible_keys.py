@@ -139,7 +139,8 @@ def test_llamacpp_key_file_is_written_root_only_and_named_by_the_env(run: dict[s
         f = d / "secrets" / "llamacpp_api_key"
         st = f.stat()
         assert stat.S_IMODE(st.st_mode) == 0o400 and st.st_uid == 0, (name, oct(st.st_mode))
-        assert f.read_text() == key, name  # the value only; empty: no key
+        # the value only, without the whitespace around it (exposure.key_text): blank is an empty file, no key
+        assert f.read_text() == key.strip(), name
         env = _env(d / ".env")
         if key.strip():
             assert env["LLAMACPP_API_KEY_FILE"] == str(f), name
