@@ -309,7 +309,9 @@ secret_ops = [gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{
               for fname, content in secret_contents.items()]
 
 # -- the compose project (inference_stack) --------------------------------------------------------------------------
-shipped = s.compose_files
+# (a gateway-only host: compose.yaml, as roles/gateway ships it, and wait-healthy.sh for compose v1's wait; none of
+# the engines' overlays, images or scripts)
+shipped = s.compose_files if engine_host else [f for f in s.compose_files if f in ("compose.yaml", "wait-healthy.sh")]
 for sub in sorted({"."} | {str(Path(f).parent) for f in shipped}):
     files.directory(name=f"Create compose/{sub}", path=os.path.normpath(f"{compose_dir}/{sub}"), user="root",
                     group="root", mode="755")
@@ -325,10 +327,11 @@ elif engine_host:
     inputs.append(files.put(name="Render .env", src=StringIO(gs.render_env(s)), dest=f"{compose_dir}/.env",
                             user="root", group="root", mode="644", create_remote_dir=False))
 
-if tarballs:
+# (the engines' images, roles/inference_stack's: a gateway-only host runs no engines and gets none of them)
+if tarballs and engine_host:
     files.directory(name="Create the image tarball folder", path=f"{stack}/images", user="root", group="root",
                     mode="755")
-for tarball, images in tarballs.items():
+for tarball, images in tarballs.items() if engine_host else ():
     dest = f"{stack}/images/{Path(tarball).name}"
     files.put(name=f"Copy {Path(tarball).name}", src=tarball, dest=dest, user="root", group="root", mode="644")
     inputs.append(gik_ops.image_load(name=f"Load {Path(tarball).name} ({', '.join(images)})", dest=dest,

@@ -213,11 +213,11 @@ class StackState(FactBase[dict[str, dict[str, str]]]):
     and the project's container (state, image ID, config-hash label). {"": {...}} when there is no project yet."""
 
     def command(self, directory: str, project: str, services: list[str], options: str = "",
-                options_v1: str = "") -> str:
-        d, p = shlex.quote(directory), shlex.quote(project)
+                options_v1: str = "", rendered: str = ".env") -> str:
+        d, p, r = shlex.quote(directory), shlex.quote(project), shlex.quote(rendered)
         svc = " ".join(shlex.quote(s) for s in services)
         return rf"""
-cd {d} 2>/dev/null && [ -f .env ] || {{ echo "- absent"; exit 0; }}
+cd {d} 2>/dev/null && [ -f {r} ] || {{ echo "- absent"; exit 0; }}
 if docker compose version >/dev/null 2>&1; then C="docker compose {options}"
 elif command -v docker-compose >/dev/null 2>&1; then C="docker-compose {options_v1}"
 else echo "- nocompose"; exit 0; fi
@@ -346,8 +346,10 @@ def compose_up(directory: str, project: str, services: list[str], wait_timeout: 
     gateway). ``recreate``: this run changed a file compose does not compare (a bind-mounted config, a secret
     file): the services are recreated (``--force-recreate``), as roles/gateway restarts the gateway."""
     opts, opts_v1 = compose_options(env_files, profiles), compose_options(env_files, profiles, "v1")
+    # the project is rendered once its last env file is there (.env; gateway.env alone on a gateway-only host)
+    rendered = {"rendered": env_files[-1]} if env_files and env_files[-1] != ".env" else {}
     current = host.get_fact(StackState, directory=directory, project=project, services=services,
-                            **({"options": opts, "options_v1": opts_v1} if opts else {}))
+                            **({"options": opts, "options_v1": opts_v1} if opts else {}), **rendered)
     if current and "" not in current:
         missing = [(s, current[s]["image"]) for s in services
                    if s in current and current[s]["image"] != "-" and current[s]["image_id"] == "-"]

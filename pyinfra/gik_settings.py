@@ -3,7 +3,9 @@
 Layers, lowest first (Ansible's precedence for the same sources):
 
 1. every role's ``defaults/main.yml`` (roles in site.yml's order)
-2. the lab settings, ``inventory/group_vars/gpu_hosts/`` as Ansible reads them (the one inventory reader,
+2. the lab settings, ``inventory/group_vars/gpu_hosts/`` (a host's own group's: ``pyinfra/inventory.py`` names
+   ``group_vars/gateway_hosts/`` for a host only in gateway_hosts, which Ansible gives no gpu_hosts layer; a folder
+   that does not exist is no layer) as Ansible reads them (the one inventory reader,
    ``healthchecks.endpoints.inventory.read_inventory``): an encrypted ``vault.yml`` is decrypted with the vault
    password file (``--data gik_vault_password_file=FILE``, Ansible's ``ANSIBLE_VAULT_PASSWORD_FILE`` or
    ansible.cfg), or the run stops naming the missing password. Secrets may also come from files

@@ -8,11 +8,15 @@ The inventory is read by Ansible itself, through the kit's one inventory reader
 (``healthchecks.endpoints.inventory.read_inventory``: ``ansible-inventory --list``), so YAML and INI inventories,
 inventory folders, ``group_vars/``, ``host_vars/`` and an encrypted ``vault.yml`` (with Ansible's
 ``ANSIBLE_VAULT_PASSWORD_FILE``) mean what they mean to ``ansible-playbook``. Every host of the ``gpu_hosts`` group
-(children included) becomes a pyinfra host of group ``gpu_hosts``: its connection (``ansible_host``,
-``ansible_user``, ``ansible_port``, ``ansible_ssh_private_key_file``; ``ansible_connection: local`` is ``@local``)
-and its settings. The inventory's ``group_vars/gpu_hosts/`` stays the lab settings layer (gik_settings.py reads it
-the same way); the host's own values (the inventory file's host and group variables, ``host_vars/``) are host
-data above it. A non-root ``ansible_user`` gets sudo (site.yml's ``become: true``), unless ``ansible_become: false``.
+(children included) becomes a pyinfra host of group ``gpu_hosts``, every host of ``gateway_hosts`` one of group
+``gateway_hosts``: its connection (``ansible_host``, ``ansible_user``, ``ansible_port``,
+``ansible_ssh_private_key_file``; ``ansible_connection: local`` is ``@local``), its inventory groups
+(``gik_group_names``, Ansible's ``group_names``) and its settings. The settings layer of the host's group stays the
+lab settings layer (gik_settings.py reads it the same way): ``group_vars/gpu_hosts/`` for a host of gpu_hosts,
+``group_vars/gateway_hosts/`` for a host only in gateway_hosts (Ansible gives such a host no gpu_hosts layer: all,
+gateway_hosts and its host_vars only), none where the inventory has no such folder; the host's own values (the
+inventory file's host and group variables, ``host_vars/``, other groups' group_vars) are host data above it. A
+non-root ``ansible_user`` gets sudo (site.yml's ``become: true``), unless ``ansible_become: false``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(f"pyinfra/inventory.py: {message}")
 
 
+def _layer(group: str) -> tuple[Path, dict[str, Any]]:
+    """The inventory's ``group_vars/<group>`` (a folder, else ``<group>.yml``; the folder's path when neither
+    exists: no layer) and its settings as Ansible reads them."""
+    folder = (INVENTORY if INVENTORY.is_dir() else INVENTORY.parent) / "group_vars" / group
+    if not folder.exists() and (folder.parent / f"{group}.yml").is_file():
+        folder = folder.parent / f"{group}.yml"
+    try:
+        return folder, (gs.group_vars_layer(folder, VAULT_PASSWORD_FILE) if folder.exists() else {})
+    except gs.SettingsError as e:
+        raise _fail(str(e)) from None
+
+
 def _load() -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """{GROUP: [(name, data)], GATEWAY_GROUP: [(name, data)]}, from one ``ansible-inventory --list``."""
     if not INVENTORY.exists():
@@ -53,20 +69,20 @@ def _load() -> dict[str, list[tuple[str, dict[str, Any]]]]:
         raise _fail(str(e)) from None
     member = {h.name: h.groups | set(h.vars.get("group_names") or []) for h in every}
     found = [h for h in every if GROUP in member[h.name] or GATEWAY_GROUP in member[h.name]]
-    folder = (INVENTORY if INVENTORY.is_dir() else INVENTORY.parent) / "group_vars" / GROUP
-    if not folder.exists() and (folder.parent / f"{GROUP}.yml").is_file():
-        folder = folder.parent / f"{GROUP}.yml"
-    try:
-        layer = gs.group_vars_layer(folder, VAULT_PASSWORD_FILE) if folder.exists() else {}
-    except gs.SettingsError as e:
-        raise _fail(str(e)) from None
+    layers: dict[str, tuple[Path, dict[str, Any]]] = {}
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = {GROUP: [], GATEWAY_GROUP: []}
     for inv_host in found:
         name, hostvars = inv_host.name, inv_host.vars
-        # the group_vars/gpu_hosts layer comes in below a settings file (gik_settings.py); what this host sets
+        # the settings layer of the host's group (group_vars/gpu_hosts; for a host only in gateway_hosts,
+        # group_vars/gateway_hosts) comes in below a settings file (gik_settings.py); what this host sets
         # otherwise (or differently) is host data
-        data: dict[str, Any] = {"gik_group_vars": str(folder)} if folder.exists() else {}
-        data["gik_inventory_name"] = name
+        group = GROUP if GROUP in member[name] else GATEWAY_GROUP
+        if group not in layers:
+            layers[group] = _layer(group)
+        folder, layer = layers[group]
+        # (always named, present or not: a missing folder is no layer, never the kit's own inventory/group_vars)
+        data: dict[str, Any] = {"gik_group_vars": str(folder), "gik_inventory_name": name,
+                                "gik_group_names": sorted(member[name] - {"all", "ungrouped"})}
         for key, value in hostvars.items():
             if key in layer and layer[key] == value and key not in CONNECTION:
                 continue

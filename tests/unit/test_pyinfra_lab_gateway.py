@@ -55,6 +55,12 @@ GATEWAY_ONLY = {"solo": {"ansible_host": "10.1.0.20", "gateway_num_retries": 5,
                          "gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B", "gateway_port": 4400,
                          "inference_stack_project_name": "gik-lab-gw"}}
 
+# group_vars/gpu_hosts: settings a gateway_hosts-only host must not get (Ansible gives it no gpu_hosts layer): a
+# gateway setting and a path setting (the secrets folder gateway.env names) that change what the role renders
+GPU_HOSTS_LAYER = {"inference_stack_bind_address": "0.0.0.0", "inference_stack_gpu": False,
+                   "gateway_cooldown_time": 45, "hf_secret_dir": "/srv/gik-gpu-secrets"}
+GATEWAY_HOSTS_LAYER = {"gateway_allowed_fails": 3}
+
 
 def _inventory(tmp: Path) -> Path:
     # (ansible-playbook -c local: pyinfra/inventory.py names a host with ansible_connection local @local)
@@ -64,8 +70,9 @@ def _inventory(tmp: Path) -> Path:
              for name, values in {**UPSTREAMS, **GATEWAY_ONLY}.items()}
     inv = tmp / "inventory" / "hosts.yml"
     (tmp / "inventory" / "group_vars" / "gpu_hosts").mkdir(parents=True)
-    (tmp / "inventory" / "group_vars" / "gpu_hosts" / "main.yml").write_text(
-        yaml.safe_dump({"inference_stack_bind_address": "0.0.0.0", "inference_stack_gpu": False}))
+    (tmp / "inventory" / "group_vars" / "gpu_hosts" / "main.yml").write_text(yaml.safe_dump(GPU_HOSTS_LAYER))
+    # a host only in gateway_hosts gets this layer and not gpu_hosts' (a host in both gets both, gpu_hosts' above)
+    (tmp / "inventory" / "group_vars" / "gateway_hosts.yml").write_text(yaml.safe_dump(GATEWAY_HOSTS_LAYER))
     inv.write_text(yaml.safe_dump({"all": {"vars": common, "children": {
         "gpu_hosts": {"hosts": {n: hosts[n] for n in INVENTORY_ORDER}},
         "gateway_hosts": {"hosts": {"gw": None, "solo": hosts["solo"]}}}}}, sort_keys=False))
@@ -127,6 +134,44 @@ def test_inventory_groups(lab: dict[str, Any]) -> None:
     assert [n for n, _ in inv.gpu_hosts] == list(UPSTREAMS)
     assert [n for n, _ in inv.gateway_hosts] == ["gw", "solo"]
     assert all(d["gik_inventory_name"] == n for n, d in inv.gpu_hosts + inv.gateway_hosts)
+
+
+def test_a_gateway_only_host_gets_the_layers_ansible_gives_it(lab: dict[str, Any]) -> None:
+    """solo (only in gateway_hosts): all, gateway_hosts and its own variables, never group_vars/gpu_hosts; gw (in
+    both groups): gpu_hosts' layer too. Each setting resolves to the value ansible-inventory gives the host, or, where
+    Ansible gives it none, the roles' default."""
+    from healthchecks.endpoints.inventory import read_inventory
+
+    data = dict(lab["pyinfra"].gateway_hosts)
+    ansible = {h.name: h.vars for h in read_inventory(lab["inventory"])}
+    defaults = gs.load(group_vars=lab["tmp"] / "no-such-folder")  # no inventory layer: the roles' defaults
+    for name in ("gw", "solo"):
+        settings = lab["upstreams"][name] if name == "gw" else gs.load_host_data(data[name])
+        for key in [*GPU_HOSTS_LAYER, *GATEWAY_HOSTS_LAYER]:
+            # (hf_secret_dir's default is under the host's own inference_stack_dir)
+            default = f"{settings.stack_dir}/secrets" if key == "hf_secret_dir" else defaults.value(key)
+            want = ansible[name].get(key, default)
+            assert settings.value(key) == want, (name, key, settings.sources.get(key))
+    solo = gs.load_host_data(data["solo"])
+    assert "hf_secret_dir" not in ansible["solo"] and solo.secret_dir == f"{solo.stack_dir}/secrets"
+    assert solo.value("gateway_cooldown_time") is None and "gateway_cooldown_time" not in solo.sources  # (no default)
+    assert solo.value("gateway_allowed_fails") == 3 and solo.sources["gateway_allowed_fails"] == "group_vars"
+    assert data["solo"]["gik_group_names"] == ["gateway_hosts"]
+    assert data["gw"]["gik_group_names"] == ["gateway_hosts", "gpu_hosts"]
+
+
+def test_an_inventory_without_a_group_vars_folder_gives_no_layer(tmp_path: Path) -> None:
+    """No group_vars/gpu_hosts beside the lab's inventory: no lab layer (as Ansible), not the kit's own
+    inventory/group_vars/gpu_hosts (which sets inference_stack_gpu: true and binds 0.0.0.0)."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {
+        "gpu_hosts": {"hosts": {"one": {"ansible_host": "10.2.0.1"}}},
+        "gateway_hosts": {"hosts": {"two": {"ansible_host": "10.2.0.2"}}}}}}))
+    inventory = _pyinfra_inventory(inv)
+    for name, data in inventory.gpu_hosts + inventory.gateway_hosts:
+        settings = gs.load_host_data(data)
+        assert settings.sources["inference_stack_gpu"].startswith("roles/"), (name, settings.sources)
+        assert settings.value("inference_stack_bind_address") == "127.0.0.1", name
 
 
 @pytest.mark.parametrize("name", ["gw", "solo"])
