@@ -152,7 +152,10 @@ def load_settings(workstation: dict[str, object] | None) -> gs.Settings:
     return gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
                    group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
                    workstation=workstation, facts=facts,
-                   vault_password_file=host.data.get("gik_vault_password_file") or None)
+                   vault_password_file=host.data.get("gik_vault_password_file") or None,
+                   # (its inventory groups: a host of gpu_hosts and gateway_hosts publishes the lab gateway's port
+                   # beside its engines', which the clash check compares)
+                   groups=host.groups)
 
 
 try:

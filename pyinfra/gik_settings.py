@@ -358,11 +358,14 @@ def _read_secret(path_value: Any, setting: str) -> str | None:
 
 def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.PathLike[str] | None = None,
          group_vars: str | os.PathLike[str] | None = None, workstation: Mapping[str, Any] | None = None,
-         facts: Mapping[str, Any] | None = None, vault_password_file: str | None = None) -> Settings:
+         facts: Mapping[str, Any] | None = None, vault_password_file: str | None = None,
+         groups: Iterable[str] | None = None) -> Settings:
     """Resolve and validate one host's settings. ``overrides``: host data and ``--data`` (highest user layer).
     ``workstation``: defaults for ``@local`` that apply only where no user layer set the value. ``facts``: the
     host's ``ansible_facts`` subset the roles' vars use (distribution, distribution_release, architecture...).
-    ``vault_password_file``: for an encrypted group_vars file (default: Ansible's ANSIBLE_VAULT_PASSWORD_FILE)."""
+    ``vault_password_file``: for an encrypted group_vars file (default: Ansible's ANSIBLE_VAULT_PASSWORD_FILE).
+    ``groups``: the host's inventory groups (Ansible's group_names): where it runs the gateway (see
+    :func:`runs_gateway`), the gateway's port joins the engines' in the port clash check."""
     roles = site_roles()
     layers: list[tuple[str, dict[str, Any]]] = []
     for role in roles:
@@ -411,7 +414,7 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
               | {f"{p}_{e}_api_key" for e in CATALOGUE for p in ("hf_secret", "vault")})
     resolver = _Resolver(raw)
     resolved = {k: resolver.get(k) for k in raw if k in needed}
-    validated = validate(resolved, spec)
+    validated = validate(resolved, spec, gateway=runs_gateway(resolved, groups))
     # Role vars rank above the inventory in Ansible too; they derive from the validated values (a list of
     # engines given as "vllm,llamacpp" is a list by now)
     role_vars: dict[str, Any] = {}
@@ -431,9 +434,25 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
     return Settings(raw=resolved, validated=validated, sources=sources)
 
 
-def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def runs_gateway(values: Mapping[str, Any], groups: Iterable[str] | None = None) -> bool | None:
+    """Whether the host publishes the gateway's port beside its engines' (healthchecks/stack.py ``runs_gateway``,
+    as the Ansible settings check reads it from ``gateway_enabled`` and ``group_names``): ``gateway_enabled``, or a
+    host of gateway_hosts that is also in gpu_hosts. A host only in gateway_hosts runs no engines, so nothing can
+    clash with its gateway there (Ansible's settings check does not run on it). None without ``groups``: as
+    ``values`` say (``gateway_enabled``)."""
+    if groups is None:
+        return None
+    names = list(groups)
+    if LAB_GATEWAY_GROUP in names and LAB_UPSTREAM_GROUP not in names:
+        return False
+    return stack.runs_gateway({**{k: values[k] for k in ("gateway_enabled",) if k in values}, "group_names": names})
+
+
+def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | None = None, *,
+             gateway: bool | None = None) -> dict[str, Any]:
     """Ansible's argument-spec validation for every role, then the stack catalogue's types and ranges. Raises
-    SettingsError with every problem, each naming its setting."""
+    SettingsError with every problem, each naming its setting. ``gateway``: whether the host runs the gateway beside
+    its engines (its port joins the clash check; None: as ``gateway_enabled`` says)."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
     spec = dict(spec or argument_specs())
@@ -445,7 +464,7 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, dict[str, Any]] | Non
     out = {**dict(values), **{k: v for k, v in result.validated_parameters.items() if k in params}}
     # the stack's settings: converted by the catalogue's types (text from --data) and range-checked, the engines'
     # ports apart; the same check (healthchecks/stack.py) the first play of site.yml runs
-    converted, problems = stack.load().convert_all({k: values[k] for k in params})
+    converted, problems = stack.load().convert_all({k: values[k] for k in params}, gateway=gateway)
     if problems:
         raise SettingsError("; ".join(_no_secrets(m) for m in problems))
     return {**out, **converted}
@@ -640,7 +659,8 @@ def load_host_data(data: Mapping[str, Any], *, workstation: Mapping[str, Any] | 
     overrides = {k: v for k, v in data.items() if setting_name(k, site_roles())}
     return load(overrides, settings_file=data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
                 group_vars=data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
-                workstation=workstation, facts=facts, vault_password_file=data.get("gik_vault_password_file") or None)
+                workstation=workstation, facts=facts, vault_password_file=data.get("gik_vault_password_file") or None,
+                groups=data.get("gik_group_names"))
 
 
 def inventory_name(pyinfra_name: str, data: Mapping[str, Any]) -> str:
