@@ -349,8 +349,10 @@ if engine_host:
                        # what --dry lists: the facts were read before this run's file changes
                        inputs_changed=any(op.will_change for op in inputs),
                        # a rotated key or token: compose does not compare secret files, so the engines would go
-                       # on serving with the old one (roles/inference_stack recreates them too)
-                       recreate=any(op.will_change for op in secret_ops))
+                       # on serving with the old one; exactly the services that mount a rewritten file are
+                       # recreated, as roles/inference_stack does (compose config's map, --no-deps)
+                       secret_files=[f"{s.secret_dir}/{fname}" for fname, op in zip(secret_contents, secret_ops,
+                                                                                    strict=True) if op.will_change])
 
 # -- the gateway (roles/gateway): one URL and key in front of this host's engines, or of the lab's hosts ----------
 if gw is not None:

@@ -246,6 +246,65 @@ done"""
         return out
 
 
+# What compose config says each service mounts, reduced ON THE HOST to "service<TAB>secret file" lines: the full
+# config holds the .env's values (HTTP_PROXY with a proxy password), which must not travel back (nor show with
+# --debug-facts). compose v2 prints JSON; v1 YAML, which its own python3-yaml reads.
+_MOUNTS_PY = """import json, sys
+text = sys.stdin.read()
+try:
+    doc = json.loads(text)
+except ValueError:
+    import yaml
+    doc = yaml.safe_load(text)
+top = doc.get("secrets") or {}
+for name, svc in sorted((doc.get("services") or {}).items()):
+    for s in (svc or {}).get("secrets") or []:
+        src = s.get("source") if isinstance(s, dict) else s
+        f = (top.get(src) or {}).get("file") if isinstance(top.get(src), dict) else None
+        if f:
+            print(name + "\\t" + str(f))
+print("- ok")
+"""
+
+
+class SecretMounts(FactBase[dict[str, list[str]]]):
+    """Per compose service of the rendered project: the files of the secrets it mounts, from ``compose config``
+    (top-level ``secrets:`` name -> file, each service's ``secrets:``), as roles/inference_stack derives them.
+    ``{}`` with no rendered project, ``None`` when they cannot be read (no compose, no python3 on the host)."""
+
+    def command(self, directory: str, project: str, options: str = "", options_v1: str = "",
+                rendered: str = ".env") -> str:
+        d, p, r = shlex.quote(directory), shlex.quote(project), shlex.quote(rendered)
+        py = shlex.quote(_MOUNTS_PY)
+        return rf"""
+cd {d} 2>/dev/null && [ -f {r} ] || {{ echo "- absent"; exit 0; }}
+command -v python3 >/dev/null 2>&1 || {{ echo "- unknown"; exit 0; }}
+if docker compose version >/dev/null 2>&1; then docker compose {options} -p {p} config --format json 2>/dev/null
+elif command -v docker-compose >/dev/null 2>&1; then docker-compose {options_v1} -p {p} config 2>/dev/null
+fi | python3 -c {py} 2>/dev/null || echo "- unknown"
+"""
+
+    def process(self, output: list[str]) -> dict[str, list[str]] | None:  # type: ignore[override]
+        lines = [line.rstrip("\n") for line in output]
+        if "- absent" in lines:
+            return {}
+        if "- ok" not in lines:
+            return None
+        out: dict[str, list[str]] = {}
+        for line in lines:
+            service, tab, path = line.partition("\t")
+            if tab:
+                out.setdefault(service, []).append(path)
+        return out
+
+
+def secret_recreates(mounts: Mapping[str, list[str]], changed: list[str], services: list[str]) -> list[str]:
+    """The services of ``services`` (in their order) that mount one of the ``changed`` secret files
+    (``mounts``: SecretMounts): roles/inference_stack's inference_stack_recreate, compose's own map, no table."""
+    want = {os.path.normpath(f) for f in changed}
+    return [s for s in services if want & {os.path.normpath(f) for f in mounts.get(s, [])}]
+
+
 # -- operations -------------------------------------------------------------------------------------------------
 @operation()
 def secret_file(dest: str, content: str, mode: int = SECRET_FILE_MODE, user: str = "root", group: str = "root"):
@@ -337,14 +396,19 @@ def compose_options(env_files: list[str] | None = None, profiles: list[str] | No
 @operation()
 def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, pull: str,
                host_name: str, compose: str = "v2", inputs_changed: bool = False,
-               env_files: list[str] | None = None, profiles: list[str] | None = None, recreate: bool = False):
+               env_files: list[str] | None = None, profiles: list[str] | None = None, recreate: bool = False,
+               secret_files: list[str] | None = None):
     """``up`` the services when any differs from the rendered project (or this run changes the project's files:
     ``inputs_changed``), pulling images as ``pull`` says (inference_stack_image_pull: missing, always, never);
     with ``always`` every run pulls (and reports a change). Stops with the image's name when an image is missing
     and may not be pulled (never: an air-gapped lab has no registry: ship its tarball or build it).
     ``env_files``/``profiles``: compose's ``--env-file``/``--profile`` (the gateway: .env, gateway.env, profile
     gateway). ``recreate``: this run changed a file compose does not compare (a bind-mounted config, a secret
-    file): the services are recreated (``--force-recreate``), as roles/gateway restarts the gateway."""
+    file): the services are recreated (``--force-recreate``), as roles/gateway restarts the gateway.
+    ``secret_files``: the secret files this run rewrites (a new key or token, which compose does not compare):
+    exactly the services that mount one (``compose config``: SecretMounts) are recreated, with roles/inference_stack's
+    command (``up -d --force-recreate --no-deps --pull never --wait``), unless the bring-up (re)creates them anyway;
+    every service when the host cannot say what they mount."""
     opts, opts_v1 = compose_options(env_files, profiles), compose_options(env_files, profiles, "v1")
     # the project is rendered once its last env file is there (.env; gateway.env alone on a gateway-only host)
     rendered = {"rendered": env_files[-1]} if env_files and env_files[-1] != ".env" else {}
@@ -362,22 +426,49 @@ def compose_up(directory: str, project: str, services: list[str], wait_timeout: 
             return
         stale = [s for s in services if s not in current or not _up_to_date(current[s]) or
                  (pull != "never" and current[s]["image_id"] == "-")]
-        if not stale and not recreate and pull != "always" and not (inputs_changed and not state.is_executing):
+        bring_up = bool(stale) or recreate or pull == "always" or (inputs_changed and not state.is_executing)
+        # the services mounting a secret file this run rewrote that the bring-up does not (re)create anyway
+        again = [] if recreate or not secret_files else [
+            s for s in _mounting(directory, project, services, secret_files, opts, opts_v1, rendered)
+            if s not in stale]
+        if not bring_up and not again:
             return
-    svc = " ".join(shlex.quote(s) for s in services)
+    else:
+        bring_up, again = True, []  # no project yet: the bring-up creates every service
     d, p = shlex.quote(directory), shlex.quote(project)
     force = " --force-recreate" if recreate else ""
-    if compose == "v1":
-        # v1 has no --pull: `up` pulls what is missing itself, `pull` first for always; no --wait either:
-        # compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
-        c = f"docker-compose -p {p}" + (f" {opts_v1}" if opts_v1 else "")
-        first = f"{c} pull {svc} && " if pull == "always" else ""
-        yield StringCommand(f"cd {d} && {first}{c} up -d{force} {svc} && "
-                            f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
-    else:
-        c = "docker compose" + (f" {opts}" if opts else "")
-        yield StringCommand(f"cd {d} && {c} -p {p} up -d{force} --pull {shlex.quote(pull)} --wait "
-                            f"--wait-timeout {int(wait_timeout)} {svc}")
+    c1 = f"docker-compose -p {p}" + (f" {opts_v1}" if opts_v1 else "")
+    c2 = "docker compose" + (f" {opts}" if opts else "")
+    if bring_up:
+        svc = " ".join(shlex.quote(s) for s in services)
+        if compose == "v1":
+            # v1 has no --pull: `up` pulls what is missing itself, `pull` first for always; no --wait either:
+            # compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
+            first = f"{c1} pull {svc} && " if pull == "always" else ""
+            yield StringCommand(f"cd {d} && {first}{c1} up -d{force} {svc} && "
+                                f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
+        else:
+            yield StringCommand(f"cd {d} && {c2} -p {p} up -d{force} --pull {shlex.quote(pull)} --wait "
+                                f"--wait-timeout {int(wait_timeout)} {svc}")
+    if again:
+        # roles/inference_stack: recreate: always, dependencies: false, pull: never, wait (v1: up -d --force-recreate
+        # --no-deps, then the same wait as the bring-up)
+        svc = " ".join(shlex.quote(s) for s in again)
+        if compose == "v1":
+            yield StringCommand(f"cd {d} && {c1} up -d --force-recreate --no-deps {svc} && "
+                                f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
+        else:
+            yield StringCommand(f"cd {d} && {c2} -p {p} up -d --force-recreate --no-deps --pull never --wait "
+                                f"--wait-timeout {int(wait_timeout)} {svc}")
+
+
+def _mounting(directory: str, project: str, services: list[str], secret_files: list[str], opts: str, opts_v1: str,
+              rendered: Mapping[str, str]) -> list[str]:
+    """The services of ``services`` that mount one of ``secret_files``, by the host's compose config; every one of
+    them when the host cannot say (no python3: as before, rather than leave an engine on an old key)."""
+    mounts = host.get_fact(SecretMounts, directory=directory, project=project,
+                           **({"options": opts, "options_v1": opts_v1} if opts else {}), **rendered)
+    return list(services) if mounts is None else secret_recreates(mounts, secret_files, services)
 
 
 def _up_to_date(svc: dict[str, str]) -> bool:
