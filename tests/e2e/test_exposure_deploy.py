@@ -130,7 +130,10 @@ def test_a_keyed_llamacpp_deployed_beyond_loopback_refuses_a_request_without_its
     get 401: unhealthy, the run fails); smoke-bench gets the same endpoint arguments (stack.verify_commands) and is
     left out here for CI time. From the lab address a request without the key (or with a wrong one) gets 401, with
     it 200; the key file is root 0400 and the key is in no output (a second run's changed=0 with keys:
-    tests/unit/test_ansible_keys.py). Stops in the first play without the roles keying llama.cpp."""
+    tests/unit/test_ansible_keys.py). Stops in the first play without the roles keying llama.cpp.
+    Then a new key: --check reports the engine's recreation and changes nothing (old key 200); a run interrupted
+    right after hf_secret wrote it (--tags hf_secret) leaves the old key served, and the next run recreates the
+    engine although the file is unchanged by then (the old key 401, the new 200); a last run changes nothing."""
     key = "sk-llama-" + secrets.token_hex(10)
     project = "gik-expo-" + secrets.token_hex(3)
     compose_dir = lab["tmp"] / "opt" / "compose"
@@ -159,22 +162,44 @@ def test_a_keyed_llamacpp_deployed_beyond_loopback_refuses_a_request_without_its
         assert httpx.get(url, timeout=60, headers={"Authorization": "Bearer sk-not-the-key"}).status_code == 401
         assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 200
 
-        # A new key in the vault: hf_secret rewrites the file, and compose (which compares no file's contents) would
-        # leave llama-server serving the old one (verify's call with the new key: 401, a failed run). inference_stack
-        # recreates the services mounting the changed file: the old key gets 401, the new one 200. (verify is left
-        # out of this run for CI time: it calls the same port with the same header as the requests below.)
+        # A new key in the vault. compose compares no file's contents: the role stamps each engine with a salted
+        # digest of the secret files it mounts (io.gpu-inference-kit.files-digest, from .env), so compose itself
+        # recreates the engines whose key changed. (verify is left out of these runs for CI time: it calls the same
+        # port with the same header as the requests below.)
         new_key = "sk-llama-" + secrets.token_hex(10)
         _write(lab, "", new_key, inference_stack_engines=["llamacpp"], inference_stack_project_name=project,
                verify_reports_dir=str(lab["tmp"] / "reports"), verify_smoke_bench=False, verify_wait=300)
+        engine = _container(project, "llamacpp")
+        # --check: truthful (the engine would be recreated: compose's dry run with the new digest) and safe (the
+        # file, the container and the old key are as they were)
+        started = time.monotonic()
+        r = _site(lab, "--check", "--tags", "hf_secret,inference_stack")
+        print(f"--check after a new llama.cpp key: {time.monotonic() - started:.0f}s")
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert _ran_and_changed(r.stdout, "inference_stack", BRING_UP), r.stdout[-4000:]
+        assert key not in r.stdout + r.stderr and new_key not in r.stdout + r.stderr
+        assert secret.read_text() == key and _container(project, "llamacpp") == engine
+        assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        # An interrupted run: it stopped right after hf_secret rewrote the file (here: --tags hf_secret), so the
+        # engine still serves the old key. The next run finds the file unchanged (hf_secret: ok) and must still
+        # recreate the engine: its label, not this run's `changed`, says which key it was made with.
+        started = time.monotonic()
+        r = _site(lab, "--tags", "hf_secret")
+        print(f"interrupted run (--tags hf_secret: the new key written, nothing recreated): "
+              f"{time.monotonic() - started:.0f}s")
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert secret.read_text() == new_key and _container(project, "llamacpp") == engine
+        assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 200
         started = time.monotonic()
         r = _site(lab, "--tags", "hf_secret,inference_stack")
-        print(f"second run, new llama.cpp key (--tags hf_secret,inference_stack): {time.monotonic() - started:.0f}s")
+        print(f"the run after it (--tags hf_secret,inference_stack): {time.monotonic() - started:.0f}s")
         assert r.returncode == 0, r.stdout[-4000:]
         assert key not in r.stdout + r.stderr and new_key not in r.stdout + r.stderr
-        assert secret.read_text() == new_key
+        assert not _ran_and_changed(r.stdout, "hf_secret", "Write the llama.cpp API key file"), r.stdout[-4000:]
+        assert _ran_and_changed(r.stdout, "inference_stack", BRING_UP), r.stdout[-4000:]
+        assert _container(project, "llamacpp") != engine
         assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {key}"}).status_code == 401
         assert httpx.get(url, timeout=60, headers={"Authorization": f"Bearer {new_key}"}).status_code == 200
-        assert "TASK [inference_stack : Recreate the engines whose secret file changed (compose v2)]" in r.stdout
         # nothing changed: nothing recreated, changed=0
         started = time.monotonic()
         r = _site(lab, "--tags", "hf_secret,inference_stack")
@@ -185,6 +210,23 @@ def test_a_keyed_llamacpp_deployed_beyond_loopback_refuses_a_request_without_its
         if compose_dir.is_dir():
             subprocess.run(["docker", "compose", "down", "-v", "-t", "5", "--remove-orphans"], cwd=compose_dir,
                            capture_output=True, timeout=300)
+
+
+BRING_UP = "Bring the engines up and wait until healthy (compose v2)"
+
+
+def _ran_and_changed(out: str, role: str, task: str) -> bool:
+    """The task's banner followed by its result line `changed: [localhost]` (not skipped, not ok)."""
+    return re.search(rf"^TASK \[{re.escape(role)} : {re.escape(task)}\] \**\nchanged: \[localhost\]$", out,
+                     re.M) is not None
+
+
+def _container(project: str, service: str) -> str:
+    """The id of the service's container (a recreated one has a new id)."""
+    return subprocess.run(["docker", "ps", "-aq", "--no-trunc",
+                           "--filter", f"label=com.docker.compose.project={project}",
+                           "--filter", f"label=com.docker.compose.service={service}"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout.strip()
 
 
 # -- compose: with keys, every published port refuses a request without one ------------------------------------------

@@ -4,7 +4,11 @@
 
     gik_gateway_config(spec)  -> LiteLLM config.yaml text
         spec: {"options": {gateway_* Ansible name: value}, "engines": [...], "models": {engine: name}}   this host
-          or  {"options": {...}, "hosts": {inventory name: {address, engines, ports, models, local}}}  the lab
+          or  {"options": {...}, "hosts": {inventory name: {address, engines, ports, models, settings, local,
+                                                                gateway_port, tls}}}                     the lab
+        A lab host's engine the gateway cannot reach (published on loopback only, no gateway of its own) fails the
+        filter naming the bind setting and gateway_enabled, as a host gateway published on loopback fails naming
+        gateway_bind_address: no engine of the lab is left out silently.
     gik_gateway_keys(engines) -> [{"engine", "secret", "env"}]: the engines' key secrets the gateway reads
 """
 
@@ -31,8 +35,12 @@ def gik_gateway_config(spec: Mapping[str, Any]) -> str:
         if spec.get("hosts") is not None:
             if not spec["hosts"]:
                 raise gateway.GatewayError("the lab gateway's upstream group has no host")
-            # the gateway runs in its compose project's own network: 127.0.0.1 there is the container itself
+            # the gateway runs in its compose project's own network: 127.0.0.1 there is the container itself.
+            # No ``skipped`` list: an engine it cannot reach is an error naming the setting, never dropped
             ups = gateway.lab_upstreams(spec["hosts"], loopback_reachable=False)
+            if not ups:
+                raise gateway.GatewayError(f"the lab gateway's hosts ({', '.join(map(str, spec['hosts']))}) serve "
+                                           "no engine (inference_stack_engines)")
         else:
             ups = gateway.host_upstreams(spec.get("engines") or [], spec.get("models") or {})
         return gateway.to_yaml(gateway.render(ups, opts))
