@@ -357,6 +357,12 @@ def _line_events(lines: list[bytes], decode: Callable[[bytes, str], dict[str, An
     return events, False
 
 
+# The whitespace around a key that is no part of it: the ASCII set (POSIX [[:space:]]) the compose entrypoints trim
+# and healthchecks/exposure.py's rule uses; not str.strip()'s wider set, so a key padded with, say, U+00A0 (which the
+# engine keeps) is refused below instead of being sent without it.
+KEY_WHITESPACE = " \t\n\r\x0b\x0c"
+
+
 def read_api_key(path: str | None, env: str | None = None) -> str | None:
     """The API key from a file (never argv), else from the environment variable named ``env``. Missing,
     unreadable or empty sources are config errors."""
@@ -374,7 +380,7 @@ def read_api_key(path: str | None, env: str | None = None) -> str | None:
         return _READ_ONCE[path]
     try:
         with open(path, encoding="utf-8") as fh:
-            key = fh.read().strip()
+            key = fh.read().strip(KEY_WHITESPACE)
             regular = os.path.isfile(path)
     except OSError as exc:
         raise ConfigError(f"API key file {path} cannot be read: {exc.strerror or exc}") from None

@@ -61,6 +61,24 @@ def test_key_text_strips_the_ascii_whitespace_around_a_key_only() -> None:
     assert exposure.key_text(12345) == "12345"
 
 
+# -- healthcheck's --api-key-file (what verify hands it) --------------------------------------------------------------
+def test_healthcheck_reads_a_key_file_by_the_same_whitespace(tmp_path: Path) -> None:
+    from healthchecks.errors import ConfigError
+    from healthchecks.protocols import KEY_WHITESPACE, read_api_key
+
+    assert KEY_WHITESPACE.encode() == exposure._WHITESPACE
+    f = tmp_path / "key"
+    f.write_text(f"\x0b {KEY}\t\r\n\x0c")
+    assert read_api_key(str(f)) == KEY
+    for blank in BLANKS:
+        f.write_text(blank)
+        with pytest.raises(ConfigError, match="is empty"):
+            read_api_key(str(f))
+    f.write_text(f"\xa0{KEY}\n")  # U+00A0 is no ASCII whitespace: the engine would keep it, so it is refused
+    with pytest.raises(ConfigError, match="does not hold one key"):
+        read_api_key(str(f))
+
+
 # -- the compose entrypoints, as compose renders them --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
