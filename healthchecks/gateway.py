@@ -126,7 +126,7 @@ def key_env(engine: str, catalogue: stack.Catalogue | None = None) -> str | None
     return setting.env[: -len("_FILE")]
 
 
-SELF = __name__.rsplit(".", 1)[-1]  # the gateway's own catalogue entry (named like this module) is no upstream
+SELF = stack.GATEWAY  # the gateway's own catalogue entry is no upstream (not __name__: "__main__" under -m)
 
 
 def _engine(name: str, cat: stack.Catalogue) -> stack.EngineEntry:
@@ -172,14 +172,18 @@ def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catal
                   skipped: list[str] | None = None, *, loopback_reachable: bool = True) -> list[Upstream]:
     """Every host's engines, reached over the lab network. ``hosts``: inventory name -> ``{"address": ...,
     "engines": [...], "ports": {engine: published port}, "models": {engine: served name}, "settings": {Ansible
-    name: value}, "gateway_port": N, "local": bool}`` (ports, models and settings default to the catalogue's).
+    name: value}, "gateway_port": N, "tls": bool, "local": bool}`` (ports, models and settings default to the
+    catalogue's).
 
     A host marked ``local`` is the gateway's own host: the gateway runs in that host's compose project and reaches
     its engines by service name, as a host gateway does (loopback-published engines, Ollama too). A host that runs
     its own gateway (``gateway_port``) is reached through it, each engine by its route ``MODEL@ENGINE`` with the
-    lab's master key, so its engines (Ollama too) stay on loopback. Otherwise each engine is reached at its
-    published port; an engine published on loopback only cannot be reached from another host and is left out (its
-    ``host/engine`` appended to ``skipped``), unless the host's address is loopback too.
+    lab's master key, so its engines (Ollama too) stay on loopback; that gateway must be published where the lab
+    gateway reaches it (its ``gateway_bind_address``, loopback by default, is an error otherwise), over HTTPS when
+    it has the lab's certificate (``tls``: its ``gateway_tls_cert_src``), which then serves TLS only. Otherwise each
+    engine is reached at its published port; an engine published on loopback only cannot be reached from another
+    host (unless the host's address is loopback too): its ``host/engine`` is appended to ``skipped`` when a list is
+    given, else it is an error naming the bind setting and ``gateway_enabled``.
 
     ``loopback_reachable=False``: the gateway runs in a container of its own network (the compose service, as the
     role deploys it), where 127.0.0.1 is the container itself: another host listed at a loopback address (an
@@ -187,12 +191,16 @@ def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catal
     address the gateway host reaches it at."""
     cat = catalogue or stack.load()
     out = []
+    unreachable: dict[str, list[str]] = {}  # host -> the bind settings of its loopback-only engines
     for host, h in hosts.items():
+        _check_host(str(host), h)
         address = str(h.get("address") or host)
         if not address or any(c in address for c in "/ ?#@"):
             raise GatewayError(f"gateway upstream host {host}: bad address {address!r}")
         netloc = f"[{address}]" if ":" in address and not address.startswith("[") else address
         settings = h.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            raise GatewayError(f"gateway upstream host {host}: settings must be a mapping of Ansible names")
         local = bool(h.get("local"))
         if not local and not loopback_reachable and address.startswith(LOOPBACK):
             raise GatewayError(f"gateway upstream host {host}: address {address} is loopback, which the gateway's "
@@ -200,6 +208,23 @@ def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catal
                                f"{host} (the address the gateway host reaches it at)")
         via = h.get("gateway_port")
         via = _port(cat.settings["gateway_port"], via, host) if via is not None and not local else None
+        scheme = "http"
+        if via is not None:
+            gw_bind = cat.settings["gateway_bind_address"]
+            if str(settings.get(gw_bind.ansible or "", gw_bind.default) or "").startswith(LOOPBACK) \
+                    and not address.startswith(LOOPBACK):
+                raise GatewayError(
+                    f"gateway upstream host {host}: its own gateway, which the lab gateway routes to, is published "
+                    f"on loopback only ({gw_bind.ansible}: "
+                    f"{settings.get(gw_bind.ansible or '', gw_bind.default)}): set {gw_bind.ansible} for {host} to "
+                    f"the address the lab gateway reaches it at ({address})")
+            # A host gateway with the lab's certificate serves HTTPS only (compose's entrypoint passes LiteLLM
+            # --ssl_certfile_path), so the lab gateway calls it at https://. LiteLLM verifies it as its docs say
+            # (https://docs.litellm.ai/docs/guides/security_settings): the certifi bundle, else the CA bundle of
+            # SSL_CERT_FILE or litellm_settings.ssl_verify, process-wide. A per-deployment litellm_params ssl_verify
+            # is not rendered: LiteLLM 1.110.2's OpenAI-compatible client (llms/openai/common_utils.py) builds its
+            # httpx client from get_ssl_configuration() alone and never reads it.
+            scheme = "https" if h.get("tls") else "http"
         for e in [str(x) for x in (h.get("engines") or cat.deployed)]:
             entry = _engine(e, cat)
             model = _model(e, h.get("models") or {}, cat)
@@ -208,19 +233,52 @@ def lab_upstreams(hosts: Mapping[str, Mapping[str, Any]], catalogue: stack.Catal
                                     key_env=key_env(e, cat)))
                 continue
             if via is not None:
-                out.append(Upstream(engine=e, model=model, api_base=f"http://{netloc}:{via}/v1", host=str(host),
-                                    key_env=MASTER_KEY_ENV, sends=f"{model}@{e}"))
+                out.append(Upstream(engine=e, model=model, api_base=f"{scheme}://{netloc}:{via}/v1",
+                                    host=str(host), key_env=MASTER_KEY_ENV, sends=f"{model}@{e}"))
                 continue
             bind = bind_setting(e, cat)
             if str(settings.get(bind.ansible or "", bind.default) or "").startswith(LOOPBACK) \
                     and not address.startswith(LOOPBACK):
                 if skipped is not None:
                     skipped.append(f"{host}/{e}")
+                else:
+                    unreachable.setdefault(str(host), []).append(f"{e} ({bind.ansible or bind.env})")
                 continue
             port = _port(entry.port_setting, (h.get("ports") or {}).get(e, entry.port_setting.default), host)
             out.append(Upstream(engine=e, model=model, api_base=f"http://{netloc}:{port}/v1", host=str(host),
                                 key_env=key_env(e, cat)))
+    if unreachable:
+        host, engines = next(iter(unreachable.items()))
+        more = f" (and {len(unreachable) - 1} more host(s): {', '.join(list(unreachable)[1:])})" \
+            if len(unreachable) > 1 else ""
+        raise GatewayError(f"gateway upstream host {host}: {', '.join(engines)} published on loopback only and no "
+                           f"gateway of its own, so the lab gateway cannot reach it: set gateway_enabled: true for "
+                           f"{host} (its gateway fronts its engines) or publish them on its lab address "
+                           f"(inference_stack_bind_address, with their keys){more}")
     return out
+
+
+_HOST_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "address": ((str,), "a string"), "engines": ((list, tuple), "a list of engine names"),
+    "ports": ((Mapping,), "an object of engine: port"), "models": ((Mapping,), "an object of engine: model name"),
+    "settings": ((Mapping,), "an object of setting: value"), "gateway_port": ((int, str), "a port number"),
+    "local": ((bool,), "true or false"), "tls": ((bool,), "true or false"),
+}
+
+
+def _check_host(host: str, h: Any) -> None:
+    """One lab host's entry has the types lab_upstreams reads (a JSON document or the role's gateway_lab_hosts)."""
+    if not isinstance(h, Mapping):
+        raise GatewayError(f"gateway upstream host {host}: not an object of address, engines, ports, models, ...")
+    for key, value in h.items():
+        if key not in _HOST_FIELDS:
+            raise GatewayError(f"gateway upstream host {host}: unknown field {key!r} (one of "
+                               f"{', '.join(_HOST_FIELDS)})")
+        types, what = _HOST_FIELDS[key]
+        if value is None or (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise GatewayError(f"gateway upstream host {host}: {key} must be {what}, got {type(value).__name__}")
+    if not all(isinstance(e, str) for e in h.get("engines") or ()):
+        raise GatewayError(f"gateway upstream host {host}: engines must be a list of engine names")
 
 
 def _port(setting: stack.Setting, value: Any, host: str) -> int:
@@ -313,27 +371,49 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _read_env(path: Path) -> dict[str, str]:
+    """The --env file as Compose reads it; one line naming it when it is missing or unreadable (a .env that does not
+    exist would otherwise render the catalogue's defaults, as if it had been read)."""
+    from .endpoints.compose import read_dotenv
+    from .errors import KitError
+
+    if not path.exists():
+        raise GatewayError(f"--env {path}: no such file")
+    try:
+        return dict(read_dotenv(path))
+    except KitError as e:
+        raise GatewayError(f"--env {path}: {e}") from None
+
+
+def _read_lab(path: Path) -> dict[str, Any]:
+    try:
+        hosts = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise GatewayError(f"--lab {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise GatewayError(f"--lab {path}: not JSON ({e})") from None
+    if not isinstance(hosts, dict) or not hosts:
+        raise GatewayError(f"--lab {path}: not a JSON object of host objects ({{host: {{address, engines, ports, "
+                           "models}}}})")
+    for host, h in hosts.items():
+        try:
+            _check_host(host, h)
+        except GatewayError as e:
+            raise GatewayError(f"--lab {path}: {e}") from None
+    return hosts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cat = stack.load()
     try:
-        env: dict[str, str] = {}
-        if args.env is not None:
-            from .endpoints.compose import read_dotenv
-
-            env = dict(read_dotenv(args.env))
+        env = _read_env(args.env) if args.env is not None else {}
         values, errors = cat.convert_all(env, source="env")
         if errors:
             raise GatewayError(errors[0])
         opts = Options.from_settings(env, source="env", catalogue=cat)
         if args.lab is not None:
-            try:
-                hosts = json.loads(args.lab.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise GatewayError(f"--lab {args.lab}: {e}") from None
-            if not isinstance(hosts, dict) or not all(isinstance(h, dict) for h in hosts.values()):
-                raise GatewayError(f"--lab {args.lab}: not a JSON object of host objects")
-            ups = lab_upstreams(hosts, cat)
+            ups = lab_upstreams(_read_lab(args.lab), cat)
         else:
             engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else cat.deployed
             by_env = {e: cat.engines[e].model_setting.env for e in engines if e in cat.engines}

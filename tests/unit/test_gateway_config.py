@@ -102,7 +102,8 @@ def test_a_lab_gateway_leaves_out_what_only_loopback_publishes_or_goes_through_t
     skipped: list[str] = []
     assert gateway.lab_upstreams({"gpu01": {"address": "10.0.0.11", "engines": engines}}, skipped=skipped) == []
     assert skipped == [f"gpu01/{e}" for e in engines]
-    ups = gateway.lab_upstreams({"gpu01": {"address": "10.0.0.11", "engines": engines, "gateway_port": 4400}})
+    ups = gateway.lab_upstreams({"gpu01": {"address": "10.0.0.11", "engines": engines, "gateway_port": 4400,
+                                           "settings": {"gateway_bind_address": "10.0.0.11"}}})
     assert [(u.api_base, u.sends, u.key_env) for u in ups] == [
         ("http://10.0.0.11:4400/v1", f"{CAT.engines[e].model_setting.default}@{e}", gateway.MASTER_KEY_ENV)
         for e in engines]

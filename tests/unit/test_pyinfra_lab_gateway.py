@@ -42,10 +42,12 @@ UPSTREAMS: dict[str, dict[str, Any]] = {
              "inference_stack_engines": ["llamacpp"], "inference_stack_llamacpp_model_alias": "smol"},
     # a host with its own gateway: reached through it (its Ollama stays on loopback)
     "delta": {"ansible_host": "10.1.0.14", "inference_stack_engines": ["ollama", "llamacpp"],
-              "gateway_enabled": True, "gateway_port": 14000},
-    # the lab gateway's own host, in both groups: its engines by compose service name
+              "gateway_enabled": True, "gateway_port": 14000,
+              "gateway_bind_address": "10.1.0.14"},  # the lab gateway reaches its gateway there (not loopback)
+    # the lab gateway's own host, in both groups: its engines by compose service name (published on its lab
+    # address: the other lab gateway, solo, reaches them there; on loopback only, solo's config is refused)
     "gw": {"ansible_host": "10.1.0.10", "inference_stack_engines": ["llamacpp"],
-           "inference_stack_bind_address": "127.0.0.1"},
+           "inference_stack_bind_address": "10.1.0.10"},
 }
 # the order the inventory file lists gpu_hosts in: not by name, so both deployers must sort (roles/gateway's
 # gateway_lab_hosts walks the group sorted, as pyinfra/inventory.py lists hosts) to write the same routes
@@ -191,8 +193,10 @@ def test_lab_config_is_the_roles_bytes(lab: dict[str, Any], name: str) -> None:
         assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp",
                        "gw/llamacpp"]
         assert "http://llamacpp:8080/v1" in g.config
-    else:  # gw's llama.cpp is on loopback only: the gateway-only host cannot reach it
-        assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp"]
+    else:  # gw's llama.cpp at gw's lab address, where it is published
+        assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp",
+                       "gw/llamacpp"]
+        assert "http://10.1.0.10:8080/v1" in g.config and "http://llamacpp:8080/v1" not in g.config
         assert config["router_settings"]["routing_strategy"] == "least-busy" and "SmolLM3-3B@hf" in g.config
     assert KEY not in g.config + g.env and VLLM_KEY not in g.config + g.env
 
