@@ -5,7 +5,9 @@ host x engine).
 
 Pure: folders in, text out (:func:`collect`, :func:`to_json`, :func:`page`, :func:`junit_xml`); only
 :func:`write` touches the disk. A host whose files are missing or unreadable still appears, with why; one host's
-bad file never loses another host's result.
+bad file never loses another host's result. A field of the wrong JSON type (a list that is a number, an object that
+is a string), NaN/Infinity, a lone surrogate: a line of that host's problems naming the file and the field (and the
+engine's note where it is one engine's), never an exception (tests/unit/test_lab_report_inputs.py).
 
 What each per-host file contributes:
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -117,16 +120,43 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        # a lone surrogate ("\\ud800" is valid JSON) cannot be written as UTF-8 (the page, the console): "?"
+        doc = json.loads(json.dumps(doc, ensure_ascii=False).encode("utf-8", "replace").decode("utf-8"))
     except OSError as exc:
         problems.append(f"{path.name}: cannot be read: {exc.strerror or exc}")
         return None
     except (UnicodeDecodeError, ValueError) as exc:
-        problems.append(f"{path.name}: not JSON ({str(exc).splitlines()[0][:120]})")
+        problems.append(f"{path.name}: not JSON ({(str(exc).splitlines() or [''])[0][:120]})")
+        return None
+    except RecursionError:
+        problems.append(f"{path.name}: not JSON (nested too deeply)")
         return None
     if not isinstance(doc, dict):
         problems.append(f"{path.name}: not a JSON object")
         return None
     return doc
+
+
+def _list(doc: dict[str, Any], key: str, where: str, problems: list[str]) -> list[Any]:
+    """``doc[key]`` when it is a list; [] when absent or null; [] and a line in ``problems`` when it is not a list."""
+    v = doc.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        problems.append(f"{where}: {key} is not a list ({type(v).__name__})")
+        return []
+    return v
+
+
+def _dict(doc: dict[str, Any], key: str, where: str, problems: list[str]) -> dict[str, Any] | None:
+    """``doc[key]`` when it is an object; None when absent or null; None and a line in ``problems`` otherwise."""
+    v = doc.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        problems.append(f"{where}: {key} is not an object ({type(v).__name__})")
+        return None
+    return v
 
 
 def _text(v: Any) -> str:
@@ -142,20 +172,29 @@ def _mtime(path: Path) -> str:
 
 
 def _number(v: Any) -> float | None:
+    """A finite number, else None (JSON's NaN/Infinity, which Python reads, would make lab.json invalid)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int too large for a float
+        return None
+    return f if math.isfinite(f) else None
 
 
-def _engine_row(ep: dict[str, Any]) -> EngineRow:
-    checks = [c for c in ep.get("checks") or [] if isinstance(c, dict)]
+def _engine_row(ep: dict[str, Any], problems: list[str] | None = None) -> EngineRow:
+    bad: list[str] = []
+    where = f"healthcheck.json: endpoint {_text(ep.get('name')) or '?'}"
+    checks = [c for c in _list(ep, "checks", where, bad) if isinstance(c, dict)]
     fails = [c for c in checks if c.get("status") == FAIL]
     healthy = bool(checks) and not fails
     if isinstance(ep.get("healthy"), bool):
         healthy = healthy and ep["healthy"]
     why = "; ".join(f"{_text(c.get('name'))}: {_text(c.get('reason'))}" for c in fails)
     if not healthy and not why:
-        why = "no checks ran" if not checks else "reported unhealthy"
+        why = "; ".join(bad) if bad else "no checks ran" if not checks else "reported unhealthy"
+    if problems is not None:
+        problems += bad
     res = next((c for c in checks if c.get("name") == "gpu_residency"), None)
     return EngineRow(
         name=_text(ep.get("name")) or "?", engine=_text(ep.get("engine")) or "?", url=_text(ep.get("url")),
@@ -169,7 +208,8 @@ def _engine_row(ep: dict[str, Any]) -> EngineRow:
 def _routes(host: str, ep: dict[str, Any]) -> list[Route]:
     gw = f"{host}/{_text(ep.get('name'))}"
     out: list[Route] = []
-    for c in ep.get("checks") or []:
+    checks = ep.get("checks")
+    for c in checks if isinstance(checks, list) else []:
         name = _text(c.get("name")) if isinstance(c, dict) else ""
         if not name.startswith(ROUTE_PREFIXES):
             continue
@@ -179,36 +219,47 @@ def _routes(host: str, ep: dict[str, Any]) -> list[Route]:
     return out
 
 
-def _bench_figures(bench: dict[str, Any], rows: list[EngineRow]) -> None:
-    """GPU memory and capacity from smoke-bench's JSON, matched to the healthcheck rows by endpoint label."""
+def _bench_figures(bench: dict[str, Any], rows: list[EngineRow], problems: list[str]) -> None:
+    """GPU memory and capacity from smoke-bench's JSON, matched to the healthcheck rows by endpoint label. A field
+    of the wrong type is a line in ``problems`` and, where it is one endpoint's, that engine's note says so."""
     by_label = {r.name: r for r in rows}
-    for ep in bench.get("endpoints") or []:
+    for i, ep in enumerate(_list(bench, "endpoints", "bench.json", problems)):
         if not isinstance(ep, dict):
+            problems.append(f"bench.json: endpoint {i + 1} is not an object")
             continue
         row = by_label.get(_text(ep.get("label")))
         if row is None:
             continue
-        mem = ep.get("gpu_memory")
-        if isinstance(mem, dict):
-            peaks = mem.get("engine_peak_mib")
-            if isinstance(peaks, dict):
-                row.gpu_peak_mib = {str(k): v for k, v in peaks.items() if _number(v) is not None}
+        where = f"bench.json: {row.name}"
+        bad: list[str] = []
+        mem = _dict(ep, "gpu_memory", where, bad)
+        if mem is not None:
+            peaks = _dict(mem, "engine_peak_mib", f"{where}: gpu_memory", bad)
+            if peaks is not None:
+                row.gpu_peak_mib = {_text(k): f for k, v in peaks.items() if (f := _number(v)) is not None}
             row.gpu_note = _text(mem.get("note"))
-        sweep = ep.get("sweep")
-        if not isinstance(sweep, dict):
-            row.capacity_note = "no sweep"
+        if bad and not row.gpu_peak_mib:
+            row.gpu_note = "; ".join(bad)
+        sweep = _dict(ep, "sweep", where, bad)
+        problems += bad
+        if sweep is None:
+            row.capacity_note = "no sweep" if ep.get("sweep") is None else f"{where}: sweep is not an object"
             continue
         best = sweep.get("best")
         if isinstance(best, dict):
-            slo = sweep.get("slo") if isinstance(sweep.get("slo"), dict) else {}
+            slo = {_text(k): f for k, v in (_dict(sweep, "slo", f"{where}: sweep", problems) or {}).items()
+                   if (f := _number(v)) is not None}
             row.capacity = {"request_throughput": _number(best.get("request_throughput")),
                             "users": _number(best.get("users")),
                             "output_throughput": _number(best.get("output_throughput")),
                             "load": _text(best.get("offered")), "slo": slo,
                             "attainment_required": _number(sweep.get("attainment_required")),
                             "at_least": bool(sweep.get("highest_load_met"))}
-        else:
+        elif best is None:
             row.capacity_note = "no load met the SLOs"
+        else:
+            row.capacity_note = f"{where}: sweep best is not an object"
+            problems.append(row.capacity_note)
 
 
 def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
@@ -218,9 +269,12 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
     hc = _read_json(folder / "healthcheck.json", h.problems)
     bench = _read_json(folder / "bench.json", h.problems)
     h.driver_version = _text(meta.get("driver_version"))
-    h.gpus = [str(g) for g in meta.get("gpus") or [] if g]
+    h.gpus = [_text(g) for g in _list(meta, "gpus", "host.json", h.problems) if g]
     if isinstance(meta.get("reboot_pending"), bool):
         h.reboot_pending = meta["reboot_pending"]
+    elif meta.get("reboot_pending") is not None:
+        h.problems.append(f"host.json: reboot_pending is not true or false "
+                          f"({type(meta['reboot_pending']).__name__})")
     h.time = _text(meta.get("time")) or _mtime(folder / "healthcheck.json")
     for title, name in (("page", "bench.html"), ("healthcheck", "healthcheck.json"), ("benchmark", "bench.json"),
                         ("host", "host.json")):
@@ -231,7 +285,9 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
     endpoints = hc.get("endpoints") if hc is not None else None
     if isinstance(endpoints, list):
         eps = [e for e in endpoints if isinstance(e, dict)]
-        h.engines = [_engine_row(e) for e in eps]
+        if len(eps) < len(endpoints):
+            h.problems.append(f"healthcheck.json: {len(endpoints) - len(eps)} endpoint(s) not an object")
+        h.engines = [_engine_row(e, h.problems) for e in eps]
         for row in h.engines:
             row.title = row.engine if [r.engine for r in h.engines].count(row.engine) == 1 else row.name
         for e, row in zip(eps, h.engines, strict=True):
@@ -239,7 +295,7 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
                 gateways.append(f"{h.name}/{row.name}")
                 routes += _routes(h.name, e)
         if bench is not None:
-            _bench_figures(bench, h.engines)
+            _bench_figures(bench, h.engines, h.problems)
         if not h.engines:
             h.state, h.why = UNHEALTHY, "healthcheck.json lists no endpoint"
         elif all(r.healthy for r in h.engines):
@@ -249,7 +305,7 @@ def read_host(folder: Path) -> tuple[HostResult, list[Route], list[str]]:
             h.why = "; ".join(f"{r.title}: {r.why}" for r in h.engines if not r.healthy)
     elif hc is not None:
         h.problems.append("healthcheck.json: no endpoints list")
-    failures = [_text(f) for f in meta.get("failures") or [] if f] if isinstance(meta.get("failures"), list) else []
+    failures = [_text(f) for f in _list(meta, "failures", "host.json", h.problems) if f]
     if failures and h.state in (HEALTHY, UNHEALTHY):  # verify's own steps after healthcheck (benchmark, GPU memory)
         h.state, h.why = UNHEALTHY, "; ".join([x for x in (h.why,) if x] + failures)
     if h.state == NO_RESULTS:
