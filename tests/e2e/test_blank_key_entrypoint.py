@@ -3,7 +3,8 @@ file by the kit's one rule (healthchecks/exposure.py): a whitespace-only file is
 (a trailing space, CRLF) is no part of it. Before, llama-server took the line " \\t\\r" as a key no client can send
 (every request 401, while compose-preflight and verify read the file as no key), and " KEY \\r" instead of KEY.
 tests/unit/test_blank_keys.py runs the same entrypoints (vLLM's, the gateway's too) under /bin/sh; this is the check
-in the container itself. About 20 s: one llama-server start per key file."""
+in the container itself. About 20 s: one llama-server start per key file, and vLLM's entrypoint in its own image
+(`docker compose run`, the real secret mount) with `vllm` replaced by a recorder of VLLM_API_KEY."""
 
 from __future__ import annotations
 
@@ -99,3 +100,22 @@ def test_llamacpp_container_reads_a_blank_key_file_as_no_key_and_strips_a_padded
     logs = subprocess.run([*compose, "logs", "llamacpp"], capture_output=True, text=True, env=env, timeout=60,
                               cwd=COMPOSE)
     assert KEY not in logs.stdout + logs.stderr + r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(("content", "expected"), [(" \t\r\n\n", "unset"), (f"\r\n  {KEY} \r\n", f"key=[{KEY}]")],
+                         ids=["blank", "padded"])
+def test_vllm_entrypoint_in_its_image_reads_a_blank_key_file_as_no_key(
+        llamacpp: tuple[Path, dict[str, str], list[str]], tmp_path: Path, content: str, expected: str) -> None:
+    key_file, env, compose = llamacpp
+    vllm_key = key_file.parent / "vllm_api_key"
+    vllm_key.write_text(content)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "vllm").write_text('#!/bin/sh\nif [ "${VLLM_API_KEY+set}" = set ]; then printf "key=[%s]" "$VLLM_API_KEY"; '
+                               "else printf unset; fi\n")
+    (fake / "vllm").chmod(0o755)
+    r = subprocess.run([*compose, "run", "--rm", "--no-deps", "-T", "-v", f"{fake}:/gik-bin:ro", "-e",
+                        "PATH=/gik-bin:/usr/bin:/bin", "vllm"], capture_output=True, text=True, env=env, timeout=300,
+                       cwd=COMPOSE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == expected
