@@ -148,6 +148,9 @@ lab_gateway = gs.LAB_GATEWAY_GROUP in host.groups
 engine_host = not lab_gateway or gs.LAB_UPSTREAM_GROUP in host.groups
 
 
+salt = ""  # the host's salt of the secret files' digests, once the secrets folder is known (below)
+
+
 def load_settings(workstation: dict[str, object] | None) -> gs.Settings:
     return gs.load(overrides, settings_file=host.data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
                    group_vars=host.data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
@@ -155,10 +158,15 @@ def load_settings(workstation: dict[str, object] | None) -> gs.Settings:
                    vault_password_file=host.data.get("gik_vault_password_file") or None,
                    # (its inventory groups: a host of gpu_hosts and gateway_hosts publishes the lab gateway's port
                    # beside its engines', which the clash check compares)
-                   groups=host.groups)
+                   groups=host.groups, files_salt=salt)
 
 
 try:
+    s = load_settings(workstation_defaults(probe) if local else None)
+    # the digests in .env and gateway.env (<SERVICE>_FILES_DIGEST, roles/inference_stack and roles/gateway) are
+    # salted with the host's files_digest_salt in the secrets folder: its own, else a new one written below
+    salt_file = f"{s.secret_dir}/files_digest_salt"
+    salt = gik_ops.files_salt(host.get_fact(gik_ops.FilesSalt, path=salt_file))
     s = load_settings(workstation_defaults(probe) if local else None)
     engines_source = str(s.sources.get("inference_stack_engines", "group_vars"))
     if local and has_docker and (engines_source == "group_vars" or engines_source.startswith("roles/")):
@@ -210,6 +218,7 @@ if s.gpu and engine_host:
         stop(f"inference_stack_gpu is true but Docker has no nvidia runtime; {ansible_hint}")
 
 # -- the secrets: never an empty value over a secret the host holds (a vault not read, a file not given) -----------
+# (an engine key is written without the whitespace around it: a blank one is empty here, no key, as hf_secret has it)
 for fname, content in secret_contents.items():
     remote = host.get_fact(File, path=f"{s.secret_dir}/{fname}") if not content else None
     if remote and int(remote.get("size") or 0) > 0:
@@ -310,6 +319,8 @@ files.directory(name="Create the secrets directory", path=s.secret_dir, user="ro
                 mode=f"{gik_ops.SECRET_DIR_MODE:o}")
 secret_ops = [gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
               for fname, content in secret_contents.items()]
+# (the role writes it once, force: false; the host's own is what was read above, so this writes only a new one)
+gik_ops.secret_file(name="Keep the digests' salt on the host", dest=salt_file, content=salt)
 
 # -- the compose project (inference_stack) --------------------------------------------------------------------------
 # (a gateway-only host: compose.yaml, as roles/gateway ships it, and wait-healthy.sh for compose v1's wait; none of

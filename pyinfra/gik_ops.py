@@ -42,10 +42,15 @@ SECRET_NAMES = ("hf_token", "vllm_api_key", "llamacpp_api_key")
 
 
 def secret_files(settings: Any) -> dict[str, str]:
-    """What hf_secret writes: the values as they are (``content: "{{ hf_secret_token }}"``)."""
+    """What hf_secret writes: the token as it is (``content: "{{ hf_secret_token }}"``), each engine key without the
+    whitespace around it (``| gik_key_text``, healthchecks/exposure.py ``key_text``): a blank key is an empty file,
+    no key to every reader."""
+    from healthchecks import exposure
+
     raw = settings.raw
-    return {"hf_token": _text(raw.get("hf_secret_token")), "vllm_api_key": _text(raw.get("hf_secret_vllm_api_key")),
-            "llamacpp_api_key": _text(raw.get("hf_secret_llamacpp_api_key"))}
+    return {"hf_token": _text(raw.get("hf_secret_token")),
+            "vllm_api_key": exposure.key_text(raw.get("hf_secret_vllm_api_key")),
+            "llamacpp_api_key": exposure.key_text(raw.get("hf_secret_llamacpp_api_key"))}
 
 
 def key_secret_name(setting: Any, compose: Mapping[str, Any] | None = None) -> str | None:
@@ -70,13 +75,16 @@ def key_secret_names(engines: list[str], catalogue: Any) -> dict[str, str]:
 
 def verify_key_files(engines: list[str], catalogue: Any, secret_contents: Mapping[str, str],
                      given: Mapping[str, Any]) -> dict[str, str]:
-    """The key file verify reads on the controller for each keyed engine (its secret is set): the lab's own
-    ``hf_secret_<engine>_api_key_file``, or, for a key given through the vault alone, a 0600 copy made for this
-    run and removed when the process ends (the host's copy is root-only)."""
+    """The key file verify reads on the controller for each keyed engine (its secret holds a key by the one rule,
+    healthchecks/exposure.py ``holds_key``: not empty, not whitespace only, for llama.cpp not comments only): the
+    lab's own ``hf_secret_<engine>_api_key_file``, or, for a key given through the vault alone, a 0600 copy made for
+    this run and removed when the process ends (the host's copy is root-only)."""
+    from healthchecks import exposure
+
     out: dict[str, str] = {}
     for e, name in key_secret_names(engines, catalogue).items():
         content = secret_contents.get(name, "")
-        if not content.strip():
+        if not exposure.holds_key(e, content):
             continue
         if given.get(e):
             out[e] = str(given[e])
@@ -95,8 +103,9 @@ def _remove(path: str) -> None:
 
 def exposure_refusals(settings: Any, secret_contents: Mapping[str, str] | None = None) -> list[str]:
     """healthchecks/exposure's rule for this deploy: each engine of ``settings`` published beyond loopback must have
-    a non-blank key in the secret file hf_secret writes for it (``secret_files``), else one line naming the settings
-    that give it one (hf_secret_<engine>_api_key_file or vault_<engine>_api_key)."""
+    a key in the secret file hf_secret writes for it (``secret_files``; ``exposure.holds_key``: empty, whitespace-only
+    or, for llama.cpp, comment-only is no key), else one line naming the settings that give it one
+    (hf_secret_<engine>_api_key_file or vault_<engine>_api_key)."""
     from healthchecks import exposure, stack
 
     contents = secret_files(settings) if secret_contents is None else secret_contents
@@ -104,7 +113,7 @@ def exposure_refusals(settings: Any, secret_contents: Mapping[str, str] | None =
     key_file_names = key_secret_names(settings.engines, catalogue)
     key_names = {e: f"hf_secret_{e}_api_key_file or vault_{e}_api_key" for e, name in key_file_names.items()
                  if name in contents}
-    keyed = {e: bool(contents[key_file_names[e]].strip()) for e in key_names}
+    keyed = {e: exposure.holds_key(e, contents[key_file_names[e]]) for e in key_names}
     values = {**settings.raw, **{k: x for k, x in settings.validated.items() if x is not None}}
     return exposure.deployer_refusals(values, keyed=keyed, key_names=key_names, catalogue=catalogue)
 
@@ -158,6 +167,30 @@ true"""
 
     def process(self, output: list[str]) -> dict[str, str]:
         return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+class FilesSalt(FactBase[str]):
+    """The host's salt of the secret files' digests (roles/inference_stack's ``<secrets>/files_digest_salt``, read as
+    root; "" where there is none yet). A salt, not a key: it keeps the digests in the world-readable .env from being
+    looked up in a dictionary."""
+
+    def command(self, path: str) -> str:
+        return f"cat {shlex.quote(path)} 2>/dev/null; true"
+
+    @staticmethod
+    def default() -> str:
+        return ""
+
+    def process(self, output: list[str]) -> str:
+        return "\n".join(output).strip()
+
+
+def files_salt(present: str | None) -> str:
+    """The salt to use: the host's, else a new one (64 hex digits, as the role draws it: lookup password
+    hexdigits)."""
+    import secrets
+
+    return present if present else secrets.token_hex(32)
 
 
 class AptSourcesFor(FactBase[list[str]]):

@@ -100,13 +100,13 @@ def bool_filter(value: object) -> bool:
     return check == 1
 
 
-def _lookup(name: str, *terms: str, default: Any = None, **_: Any) -> Any:
+def _lookup(name: str, *terms: str, default: Any = None, rstrip: Any = True, **_: Any) -> Any:
     if name in ("env", "ansible.builtin.env"):
         values = [os.environ.get(t, default if default is not None else "") for t in terms]
         return values[0] if len(values) == 1 else ",".join(values)
     if name in ("file", "ansible.builtin.file"):  # a controller file's text, trailing whitespace stripped (rstrip)
         try:
-            texts = [Path(t).read_text().rstrip() for t in terms]
+            texts = [Path(t).read_text().rstrip() if bool_filter(rstrip) else Path(t).read_text() for t in terms]
         except OSError as e:
             raise SettingsError(f"lookup('file'): cannot read {e.filename} ({e.strerror})") from None
         return texts[0] if len(texts) == 1 else ",".join(texts)
@@ -359,13 +359,15 @@ def _read_secret(path_value: Any, setting: str) -> str | None:
 def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.PathLike[str] | None = None,
          group_vars: str | os.PathLike[str] | None = None, workstation: Mapping[str, Any] | None = None,
          facts: Mapping[str, Any] | None = None, vault_password_file: str | None = None,
-         groups: Iterable[str] | None = None) -> Settings:
+         groups: Iterable[str] | None = None, files_salt: str = "") -> Settings:
     """Resolve and validate one host's settings. ``overrides``: host data and ``--data`` (highest user layer).
     ``workstation``: defaults for ``@local`` that apply only where no user layer set the value. ``facts``: the
     host's ``ansible_facts`` subset the roles' vars use (distribution, distribution_release, architecture...).
     ``vault_password_file``: for an encrypted group_vars file (default: Ansible's ANSIBLE_VAULT_PASSWORD_FILE).
     ``groups``: the host's inventory groups (Ansible's group_names): where it runs the gateway (see
-    :func:`runs_gateway`), the gateway's port joins the engines' in the port clash check."""
+    :func:`runs_gateway`), the gateway's port joins the engines' in the port clash check. ``files_salt``: the host's
+    salt of the secret files' digests (roles/inference_stack's files_digest_salt, which deploy.py reads or draws),
+    for the .env's and gateway.env's ``<SERVICE>_FILES_DIGEST``."""
     roles = site_roles()
     layers: list[tuple[str, dict[str, Any]]] = []
     for role in roles:
@@ -421,7 +423,7 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
     for role in roles:
         role_vars.update(role_file(role, "vars", "main.yml"))
     derived = _Resolver({**raw, **{k: v for k, v in validated.items() if v is not None}, **role_vars,
-                         "ansible_facts": dict(facts or {})})
+                         "ansible_facts": dict(facts or {}), "inference_stack_files_salt": files_salt})
     for k in role_vars:
         if k in needed:
             try:
@@ -431,6 +433,7 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
                     raise
                 continue  # host facts it needs are not known here (rendering only): not used
             sources[k] = "role vars"
+    resolved["inference_stack_files_salt"] = files_salt
     return Settings(raw=resolved, validated=validated, sources=sources)
 
 
@@ -652,7 +655,7 @@ def lab_host(name: str, settings: Settings, *, address: str | None = None, ansib
 
 
 def load_host_data(data: Mapping[str, Any], *, workstation: Mapping[str, Any] | None = None,
-                   facts: Mapping[str, Any] | None = None) -> Settings:
+                   facts: Mapping[str, Any] | None = None, files_salt: str = "") -> Settings:
     """``load`` for a pyinfra host's data (the inventory's host data and ``--data``): its settings, its settings
     file (``gik_settings``, else GIK_SETTINGS), its group_vars layer (``gik_group_vars``, else GIK_GROUP_VARS) and
     vault password file."""
@@ -660,7 +663,7 @@ def load_host_data(data: Mapping[str, Any], *, workstation: Mapping[str, Any] | 
     return load(overrides, settings_file=data.get("gik_settings") or os.environ.get("GIK_SETTINGS") or None,
                 group_vars=data.get("gik_group_vars") or os.environ.get("GIK_GROUP_VARS") or None,
                 workstation=workstation, facts=facts, vault_password_file=data.get("gik_vault_password_file") or None,
-                groups=data.get("gik_group_names"))
+                groups=data.get("gik_group_names"), files_salt=files_salt)
 
 
 def inventory_name(pyinfra_name: str, data: Mapping[str, Any]) -> str:
@@ -739,7 +742,10 @@ def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: lis
     keys = filters["gik_gateway_keys"](key_engines)
     key_values = {k["engine"]: str(settings.raw.get(f"hf_secret_{k['engine']}_api_key")
                                    or settings.raw.get(f"vault_{k['engine']}_api_key") or "") for k in keys}
+    digest = _gateway_digest(settings, config=config, master_key=master_key, keys=keys, key_values=key_values,
+                             tls=tls)
     variables = {
+        **digest,
         "gateway_project_name": settings.value("inference_stack_project_name"),
         "gateway_stack": doc,
         "gateway_settings": options,
@@ -754,3 +760,19 @@ def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: lis
     # every keyed engine's file, empty for an engine without a key (the gateway's entrypoint exports it as "none")
     secrets = {"gateway_master_key": master_key, **{k["secret"]: key_values[k["engine"]] for k in keys}}
     return Gateway(config=config, env=env, secrets=secrets, tls=tls, env_secret=proxy["gateway_env_has_secret"])
+
+
+def _gateway_digest(settings: Settings, *, config: str, master_key: str, keys: list[dict[str, str]],
+                    key_values: Mapping[str, str], tls: Mapping[str, str]) -> dict[str, Any]:
+    """gateway.env's ``<GATEWAY>_FILES_DIGEST``: roles/gateway/vars/main.yml's own gateway_files_digest_var and
+    gateway_files_digest (the salted digest of the files the gateway reads at start: its config, master key, engine
+    keys, token, TLS files), evaluated over this host's values and its salt (``Settings.raw``'s
+    inference_stack_files_salt)."""
+    given = {"gateway_config": config, "gateway_master_key": master_key, "gateway_keys": keys,
+             "gateway_key_values": dict(key_values), "gateway_tls": bool(tls),
+             "gateway_tls_cert_src": tls.get("gateway_tls_cert", ""),
+             "gateway_tls_key_src": tls.get("gateway_tls_key", ""),
+             "gateway_kit_root": str(ROOT),
+             "inference_stack_files_salt": settings.raw.get("inference_stack_files_salt", "")}
+    resolver = _Resolver({**settings.raw, **role_file("gateway", "vars", "main.yml"), **given})
+    return {name: resolver.get(name) for name in ("gateway_files_digest_var", "gateway_files_digest")}

@@ -25,6 +25,7 @@ import gik_ops  # noqa: E402
 import gik_settings as gs  # noqa: E402
 
 KEY = "sk-unit" + secrets.token_hex(8)
+SALT = secrets.token_hex(32)  # the host's files_digest_salt (roles/inference_stack files_salt), as deploy.py reads it
 CASES: dict[str, dict[str, Any]] = {
     # a llama.cpp-only host with the catalogue's gateway defaults (no engine key)
     "llamacpp": {"inference_stack_engines": ["llamacpp"]},
@@ -77,7 +78,7 @@ def ansible_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (tmp / "render.yml").write_text(yaml.safe_dump(play))
     # the tasks after the role's run outside it, where role_path is not defined: its kit root given as an extra var
     r = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), str(tmp / "render.yml"), "-e",
-                        json.dumps({"gateway_kit_root": str(ROOT)})], cwd=ROOT,
+                        json.dumps({"gateway_kit_root": str(ROOT), "inference_stack_files_salt": SALT})], cwd=ROOT,
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FORCE_COLOR": "0"})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -85,7 +86,7 @@ def ansible_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _settings(values: dict[str, Any]) -> gs.Settings:
-    return gs.load({k: v for k, v in values.items() if not k.startswith(("gik_out", "ansible_"))})
+    return gs.load({k: v for k, v in values.items() if not k.startswith(("gik_out", "ansible_"))}, files_salt=SALT)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -4,18 +4,23 @@ verify was handed the text "None" as the key file of a vault-only key and health
 
 from __future__ import annotations
 
+import os
+import secrets
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "pyinfra"))
 
 import gik_ops  # noqa: E402
+import gik_settings as gs  # noqa: E402
 
 from healthchecks import stack  # noqa: E402
 
@@ -49,3 +54,70 @@ def test_the_copy_is_gone_when_the_run_ends(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     path = Path(r.stdout.strip().splitlines()[-1])
     assert path.name.startswith("gik-vllm-key-") and not path.exists()
+
+
+# -- a blank key is no key (healthchecks/exposure.py's one rule), in pyinfra as in the roles ---------------------------
+KEY = "sk-blank" + secrets.token_hex(8)
+HOSTS: dict[str, dict[str, Any]] = {
+    "blank": {"vault_vllm_api_key": " \t\r\n", "vault_llamacpp_api_key": "\n\n"},
+    "comments": {"vault_vllm_api_key": "", "vault_llamacpp_api_key": "# the lab's key goes here\n"},
+    "padded": {"vault_vllm_api_key": f"  {KEY}\r\n", "vault_llamacpp_api_key": f"\t{KEY}-l \n"},
+}
+EXPOSED = {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": ["vllm", "llamacpp"],
+           "inference_stack_gpu": False, "vault_hf_token": ""}
+
+
+@pytest.fixture(scope="module")
+def hf_secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """roles/hf_secret (ansible-playbook -c local) for each of HOSTS: the key files Ansible writes."""
+    tmp = tmp_path_factory.mktemp("pyinfra-blank")
+    hosts = {name: {**values, "vault_hf_token": "", "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                    "inference_stack_dir": str(tmp / name / "opt"), "hf_secret_dir": str(tmp / name / "secrets")}
+             for name, values in HOSTS.items()}
+    (tmp / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts}}}}))
+    (tmp / "play.yml").write_text(yaml.safe_dump([{"hosts": "gpu_hosts", "gather_facts": False, "tasks": [
+        {"ansible.builtin.import_role": {"name": "hf_secret"}}]}]))
+    r = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp / "hosts.yml"),
+                        str(tmp / "play.yml")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FORCE_COLOR": "0"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    return tmp
+
+
+def _settings(name: str) -> gs.Settings:
+    return gs.load({**EXPOSED, **HOSTS[name]}, group_vars="/nonexistent")
+
+
+@pytest.mark.parametrize("name", list(HOSTS))
+def test_the_key_files_are_the_roles_bytes(hf_secret: Path, name: str) -> None:
+    """What pyinfra writes for each key is what hf_secret writes (| gik_key_text): a blank key an empty file."""
+    ours = gik_ops.secret_files(_settings(name))
+    for fname in ("vllm_api_key", "llamacpp_api_key"):
+        assert ours[fname] == (hf_secret / name / "secrets" / fname).read_text(), (name, fname)
+    assert ours["vllm_api_key"] == ("" if name != "padded" else KEY)
+
+
+@pytest.mark.parametrize("name", ["blank", "comments"])
+def test_an_exposed_engine_with_a_blank_key_is_refused_naming_the_setting(name: str) -> None:
+    refused = gik_ops.exposure_refusals(_settings(name))
+    assert [line.split(" ", 1)[0] for line in refused] == ["vllm", "llamacpp"], refused
+    for engine, line in zip(["vllm", "llamacpp"], refused, strict=True):
+        assert f"give it one (hf_secret_{engine}_api_key_file or vault_{engine}_api_key)" in line, line
+    assert all(KEY not in line for line in refused)
+
+
+def test_a_key_file_of_blanks_given_to_pyinfra_is_no_key(tmp_path: Path) -> None:
+    blank, comments = tmp_path / "vllm.key", tmp_path / "llamacpp.key"
+    blank.write_text("  \t\n")
+    comments.write_text("# none yet\n\n")
+    s = gs.load({**EXPOSED, "hf_secret_vllm_api_key_file": str(blank),
+                 "hf_secret_llamacpp_api_key_file": str(comments)}, group_vars="/nonexistent")
+    assert [line.split(" ", 1)[0] for line in gik_ops.exposure_refusals(s)] == ["vllm", "llamacpp"]
+    contents = gik_ops.secret_files(s)
+    given = {"vllm": str(blank), "llamacpp": str(comments)}
+    assert gik_ops.verify_key_files(["vllm", "llamacpp"], CAT, contents, given) == {}  # verify sends no key
+
+
+def test_a_padded_key_is_a_key() -> None:
+    assert gik_ops.exposure_refusals(_settings("padded")) == []

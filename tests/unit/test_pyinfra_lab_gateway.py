@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "pyinfra"))
 import gik_settings as gs  # noqa: E402
 
 KEY = "sk-unitlab" + secrets.token_hex(8)
+SALT = secrets.token_hex(32)  # the host's files_digest_salt (roles/inference_stack files_salt), as deploy.py reads it
 VLLM_KEY = "sk-vllm" + secrets.token_hex(6)
 PROXY = {"proxy_http": "http://proxy.lab.example:3128", "proxy_https": "http://proxy.lab.example:3128",
          "proxy_no_proxy": "localhost,127.0.0.1,mirror.lab.example"}
@@ -97,15 +98,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ]}]
     (tmp / "render.yml").write_text(yaml.safe_dump(play))
     r = subprocess.run([str(BIN / "ansible-playbook"), "-c", "local", "-i", str(inv), str(tmp / "render.yml"), "-e",
-                        json.dumps({"gateway_kit_root": str(ROOT)})], cwd=ROOT,
+                        json.dumps({"gateway_kit_root": str(ROOT), "inference_stack_files_salt": SALT})], cwd=ROOT,
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FORCE_COLOR": "0"})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     inventory = _pyinfra_inventory(inv)
-    upstreams = {n: gs.load_host_data(d) for n, d in inventory.gpu_hosts}  # each host's settings, loaded once
+    upstreams = {n: gs.load_host_data(d, files_salt=SALT) for n, d in inventory.gpu_hosts}  # each host's, once
     gateways = {}
     for name, data in inventory.gateway_hosts:
-        settings = upstreams[name] if name in upstreams else gs.load_host_data(data)
+        settings = upstreams[name] if name in upstreams else gs.load_host_data(data, files_salt=SALT)
         gateways[name] = gs.lab_gateway(settings, gs.lab_hosts(inventory.gpu_hosts, name,
                                                                lambda n, _d: upstreams[n]))
     return {"tmp": tmp, "inventory": inv, "pyinfra": inventory, "gateways": gateways, "upstreams": upstreams}

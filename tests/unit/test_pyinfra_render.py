@@ -122,6 +122,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     roles = tmp / "roles"
     for role in ("hf_secret", "inference_stack", "docker"):
         shutil.copytree(ROOT / "roles" / role, roles / role)
+    for d in ("compose", "healthchecks"):  # the kit beside the roles (inference_stack_kit_root: compose.yaml's labels)
+        (tmp / d).symlink_to(ROOT / d)
     (roles / "inference_stack" / "tasks" / "gik_render.yml").write_text(yaml.safe_dump(_tasks("inference_stack",
                                                                                                "env.j2")))
     (roles / "docker" / "tasks" / "gik_render.yml").write_text(yaml.safe_dump(_tasks("docker", "daemon.json.j2")))
@@ -156,6 +158,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     play = [{"name": "render", "hosts": "gpu_hosts", "gather_facts": False,
              "vars_files": [str(ROOT / "roles" / "proxy" / "defaults" / "main.yml")], "tasks": [
         {"ansible.builtin.import_role": {"name": "hf_secret"}},
+        # the digests' salt (files_digest_salt in the secrets folder), which pyinfra reads back from the host
+        {"ansible.builtin.import_role": {"name": "inference_stack", "tasks_from": "files_salt"}},
         {"ansible.builtin.import_role": {"name": "inference_stack", "tasks_from": "gik_render"}},
         {"ansible.builtin.import_role": {"name": "docker", "tasks_from": "gik_render"}},
     ]}]
@@ -169,10 +173,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _settings(rendered: dict[str, Any], name: str) -> gs.Settings:
     case = rendered["cases"][name]
+    salt = (case["dir"] / ("keys" if name == "custom" else "secrets") / "files_digest_salt").read_text()
     return gs.load({**case["hostvars"], "hf_secret_token_file": str(case["token_file"]),
                     "hf_secret_vllm_api_key_file": str(case["key_file"]),
                     "hf_secret_llamacpp_api_key_file": str(case["llamacpp_key_file"])},
-                   group_vars=rendered["group_vars"])
+                   group_vars=rendered["group_vars"], files_salt=salt)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -198,7 +203,7 @@ def test_secret_files_byte_identical(rendered: dict[str, Any], name: str) -> Non
         assert stat.S_IMODE(f.stat().st_mode) == gik_ops.SECRET_FILE_MODE, fname
     assert gik_ops.secret_files(s)["hf_token"] == rendered["cases"][name]["token"]
     # every file hf_secret writes, pyinfra writes (llama.cpp's key too), and the keyed case's key is there
-    assert sorted(gik_ops.secret_files(s)) == sorted(p.name for p in secret_dir.iterdir())
+    assert sorted([*gik_ops.secret_files(s), "files_digest_salt"]) == sorted(p.name for p in secret_dir.iterdir())
     assert gik_ops.secret_files(s)["llamacpp_api_key"] == rendered["cases"][name]["llamacpp_key"]
 
 
