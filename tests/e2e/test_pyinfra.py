@@ -47,6 +47,15 @@ def summary(r: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return {"planned": planned, "totals": (doc.get("results") or {}).get("totals")}
 
 
+def host_salt(opt: Path) -> str:
+    """The host's salt of the secret files' digests (files_digest_salt, root-only 0400), which the deploy wrote once
+    and renders .env's and gateway.env's <SERVICE>_FILES_DIGEST with."""
+    salt = opt / "secrets" / "files_digest_salt"
+    st = salt.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o400)
+    return salt.read_text()
+
+
 def project_containers(project: str) -> list[str]:
     return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
                           capture_output=True, text=True, check=True).stdout.split()
@@ -176,7 +185,7 @@ def test_deploys_verifies_and_second_run_changes_nothing(lab: dict[str, Any]) ->
     assert (reports / "bench.html").stat().st_size > 0  # the verify role's reports, from the same command line
 
     # what was written is what the roles render (the unit test holds those to Ansible's bytes)
-    s = gs.load(settings_file=lab["settings"])
+    s = gs.load(settings_file=lab["settings"], files_salt=host_salt(lab["opt"]))
     assert (lab["opt"] / "compose" / ".env").read_text() == gs.render_env(s)
     secret_dir = lab["opt"] / "secrets"
     assert stat.S_IMODE(secret_dir.stat().st_mode) == 0o700
@@ -275,7 +284,7 @@ def test_gateway_on_a_llamacpp_host_and_the_lab_report(lab: dict[str, Any]) -> N
         assert "lab report: " in first.stderr and "lab.html" in first.stderr, first.stderr[-2000:]
 
         # the files roles/gateway writes, as its filters and template render them; the secrets root-only
-        s = gs.load(settings_file=settings_file)
+        s = gs.load(settings_file=settings_file, files_salt=host_salt(tmp / "opt"))
         g = gs.gateway(s)
         assert (compose_dir / "gateway" / "config.yaml").read_text() == g.config
         assert (compose_dir / "gateway.env").read_text() == g.env
@@ -344,7 +353,7 @@ def test_gateway_on_a_llamacpp_host_and_the_lab_report(lab: dict[str, Any]) -> N
         t_lab = time.monotonic() - t0
         assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-5000:]
         assert summary(third)["totals"]["error"] == 0 and master not in third.stdout + third.stderr
-        s_lab = gs.load(settings_file=lab_settings)
+        s_lab = gs.load(settings_file=lab_settings, files_salt=host_salt(tmp / "opt"))
         g_lab = gs.lab_gateway(s_lab, {"gikgw": gs.lab_host("gikgw", s_lab, local=True)})
         assert (compose_dir / "gateway" / "config.yaml").read_text() == g_lab.config
         assert (compose_dir / "gateway.env").read_text() == g_lab.env
