@@ -99,11 +99,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (tmp / name).mkdir()
         hosts[name] = {**values, **local, "gik_out": str(tmp / name), "inference_stack_dir": str(tmp / name / "opt"),
                        "hf_secret_dir": str(tmp / name / "secrets"), "inference_stack_bind_address": "0.0.0.0",
-                       "vault_hf_token": ""}
+                       "vault_hf_token": "", "inference_stack_files_salt": "0" * 64}
     for name, values in GATEWAYS.items():
         (tmp / name).mkdir()
         gws[name] = {**values, **local, "gik_out": str(tmp / name), "inference_stack_dir": str(tmp / name / "opt"),
-                     "vault_gateway_master_key": MASTER, "gateway_mode": "lab"}
+                     "vault_gateway_master_key": MASTER, "gateway_mode": "lab",
+                     "inference_stack_files_salt": "0" * 64}
     inv = tmp / "hosts.yml"
     inv.write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts},
                                                          "gateway_hosts": {"hosts": gws}}}}))
