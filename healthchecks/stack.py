@@ -510,20 +510,77 @@ def endpoint_args(address: str, engines: Sequence[str], ports: Mapping[str, Any]
     return out
 
 
+def gateway_url(address: str, port: Any, *, tls: bool = False) -> str:
+    """The gateway's URL at ``address`` (``https`` with the lab's certificate, ``gateway_tls_*``)."""
+    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+    return f"{'https' if tls else 'http'}://{host}:{int(port)}"
+
+
+def gateway_args(gateway: Mapping[str, Any] | None) -> list[str]:
+    """``gateway=URL --model gateway=NAME --api-key-file gateway=FILE`` for ``gateway`` (``url``, ``model``,
+    ``key_file``: the controller's private copy of the master key; the key itself is never in argv)."""
+    if not gateway:
+        return []
+    out = [f"{GATEWAY}={gateway['url']}", "--model", f"{GATEWAY}={gateway['model']}"]
+    if gateway.get("key_file"):
+        out += ["--api-key-file", f"{GATEWAY}={gateway['key_file']}"]
+    return out
+
+
 def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports: Mapping[str, Any],
                     models: Mapping[str, Any], key_files: Mapping[str, str] | None, gpu: bool,
                     reports: str, wait: int, request_timeout: int, smoke_bench: bool, num_prompts: int,
-                    concurrency: int, output_len: int) -> dict[str, list[str]]:
+                    concurrency: int, output_len: int, gateway: Mapping[str, Any] | None = None,
+                    ca_bundle: str = "") -> dict[str, list[str]]:
     """The commands both deployers run on the controller after a deploy: ``healthcheck`` (one run for every engine,
-    JSON on stdout for ``<reports>/healthcheck.json``) and, with ``smoke_bench``, ``smoke-bench`` writing
-    ``bench.json``, ``bench.png`` and ``bench.html`` under ``reports``."""
+    and the host's gateway where it runs one (``gateway``: :func:`gateway_args`; its routes, key refusal and
+    upstream states), JSON on stdout for ``<reports>/healthcheck.json``) and, with ``smoke_bench``,
+    ``smoke-bench`` writing ``bench.json``, ``bench.png`` and ``bench.html`` under ``reports`` (the engines
+    themselves). A lab gateway's own run: no engines, ``gateway`` only, no smoke-bench. ``ca_bundle``: a PEM file
+    healthcheck trusts beside the system store (the lab's CA, for a gateway with TLS)."""
     eps = endpoint_args(address, engines, ports, models, key_files)
-    out = {"healthcheck": [f"{bin_dir}/healthcheck", *eps, "--wait", str(int(wait)), "--timeout",
-                           str(int(request_timeout)), "--expect-gpu" if gpu else "--no-expect-gpu", "--json",
-                           "--no-diagnose"]}
-    if smoke_bench:
+    tls = ["--ca-bundle", ca_bundle] if ca_bundle else []
+    out = {"healthcheck": [f"{bin_dir}/healthcheck", *eps, *gateway_args(gateway), "--wait", str(int(wait)),
+                           "--timeout", str(int(request_timeout)), "--expect-gpu" if gpu else "--no-expect-gpu",
+                           *tls, "--json", "--no-diagnose"]}
+    if smoke_bench and engines:
         out["smoke-bench"] = [f"{bin_dir}/smoke-bench", *eps, "--num-prompts", str(int(num_prompts)),
                               "--concurrency", str(int(concurrency)), "--output-len", str(int(output_len)),
                               "--json", f"{reports}/bench.json", "--plot", f"{reports}/bench.png",
                               "--html", f"{reports}/bench.html"]
+    return out
+
+
+def _loopback(address: str) -> bool:
+    ip = _ip(address)
+    return ip is not None and ip.is_loopback
+
+
+def unreachable(values: Mapping[str, Any], address: str, *, gateway: bool = False, lab_gateway: bool = False,
+                host: str = "") -> list[str]:
+    """Why the controller cannot verify what a host publishes (typed Ansible ``values``), reached at ``address``
+    (its ``ansible_host``): one line per service published on loopback only while the host is not loopback to the
+    controller. ``gateway``: the host runs its own gateway (verified beside its engines); ``lab_gateway``: the
+    host is the lab's gateway (only the gateway is verified)."""
+    if _loopback(address):
+        return []
+    who = f"{host}: " if host else ""
+    out = []
+    for p in load().published(values, gateway=gateway or lab_gateway):
+        if lab_gateway and p.service != GATEWAY:
+            continue
+        if not _loopback(p.address):
+            continue
+        if p.service == GATEWAY:
+            fix = (f"publish the gateway beyond loopback ({p.bind_setting}, it always requires its master key), "
+                   "or skip verify (--skip-tags verify)")
+        else:
+            fix = (f"publish the engines beyond loopback with a key ({p.bind_setting}), or skip verify "
+                   "(--skip-tags verify); the host's gateway (gateway_enabled, gateway_bind_address) is then "
+                   "the way in")
+            if not p.bind_setting.islower():  # an env-only bind setting (OLLAMA_BIND_ADDRESS: Ollama takes no key)
+                fix = (f"{p.service} is on loopback only ({p.bind_setting}: it takes no key); leave it out of "
+                       "inference_stack_engines here or skip verify (--skip-tags verify)")
+        out.append(f"{who}verify runs on the controller and reaches this host at {address}, but {p.service} is "
+                   f"published on {p.address}:{p.port} only ({p.bind_setting}={p.address}): {fix}")
     return out
