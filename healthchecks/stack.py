@@ -498,10 +498,14 @@ def load() -> Catalogue:
 
 # -- the one verify command line (roles/verify and pyinfra/deploy.py run these) --------------------------------------
 def endpoint_args(address: str, engines: Sequence[str], ports: Mapping[str, Any], models: Mapping[str, Any],
-                  key_files: Mapping[str, str] | None = None) -> list[str]:
-    """``ENGINE=URL`` per engine, ``--model ENGINE=NAME`` per engine, ``--api-key-file ENGINE=FILE`` per keyed one."""
-    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    out = [f"{e}=http://{host}:{int(ports[e])}" for e in engines]
+                  key_files: Mapping[str, str] | None = None, addresses: Mapping[str, str] | None = None) -> list[str]:
+    """``ENGINE=URL`` per engine (at ``addresses[ENGINE]``, else ``address``: :func:`verify_addresses`),
+    ``--model ENGINE=NAME`` per engine, ``--api-key-file ENGINE=FILE`` per keyed one."""
+    def host(e: str) -> str:
+        a = (addresses or {}).get(e) or address
+        return f"[{a}]" if ":" in a and not a.startswith("[") else a
+
+    out = [f"{e}=http://{host(e)}:{int(ports[e])}" for e in engines]
     for e in engines:
         out += ["--model", f"{e}={models[e]}"]
     for e, f in (key_files or {}).items():
@@ -531,14 +535,15 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
                     models: Mapping[str, Any], key_files: Mapping[str, str] | None, gpu: bool,
                     reports: str, wait: int, request_timeout: int, smoke_bench: bool, num_prompts: int,
                     concurrency: int, output_len: int, gateway: Mapping[str, Any] | None = None,
-                    ca_bundle: str = "") -> dict[str, list[str]]:
+                    ca_bundle: str = "", addresses: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """The commands both deployers run on the controller after a deploy: ``healthcheck`` (one run for every engine,
     and the host's gateway where it runs one (``gateway``: :func:`gateway_args`; its routes, key refusal and
     upstream states), JSON on stdout for ``<reports>/healthcheck.json``) and, with ``smoke_bench``,
     ``smoke-bench`` writing ``bench.json``, ``bench.png`` and ``bench.html`` under ``reports`` (the engines
     themselves). A lab gateway's own run: no engines, ``gateway`` only, no smoke-bench. ``ca_bundle``: a PEM file
-    healthcheck trusts beside the system store (the lab's CA, for a gateway with TLS)."""
-    eps = endpoint_args(address, engines, ports, models, key_files)
+    healthcheck trusts beside the system store (the lab's CA, for a gateway with TLS). ``addresses``: where each
+    engine is reached when not at ``address`` (:func:`verify_addresses`)."""
+    eps = endpoint_args(address, engines, ports, models, key_files, addresses)
     tls = ["--ca-bundle", ca_bundle] if ca_bundle else []
     out = {"healthcheck": [f"{bin_dir}/healthcheck", *eps, *gateway_args(gateway), "--wait", str(int(wait)),
                            "--timeout", str(int(request_timeout)), "--expect-gpu" if gpu else "--no-expect-gpu",
@@ -554,6 +559,25 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
 def _loopback(address: str) -> bool:
     ip = _ip(address)
     return ip is not None and ip.is_loopback
+
+
+def reach_address(bind: str, address: str) -> str:
+    """Where the controller reaches a service published on ``bind`` of a host it reaches at ``address`` (its
+    ``ansible_host``): the bind address itself where it is one address (the host's lab address, or a loopback
+    address when the host is the controller's loopback too), else ``address`` (a wildcard: every address of the
+    host; loopback on a host reached elsewhere: nowhere, :func:`unreachable` says so)."""
+    ip = _ip(bind)
+    if ip is None:
+        return bind.strip() or address  # a host name the service is published on
+    if ip.is_unspecified or (ip.is_loopback and not _loopback(address)):
+        return address
+    return bind
+
+
+def verify_addresses(values: Mapping[str, Any], address: str, *, gateway: bool = False) -> dict[str, str]:
+    """Per service the host publishes (typed Ansible ``values``; the gateway where ``gateway``), where verify
+    reaches it from the controller (:func:`reach_address`)."""
+    return {p.service: reach_address(p.address, address) for p in load().published(values, gateway=gateway)}
 
 
 def unreachable(values: Mapping[str, Any], address: str, *, gateway: bool = False, lab_gateway: bool = False,

@@ -156,3 +156,20 @@ def test_verify_validate_stops_an_unreachable_host_naming_the_setting(tmp_path: 
     assert "gw: verify runs on the controller and reaches this host at 10.1.2.5, but gateway is published on " \
            "127.0.0.1:4100 only (gateway_bind_address=127.0.0.1)" in text
     assert "Traceback" not in text
+
+
+def test_verify_reaches_a_service_at_its_bind_address_where_that_is_one_address() -> None:
+    """The engines published on the host's lab address (inference_stack_bind_address): verify goes there, not to
+    ansible_host (an SSH port forward, a management address); a wildcard bind: ansible_host."""
+    assert stack.reach_address("0.0.0.0", "10.0.0.5") == "10.0.0.5"
+    assert stack.reach_address("::", "gpu01.lab") == "gpu01.lab"
+    assert stack.reach_address("172.18.0.1", "127.0.0.1") == "172.18.0.1"
+    assert stack.reach_address("127.0.0.2", "127.0.0.1") == "127.0.0.2"
+    assert stack.reach_address("127.0.0.1", "10.0.0.5") == "10.0.0.5"  # unreachable() stops this before a change
+    defaults = CAT.ansible_defaults()
+    got = stack.verify_addresses({**defaults, "inference_stack_engines": ["vllm", "ollama"],
+                                  "inference_stack_bind_address": "172.18.0.1", "gateway_bind_address": "0.0.0.0"},
+                                 "127.0.0.1", gateway=True)
+    assert got == {"vllm": "172.18.0.1", "ollama": "127.0.0.1", "gateway": "127.0.0.1"}
+    cmd = commands(address="127.0.0.1", addresses={"vllm": "172.18.0.1"})["healthcheck"]
+    assert cmd[1:3] == ["vllm=http://172.18.0.1:8000", "llamacpp=http://127.0.0.1:8080"]
