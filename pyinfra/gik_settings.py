@@ -158,10 +158,26 @@ def _quiet_import() -> tuple[dict[str, Any], dict[str, Any]]:
 FILTERS, TESTS = _quiet_import()
 
 
+@functools.lru_cache(maxsize=1)
+def _key_filters() -> dict[str, Any]:
+    """roles/preflight/filter_plugins/gik_exposure.py's filters (gik_key_text, gik_holds_key...): the roles' vars
+    and templates read keys through them (healthchecks/exposure.py's one rule for what a key is)."""
+    import importlib.util
+
+    path = ROLES_DIR / "preflight" / "filter_plugins" / "gik_exposure.py"
+    spec = importlib.util.spec_from_file_location("gik_exposure_filters", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - the kit's own file
+        raise SettingsError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.FilterModule().filters())
+
+
 def _env(native: bool, **options: Any) -> jinja2.Environment:
     cls = jinja2.nativetypes.NativeEnvironment if native else jinja2.Environment
     env = cls(undefined=jinja2.StrictUndefined, **options)
     env.filters.update(FILTERS)
+    env.filters.update(_key_filters())
     env.tests.update(TESTS)
     # role_path/../.. is the kit's checkout for every role (the roles anchor controller paths there)
     env.globals.update(lookup=_lookup, playbook_dir=str(ROOT), role_path=str(ROOT / "roles" / "verify"))

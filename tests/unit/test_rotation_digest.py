@@ -58,6 +58,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     # a blank llama.cpp key: .env names /dev/null (no key), the digest is of an empty file
     ("llama_blank", {"vault_llamacpp_api_key": "  "}, SALT),
     ("other_salt", {}, "0" * 64),
+    # whitespace around a key is no part of it (hf_secret writes the file | gik_key_text): the same digests as base,
+    # or the "secret files hold the inventory's keys" check of a real run would fail on a padded vault value
+    ("padded", {"vault_vllm_api_key": "  sk-vllm-old\n", "vault_llamacpp_api_key": "\tsk-llama-old \r\n"}, SALT),
+    # a llama.cpp key file of comments only is no key (llama-server skips "#" lines): .env names /dev/null
+    ("llama_comment", {"vault_llamacpp_api_key": "# the key goes here\n"}, SALT),
 ]
 
 
@@ -86,7 +91,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
                         "-e", f"inference_stack_kit_root={ROOT}", "-e", f"gateway_kit_root={ROOT}",
                         "-e", f"ansible_python_interpreter={sys.executable}"],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "ANSIBLE_FORCE_COLOR": "0",
-                            "ANSIBLE_FILTER_PLUGINS": str(ROOT / "roles" / "gateway" / "filter_plugins")})
+                            "ANSIBLE_FILTER_PLUGINS": os.pathsep.join(
+                                str(ROOT / "roles" / r / "filter_plugins") for r in ("gateway", "preflight"))})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     out = {}
     for case, *_ in CASES:
@@ -126,6 +132,13 @@ def test_the_stack_digests_follow_the_formula(rendered: dict[str, dict[str, Any]
     assert {k: v for k, v in env.items() if k.endswith("_FILES_DIGEST")} == stack
     assert rendered["llama_blank"]["env"]["LLAMACPP_FILES_DIGEST"] == reference(SALT, {"llamacpp_api_key": ""})
     assert "LLAMACPP_API_KEY_FILE" not in rendered["llama_blank"]["env"]
+    assert rendered["llama_comment"]["env"]["LLAMACPP_FILES_DIGEST"] == reference(SALT, {"llamacpp_api_key": ""})
+    assert "LLAMACPP_API_KEY_FILE" not in rendered["llama_comment"]["env"]
+    assert "LLAMACPP_API_KEY_FILE" in env
+
+
+def test_whitespace_around_a_key_changes_no_digest(rendered: dict[str, dict[str, Any]]) -> None:
+    assert rendered["padded"]["stack"] == rendered["base"]["stack"]
 
 
 @pytest.mark.parametrize(("case", "changed"), [

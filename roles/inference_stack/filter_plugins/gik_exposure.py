@@ -1,0 +1,1 @@
+../../preflight/filter_plugins/gik_exposure.py
