@@ -54,6 +54,18 @@ def unit_of(nodeid: str) -> str:
     return test if test in SCHEDULE else nodeid.split("::", 1)[0]
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures tests measured (``record_property(\"figure\", text)``; passing tests print nothing else in CI),
+    one line each, after the test results."""
+    lines = sorted({(str(value), rep.nodeid) for reps in terminalreporter.stats.values() for rep in reps
+                    if getattr(rep, "when", None) == "call"
+                    for name, value in getattr(rep, "user_properties", ()) if name == "figure"})
+    if lines:
+        terminalreporter.section("figures")
+        for value, nodeid in lines:
+            terminalreporter.write_line(f"{value}  [{nodeid}]")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda item: (-SCHEDULE.get(unit_of(item.nodeid), 0), order[id(item)]))
