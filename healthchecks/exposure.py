@@ -2,10 +2,12 @@
 play, roles/preflight) and the pyinfra deploy apply before any change.
 
 An engine whose port is published on an address other than loopback (127.0.0.0/8, ::1, localhost) must require an
-API key. An engine that can take one (the catalogue gives it an API key file setting: vLLM, llama.cpp) must be
-given one; an engine that cannot (Ollama) is never published beyond loopback: the gateway is the way in from the
-network. A lab that accepts engines anyone on its network can use says so once (``preflight_allow_unauthenticated``,
-compose ``ALLOW_UNAUTHENTICATED=1``).
+API key on every route that runs a model. An engine that can take one and whose key guards every such route (the
+catalogue gives it an API key file setting and ``api_key_open_routes: []``: llama.cpp, the gateway) must be given
+one; an engine that cannot take one (Ollama) or whose key leaves routes open (vLLM: its key guards only /v1, /v2,
+/inference and /cohere, so ``/invocations`` answers without it) is never published beyond loopback: the gateway is
+the way in from the network. A lab that accepts engines anyone on its network can use says so once
+(``preflight_allow_unauthenticated``, compose ``ALLOW_UNAUTHENTICATED=1``).
 
 Which address each engine's port is published on is read from the compose file the deployers ship (its ``ports:``
 lines and the settings they interpolate), so a per-engine bind setting (``OLLAMA_BIND_ADDRESS``) counts as well
@@ -51,6 +53,36 @@ class Published:
     bindings: tuple[Binding, ...]
     key_setting: str | None
     keyed: bool
+    key_gap: str | None = None  # why its key is not enough (a route answers without it); None: the key guards all
+
+
+def key_gap(name: str, catalogue: stack.Catalogue | None = None) -> str | None:
+    """Why ``name``'s API key does not protect it, in a few words, from the catalogue's ``api_key_open_routes`` (the
+    routes that answer without the key, cited from the engine's source); None when its key guards every inference
+    route, or when it takes no key at all (refusals() says that). Absent from the catalogue: not known to guard."""
+    cat = catalogue or stack.load()
+    entry = cat.engines.get(name)
+    if entry is None or key_file_setting(name, cat) is None:
+        return None
+    title = entry.title
+    routes = open_routes().get(name)
+    if routes is None:
+        return f"{title}'s API key is not known to guard every route"
+    if routes:
+        return f"{title}'s API key does not guard every route ({routes[0]} answers without it)"
+    return None
+
+
+@cache
+def open_routes() -> dict[str, tuple[str, ...]]:
+    """The catalogue's ``api_key_open_routes`` per engine (healthchecks/stack.yml); an engine without one is absent."""
+    doc = yaml.safe_load(stack.PATH.read_text(encoding="utf-8"))
+    engines = doc.get("engines") if isinstance(doc, dict) else None
+    out = {}
+    for name, raw in (engines or {}).items():
+        if isinstance(raw, Mapping) and isinstance(raw.get("api_key_open_routes"), list):
+            out[str(name)] = tuple(str(r) for r in raw["api_key_open_routes"])
+    return out
 
 
 def is_loopback(address: str) -> bool:
@@ -65,18 +97,22 @@ def is_loopback(address: str) -> bool:
 
 
 def refusals(engines: Sequence[Published], *, allow_unauthenticated: bool, allow_setting: str) -> list[str]:
-    """One line per engine published beyond loopback without an API key, naming the settings to change; none when
-    the lab opted out (``allow_setting`` is how it does: ``ALLOW_UNAUTHENTICATED=1``)."""
+    """One line per engine published beyond loopback without an API key on every route (none, or one that leaves
+    routes open: ``key_gap``), naming the settings to change; none when the lab opted out (``allow_setting`` is how
+    it does: ``ALLOW_UNAUTHENTICATED=1``)."""
     if allow_unauthenticated:
         return []
     out = []
     for e in engines:
         exposed = [b for b in e.bindings if not is_loopback(b.address)]
-        if not exposed or e.keyed:
+        if not exposed or (e.keyed and e.key_gap is None):
             continue
         b = exposed[0]
         where = f"{e.engine} would be published on {b.address or '0.0.0.0'} ({b.setting})"
-        if e.key_setting is None:
+        if e.key_setting is not None and e.key_gap is not None:  # a key would not be enough: keyed or not
+            out.append(f"{where}: {e.key_gap}: publish it on 127.0.0.1 (the gateway is the way in from the "
+                       f"network), or set {allow_setting} to accept an engine anyone on the network can use")
+        elif e.key_setting is None:
             out.append(f"{where} but cannot require an API key here: publish it on 127.0.0.1 (the gateway is the "
                        f"way in from the network), or set {allow_setting} to accept an engine anyone on the network "
                        "can use")
@@ -202,7 +238,8 @@ def compose_refusals(doc: Mapping[str, Any], env: Mapping[str, str], services: S
         if e not in cat.engines:
             continue
         ks = key_file_setting(e, cat)
-        published.append(Published(e, bindings(doc, env, e), ks.env if ks else None, bool(keyed.get(e))))
+        published.append(Published(e, bindings(doc, env, e), ks.env if ks else None, bool(keyed.get(e)),
+                                   key_gap(e, cat)))
     return refusals(published, allow_unauthenticated=allowed, allow_setting=f"{allow.env}=1")
 
 
@@ -236,7 +273,8 @@ def deployer_refusals(values: Mapping[str, Any], *, keyed: Mapping[str, bool], k
     for e in engines:
         key = key_names.get(e) if e in cat.engines and key_file_setting(e, cat) else None
         if e in cat.engines:  # a key the deployer cannot hand to the engine is no key
-            published.append(Published(e, bindings(doc, env, e, names), key, key is not None and bool(keyed.get(e))))
+            published.append(Published(e, bindings(doc, env, e, names), key, key is not None and bool(keyed.get(e)),
+                                       key_gap(e, cat)))
     return refusals(published, allow_unauthenticated=bool(typed.get(allow.ansible or "", allow.default)),
                     allow_setting=f"{allow.ansible}: true")
 
