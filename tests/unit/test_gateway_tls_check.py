@@ -58,11 +58,11 @@ def test_the_filter_is_preflights_check(pems: dict[str, Path]) -> None:
     assert len(empty) == 1 and "gateway_tls_cert_src is empty" in empty[0]
 
 
-def _run(tmp: Path, extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def _run(tmp: Path, extra: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     (tmp / "play.yml").write_text(yaml.safe_dump(PLAY))
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(tmp / "play.yml"), "-e",
                            json.dumps({"inference_stack_dir": str(tmp / "stack"),
-                                       "vault_gateway_master_key": "sk-tls-check", **extra})],
+                                       "vault_gateway_master_key": "sk-tls-check", **extra}), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
                                "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
@@ -86,3 +86,21 @@ def test_a_bad_pair_stops_the_role_before_any_change(tmp_path: Path, pems: dict[
     assert not (tmp_path / "stack").exists(), "a change was made before the check"
     assert "PRIVATE KEY" not in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_check_diff_on_a_fresh_host_shows_no_secret(tmp_path: Path, pems: dict[str, Path]) -> None:
+    """--check --diff on a fresh host (nothing written, compose not run): every secret the role copies (the TLS key,
+    the master key, the engines' keys, the fallback's token) stays out of the diff and the log."""
+    secrets = {"vault_gateway_master_key": "sk-diff-master-0123", "vault_vllm_api_key": "sk-diff-vllm-0123\n",
+               "vault_llamacpp_api_key": "sk-diff-llama-0123", "vault_hf_token": "hf_diff_token_0123",
+               "gateway_hf_fallback_model": "org/model"}
+    r = _run(tmp_path, {"gateway_tls_cert_src": str(pems["cert"]), "gateway_tls_key_src": str(pems["key"]),
+                        **secrets}, "--check", "--diff", "-v")
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert not (tmp_path / "stack").exists()
+    out = r.stdout + r.stderr
+    assert "PRIVATE KEY" not in out
+    for name, value in secrets.items():
+        if name.startswith("vault_"):
+            assert value.strip() not in out, name
+    assert "BEGIN CERTIFICATE" not in out  # the certificate is copied with its key, out of the diff too
