@@ -36,20 +36,24 @@ def test_loopback_is_127_8_and_ipv6_1_and_localhost(address: str, loopback: bool
     assert exposure.is_loopback(address) is loopback
 
 
-def _pub(engine: str, address: str, key: str | None, keyed: bool) -> Published:
-    return Published(engine, (Binding(address, "BIND_ADDRESS"),), key, keyed)
+def _pub(engine: str, address: str, key: str | None, keyed: bool, gap: str | None = None) -> Published:
+    return Published(engine, (Binding(address, "BIND_ADDRESS"),), key, keyed, gap)
 
 
 def test_the_rule_one_line_per_exposed_engine_without_a_key() -> None:
-    engines = [_pub("vllm", "0.0.0.0", "VLLM_API_KEY_FILE", False),
-               _pub("llamacpp", "0.0.0.0", "LLAMACPP_API_KEY_FILE", True),   # keyed: fine
+    engines = [_pub("llamacpp", "0.0.0.0", "LLAMACPP_API_KEY_FILE", False),
+               _pub("x", "0.0.0.0", "X_API_KEY_FILE", True),                # keyed, its key guards every route: fine
                _pub("ollama", "0.0.0.0", None, False),                       # cannot take a key
+               _pub("vllm", "0.0.0.0", "VLLM_API_KEY_FILE", True, "its key leaves /invocations open"),  # keyed
                _pub("sglang", "127.0.0.1", "X", False)]                      # loopback: fine
     out = exposure.refusals(engines, allow_unauthenticated=False, allow_setting="ALLOW_UNAUTHENTICATED=1")
-    assert len(out) == 2, out
-    assert out[0].startswith("vllm would be published on 0.0.0.0 (BIND_ADDRESS) without an API key: give it one "
-                             "(VLLM_API_KEY_FILE)")
+    assert len(out) == 3, out
+    assert out[0].startswith("llamacpp would be published on 0.0.0.0 (BIND_ADDRESS) without an API key: give it "
+                             "one (LLAMACPP_API_KEY_FILE)")
     assert out[1].startswith("ollama would be published on 0.0.0.0 (BIND_ADDRESS) but cannot require an API key")
+    assert out[2] == ("vllm would be published on 0.0.0.0 (BIND_ADDRESS): its key leaves /invocations open: publish "
+                      "it on 127.0.0.1 (the gateway is the way in from the network), or set ALLOW_UNAUTHENTICATED=1 "
+                      "to accept an engine anyone on the network can use")
     assert all("ALLOW_UNAUTHENTICATED=1" in line and "\n" not in line for line in out)
     assert exposure.refusals(engines, allow_unauthenticated=True, allow_setting="x") == []
 
@@ -105,23 +109,46 @@ def test_vllm_and_llamacpp_take_a_key_from_a_catalogued_file_compose_mounts() ->
 
 # -- the deployers' settings (Ansible host vars, pyinfra --data) ---------------------------------------------------
 ALL_KEYS = [f"hf_secret_{e}_api_key" for e in CAT.engines]
+# why a key does not let vLLM be published (healthchecks/stack.yml api_key_open_routes)
+GAP = "vLLM's API key does not guard every route (/invocations answers without it)"
 
 
 def test_ansible_settings_refused_naming_the_variables() -> None:
     out = exposure.ansible_refusals({"inference_stack_bind_address": "0.0.0.0",
                                      "inference_stack_engines": ["vllm", "ollama", "llamacpp"]}, ALL_KEYS, False)
     assert [line.split(" ", 1)[0] for line in out] == ["vllm", "llamacpp"], out  # Ollama stays on loopback
-    assert "(inference_stack_bind_address) without an API key: give it one (vault_vllm_api_key)" in out[0]
-    assert "preflight_allow_unauthenticated: true" in out[0]
+    assert "(inference_stack_bind_address): " + GAP + ": publish it on 127.0.0.1" in out[0]
+    assert "(inference_stack_bind_address) without an API key: give it one (vault_llamacpp_api_key)" in out[1]
+    assert all("preflight_allow_unauthenticated: true" in line for line in out)
+
+
+@pytest.mark.parametrize("host", [
+    {"vault_vllm_api_key": KEY}, {"hf_secret_vllm_api_key": KEY, "vault_vllm_api_key": ""},
+    {"vault_vllm_api_key": KEY, "vault_llamacpp_api_key": KEY},
+], ids=["vault", "role-variable", "both-keyed"])
+def test_a_keyed_vllm_beyond_loopback_is_refused(host: dict[str, Any]) -> None:
+    """vLLM's key guards /v1, /v2, /inference, /cohere only: /invocations answers without it (the catalogue,
+    tests/unit/test_vllm_key_guard.py), so a key does not let it be published; a keyed llama.cpp may be."""
+    out = exposure.ansible_refusals({"inference_stack_bind_address": "0.0.0.0",
+                                     "inference_stack_engines": ["vllm", "llamacpp"], **host}, ALL_KEYS, False)
+    expected = ["vllm"] if "vault_llamacpp_api_key" in host else ["vllm", "llamacpp"]
+    assert [line.split(" ", 1)[0] for line in out] == expected, out
+    assert out[0] == ("vllm would be published on 0.0.0.0 (inference_stack_bind_address): " + GAP + ": publish it on "
+                      "127.0.0.1 (the gateway is the way in from the network), or set "
+                      "preflight_allow_unauthenticated: true to accept an engine anyone on the network can use")
+    assert all(KEY not in line for line in out)
+    assert exposure.ansible_refusals({"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": ["vllm"],
+                                      "preflight_allow_unauthenticated": True, **host}, ALL_KEYS, False) == []
 
 
 @pytest.mark.parametrize("host", [
     {"inference_stack_bind_address": "127.0.0.1"},                                    # loopback (the default)
     {},                                                                               # the default
-    {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": "vllm,ollama",
-     "vault_vllm_api_key": KEY},                                                      # keyed, text list
-    {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": ["vllm"],
-     "hf_secret_vllm_api_key": KEY, "vault_vllm_api_key": ""},                        # the role's own variable
+    {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": "llamacpp,ollama",
+     "vault_llamacpp_api_key": KEY},                                                  # keyed, text list
+    {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": ["llamacpp"],
+     "hf_secret_llamacpp_api_key": KEY, "vault_llamacpp_api_key": ""},                # the role's own variable
+    {"inference_stack_engines": ["vllm", "llamacpp"], "vault_vllm_api_key": KEY},      # keyed vLLM on loopback
     {"inference_stack_bind_address": "0.0.0.0", "preflight_allow_unauthenticated": "yes"},  # opted out, as text
     {"inference_stack_bind_address": "0.0.0.0", "inference_stack_vllm_port": "eighty"},  # the settings check says it
 ])
@@ -130,21 +157,28 @@ def test_ansible_settings_that_pass(host: dict[str, Any]) -> None:
 
 
 def test_a_blank_key_is_no_key_and_an_engine_the_roles_cannot_key_is_said_so() -> None:
-    host = {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": ["vllm", "llamacpp"],
-            "vault_vllm_api_key": "  \n", "vault_llamacpp_api_key": KEY}
-    out = exposure.ansible_refusals(host, ["hf_secret_vllm_api_key"], False)  # the roles write vLLM's key only
-    assert len(out) == 2 and out[0].startswith("vllm ") and "give it one (vault_vllm_api_key)" in out[0]
-    assert out[1].startswith("llamacpp would be published on 0.0.0.0 (inference_stack_bind_address) but cannot "
+    host = {"inference_stack_bind_address": "0.0.0.0", "inference_stack_engines": ["llamacpp", "ollama"],
+            "vault_llamacpp_api_key": "  \n", "vault_ollama_api_key": KEY}
+    out = exposure.ansible_refusals(host, ["hf_secret_llamacpp_api_key"], False)  # the roles key llama.cpp only
+    assert len(out) == 1 and out[0].startswith("llamacpp ") and "give it one (vault_llamacpp_api_key)" in out[0]
+    out = exposure.ansible_refusals({**host, "vault_llamacpp_api_key": KEY}, [], False)  # the roles key none
+    assert out[0].startswith("llamacpp would be published on 0.0.0.0 (inference_stack_bind_address) but cannot "
                              "require an API key here")
     assert all(KEY not in line for line in out)
 
 
 def test_pyinfra_style_call_with_its_own_key_names() -> None:
-    out = exposure.deployer_refusals({"inference_stack_bind_address": "::", "inference_stack_engines": ["vllm"]},
-                                     keyed={"vllm": False}, key_names={"vllm": "hf_secret_vllm_api_key_file"})
-    assert out == ["vllm would be published on :: (inference_stack_bind_address) without an API key: give it one "
-                   "(hf_secret_vllm_api_key_file), publish it on 127.0.0.1, or set preflight_allow_unauthenticated: "
-                   "true to accept an engine anyone on the network can use"]
+    out = exposure.deployer_refusals({"inference_stack_bind_address": "::",
+                                      "inference_stack_engines": ["llamacpp", "vllm"]},
+                                     keyed={"llamacpp": False, "vllm": True},
+                                     key_names={"llamacpp": "hf_secret_llamacpp_api_key_file",
+                                                "vllm": "hf_secret_vllm_api_key_file"})
+    assert out == ["llamacpp would be published on :: (inference_stack_bind_address) without an API key: give it "
+                   "one (hf_secret_llamacpp_api_key_file), publish it on 127.0.0.1, or set "
+                   "preflight_allow_unauthenticated: true to accept an engine anyone on the network can use",
+                   "vllm would be published on :: (inference_stack_bind_address): " + GAP + ": publish it on 127.0.0.1 "
+                   "(the gateway is the way in from the network), or set preflight_allow_unauthenticated: true to "
+                   "accept an engine anyone on the network can use"]
 
 
 # -- compose-preflight: the console script on real .env files -----------------------------------------------------
@@ -190,16 +224,16 @@ def _refused(r: subprocess.CompletedProcess[str]) -> list[str]:
 
 @pytest.mark.parametrize(("lines", "services", "engine", "words"), [
     (["BIND_ADDRESS=0.0.0.0"], "vllm", "vllm",
-     "vllm would be published on 0.0.0.0 (BIND_ADDRESS) without an API key: give it one (VLLM_API_KEY_FILE)"),
+     "vllm would be published on 0.0.0.0 (BIND_ADDRESS): " + GAP + ": publish it on 127.0.0.1"),
     (["BIND_ADDRESS=0.0.0.0"], "llamacpp", "llamacpp",
      "llamacpp would be published on 0.0.0.0 (BIND_ADDRESS) without an API key: give it one (LLAMACPP_API_KEY_FILE)"),
     (["OLLAMA_BIND_ADDRESS=0.0.0.0"], "ollama", "ollama",
      "ollama would be published on 0.0.0.0 (OLLAMA_BIND_ADDRESS) but cannot require an API key here"),
-    (["BIND_ADDRESS=::"], "vllm", "vllm", "vllm would be published on :: (BIND_ADDRESS) without an API key"),
+    (["BIND_ADDRESS=::"], "vllm", "vllm", "vllm would be published on :: (BIND_ADDRESS): " + GAP),
     (["BIND_ADDRESS=0.0.0.0", "LLAMACPP_API_KEY_FILE=./secrets/blank"], "llamacpp", "llamacpp",
      "llamacpp would be published on 0.0.0.0 (BIND_ADDRESS) without an API key"),  # blanks are no key
     (["BIND_ADDRESS=0.0.0.0", "ALLOW_UNAUTHENTICATED=0"], "vllm", "vllm",
-     "vllm would be published on 0.0.0.0 (BIND_ADDRESS) without an API key"),
+     "vllm would be published on 0.0.0.0 (BIND_ADDRESS): " + GAP),
     # SGLang (an optional profile) has no key in compose: refused beyond loopback like Ollama
     (["BIND_ADDRESS=0.0.0.0"], "sglang", "sglang",
      "sglang would be published on 0.0.0.0 (BIND_ADDRESS) but cannot require an API key here"),
@@ -214,6 +248,21 @@ def test_compose_preflight_refuses_each_exposed_keyless_engine(tmp_path: Path, l
     refused = _refused(r)
     assert len(refused) == 1 and refused[0].startswith(f"compose-preflight: {words}"), r.stderr
     assert "ALLOW_UNAUTHENTICATED=1" in refused[0]
+
+
+@pytest.mark.parametrize(("services", "vllm_key"), [("vllm", KEY), ("vllm,llamacpp", KEY + "\n")])
+def test_compose_preflight_refuses_a_keyed_vllm_beyond_loopback(tmp_path: Path, services: str, vllm_key: str
+                                                                ) -> None:
+    """A key does not let vLLM be published: /invocations answers without it; a keyed llama.cpp beside it passes."""
+    d = _project(tmp_path, ["BIND_ADDRESS=0.0.0.0", "LLAMACPP_API_KEY_FILE=./secrets/llama"], vllm_key=vllm_key)
+    (d / "secrets" / "llama").write_text(f"{KEY}-l\n")
+    (d / "secrets" / "llama").chmod(0o600)
+    r = preflight_run(d, services)
+    assert r.returncode == 1, r.stderr
+    assert _refused(r) == ["compose-preflight: vllm would be published on 0.0.0.0 (BIND_ADDRESS): " + GAP + ": publish "
+                           "it on 127.0.0.1 (the gateway is the way in from the network), or set "
+                           "ALLOW_UNAUTHENTICATED=1 to accept an engine anyone on the network can use"], r.stderr
+    assert preflight_run(d, services, ALLOW_UNAUTHENTICATED="1").returncode == 0
 
 
 def test_compose_preflight_says_every_exposed_engine_once(tmp_path: Path) -> None:
@@ -243,11 +292,11 @@ def test_a_lab_override_publishing_an_engine_literally_is_refused(tmp_path: Path
 @pytest.mark.parametrize(("lines", "services", "vllm_key"), [
     ([], "vllm,ollama,llamacpp", ""),                                          # the defaults: loopback
     (["BIND_ADDRESS=127.0.0.2", "OLLAMA_BIND_ADDRESS=127.0.0.3"], "vllm,ollama,llamacpp", ""),
-    (["BIND_ADDRESS=0.0.0.0"], "vllm,ollama", KEY),                            # keyed; Ollama stays on loopback
-    (["BIND_ADDRESS=0.0.0.0", "LLAMACPP_API_KEY_FILE=./secrets/llama"], "vllm,llamacpp", KEY + "\n"),
+    (["BIND_ADDRESS=0.0.0.0", "LLAMACPP_API_KEY_FILE=./secrets/llama"], "llamacpp,ollama", ""),  # Ollama: loopback
+    (["LLAMACPP_API_KEY_FILE=./secrets/llama"], "vllm,llamacpp", KEY + "\n"),  # keyed on loopback
     (["BIND_ADDRESS=0.0.0.0", "OLLAMA_BIND_ADDRESS=0.0.0.0", "ALLOW_UNAUTHENTICATED=1"], "vllm,ollama,llamacpp",
      ""),                                                                       # the lab opted out
-], ids=["defaults", "loopback", "vllm-keyed", "both-keyed", "opted-out"])
+], ids=["defaults", "loopback", "llamacpp-keyed", "both-keyed-loopback", "opted-out"])
 def test_compose_preflight_passes_keyed_loopback_or_opted_out(tmp_path: Path, lines: list[str], services: str,
                                                               vllm_key: str) -> None:
     d = _project(tmp_path, lines, vllm_key=vllm_key)
