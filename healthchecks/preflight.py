@@ -2,7 +2,8 @@
 
 Checks .env syntax and values (ports, fractions, flags, addresses), that the secret files exist as
 regular files and are not readable by others, that no engine is published beyond loopback without an API
-key (healthchecks/exposure.py; ALLOW_UNAUTHENTICATED=1 opts out), that model paths under MODELS_DIR exist,
+key on every inference route (healthchecks/exposure.py: vLLM's key leaves /invocations open, so vLLM stays on
+loopback keyed or not; ALLOW_UNAUTHENTICATED=1 opts out), that model paths under MODELS_DIR exist,
 that enabled engines do not share a port on one address, and that each port is free on the address its
 service really binds (its compose ports line: BIND_ADDRESS, OLLAMA_BIND_ADDRESS, GATEWAY_BIND_ADDRESS), or
 already held by this same project. With the gateway among the services: its master key file holds a key
