@@ -11,8 +11,11 @@ and says so with gateway_upstream_address; its ansible_host is 127.0.0.1, the SS
 gateway's container could not reach. Ansible gives llama.cpp no API key today, so the gpu hosts opt out of the
 exposure rule (preflight_allow_unauthenticated) for that one address; the gateway itself requires its key.
 
+The run includes verify (healthcheck only, no smoke-bench): the lab gateway play verifies the lab gateway into
+reports/lab3/healthcheck.json, and the lab report (lab.json) holds its routes with each route's state.
+
 Cost: the container lab (3 hosts) and one site.yml run limited to the roles the gateway needs (docker,
-hf_secret, inference_stack, gateway), then a second run of the gateway's plays (--tags gateway)."""
+hf_secret, inference_stack, gateway) and verify, then a second run of the gateway's plays (--tags gateway)."""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CACHE = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik"))
 IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", gateway.OFFLINE_IMAGE)
-TAGS = "docker,hf_secret,inference_stack,gateway"  # what the lab gateway needs; no driver, toolkit or verify here
+TAGS = "docker,hf_secret,inference_stack,gateway,verify"  # what the lab gateway needs, and verify; no driver, toolkit
 GPU_HOSTS = ("lab1", "lab2")
 GW_HOST = "lab3"
 
@@ -88,6 +91,7 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             "docker_daemon_options": {"exec-opts": ["native.cgroupdriver=cgroupfs"]},
             "preflight_disk_path": "/var/lib/docker", "preflight_min_free_disk_gb": 1,
             "vault_hf_token": "", "vault_vllm_api_key": "",
+            "verify_smoke_bench": False, "verify_wait": 300, "verify_reports_dir": str(tmp / "reports"),
         }
         gpu = {"inference_stack_engines": ["llamacpp"], "inference_stack_bind_address": lab_ip,
                "preflight_allow_unauthenticated": True,  # Ansible gives llama.cpp no key yet (module doc)
@@ -119,7 +123,8 @@ def lab_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         assert first.returncode == 0, first.stdout[-8000:] + first.stderr[-2000:]
         url = f"http://127.0.0.1:{hosts[GW_HOST]['gateway_port']}"
         yield {"lab": env, "inventory": inv / "hosts.yml", "first": first.stdout + first.stderr, "url": url,
-               "key": key, "hosts": hosts, "projects": projects, "lab_ip": lab_ip, "tmp": tmp}
+               "key": key, "hosts": hosts, "projects": projects, "lab_ip": lab_ip, "tmp": tmp,
+               "reports": tmp / "reports"}
     finally:
         for p in projects.values():
             sh("docker", "compose", "-p", p, "down", "-v", "-t", "5", "--remove-orphans", check=False)
@@ -192,6 +197,26 @@ def test_one_url_and_key_balance_the_model_across_both_hosts(lab_gateway: dict[s
     ups = [name for name in rows if name.startswith("upstream ")]
     assert len(ups) == 4 and all(rows[u]["status"] == PASS for u in ups), ups  # 2 hosts x (group, own route)
     assert rows["auth"]["status"] == PASS and "(401)" in rows["auth"]["reason"]
+
+
+def test_site_yml_verifies_the_lab_gateway_into_the_lab_report(lab_gateway: dict[str, Any]) -> None:
+    """site.yml's lab gateway play ran healthcheck against the lab gateway (its master key from a private copy,
+    never printed), and the lab report of gpu_hosts:gateway_hosts holds the gateway's routes, each healthy."""
+    reports: Path = lab_gateway["reports"]
+    assert lab_gateway["key"] not in lab_gateway["first"]
+    hc = json.loads((reports / GW_HOST / "healthcheck.json").read_text())
+    assert [e["engine"] for e in hc["endpoints"]] == ["gateway"], hc
+    rows = {c["name"]: c for c in hc["endpoints"][0]["checks"]}
+    assert rows["auth"]["status"] == PASS and "(401)" in rows["auth"]["reason"], rows
+    assert json.loads((reports / GW_HOST / "host.json").read_text())["healthcheck_rc"] == 0
+    lab = json.loads((reports / "lab.json").read_text())
+    assert lab["gateway"] is not None, lab
+    routes = lab["gateway"]["routes"]
+    assert {r["kind"] for r in routes} >= {"route", "upstream"}, routes
+    assert MODEL in [r["route"] for r in routes if r["kind"] == "route"], routes
+    assert sum(r["kind"] == "upstream" for r in routes) == 4, routes  # 2 hosts x (group, own route)
+    assert all(r["status"] == PASS for r in routes), routes
+    assert {h["name"] for h in lab["hosts"]} >= {*GPU_HOSTS, GW_HOST}, lab["hosts"]
 
 
 def test_a_second_run_changes_nothing(lab_gateway: dict[str, Any]) -> None:
