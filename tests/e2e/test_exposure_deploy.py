@@ -91,6 +91,10 @@ def _site(lab: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
                    str(lab["pw"]), *extra)
 
 
+# why a key does not let vLLM be published (healthchecks/stack.yml api_key_open_routes)
+VLLM_GAP = "vLLM's API key does not guard every route (/invocations answers without it)"
+
+
 def test_the_first_play_stops_an_exposed_keyless_engine_before_any_change(lab: dict[str, Any]) -> None:
     """vLLM without vault_vllm_api_key and llama.cpp without vault_llamacpp_api_key on 0.0.0.0: the real site.yml
     stops in its first play naming the bind setting, each key and the opt-out; nothing was changed."""
@@ -101,22 +105,31 @@ def test_the_first_play_stops_an_exposed_keyless_engine_before_any_change(lab: d
     assert "PLAY [Provision, deploy and verify GPU inference hosts]" not in r.stdout, "not stopped in the first play"
     assert recap(r.stdout)["changed"] == 0 and not (lab["tmp"] / "opt").exists()
     assert "TASK [preflight : Check no engine is published beyond loopback without an API key]" in r.stdout
-    assert "vllm would be published on 0.0.0.0 (inference_stack_bind_address) without an API key: give it one " \
-           "(vault_vllm_api_key)" in out, r.stdout[-3000:]
+    assert "vllm would be published on 0.0.0.0 (inference_stack_bind_address): " + VLLM_GAP + ": publish it on " \
+           "127.0.0.1 (the gateway is the way in from the network)" in out, r.stdout[-3000:]
     assert "llamacpp would be published on 0.0.0.0 (inference_stack_bind_address) without an API key: give it " \
            "one (vault_llamacpp_api_key)" in out, r.stdout[-3000:]
     assert "preflight_allow_unauthenticated: true" in out
 
 
 def test_the_first_play_lets_keyed_loopback_and_opted_out_labs_through(lab: dict[str, Any]) -> None:
-    """The same host passes the first play (--tags preflight: the settings check and the host checks) when vLLM has
-    its key, when Ollama is the other engine (compose keeps it on loopback), or when the lab opted out on the
-    command line (text, as -e gives it); the key is never printed."""
+    """The same host passes the first play (--tags preflight: the settings check and the host checks) when llama.cpp
+    has its key, when Ollama is the other engine (compose keeps it on loopback), when a keyed vLLM stays on
+    loopback, or when the lab opted out on the command line (text, as -e gives it); a keyed vLLM on 0.0.0.0 is
+    stopped (its key leaves /invocations open); the key is never printed."""
     key = "sk-exposure-" + secrets.token_hex(8)
-    _write(lab, key, inference_stack_engines=["vllm", "ollama"])
+    _write(lab, "", key, inference_stack_engines=["llamacpp", "ollama"])
     r = _site(lab, "--tags", "preflight")
     assert r.returncode == 0, r.stdout[-3000:]
     assert key not in r.stdout + r.stderr
+    _write(lab, key, inference_stack_engines=["vllm", "ollama"])
+    r = _site(lab, "--tags", "preflight")
+    assert r.returncode != 0 and key not in r.stdout + r.stderr
+    assert "vllm would be published on 0.0.0.0 (inference_stack_bind_address): " + VLLM_GAP in r.stdout, \
+        r.stdout[-3000:]
+    _write(lab, key, inference_stack_engines=["vllm", "ollama"], inference_stack_bind_address="127.0.0.1")
+    r = _site(lab, "--tags", "preflight")
+    assert r.returncode == 0, r.stdout[-3000:]
     _write(lab, "")
     r = _site(lab, "--tags", "preflight", "-e", "preflight_allow_unauthenticated=true")
     assert r.returncode == 0, r.stdout[-3000:]
@@ -249,7 +262,8 @@ def _lab_address() -> str:
 @pytest.fixture(scope="module")
 def keyed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """compose.yaml + compose.cpu.yaml with BIND_ADDRESS=0.0.0.0, vLLM and llama.cpp each with its key file; the
-    project passes compose-preflight (it would refuse it without the keys) and comes up healthy."""
+    project passes compose-preflight for llama.cpp (it would refuse it without its key) and llama.cpp comes up
+    healthy. vLLM is not started: keyed or not it is refused beyond loopback (test below)."""
     d = tmp_path_factory.mktemp("exposure") / "compose"
     d.mkdir()
     for f in ("compose.yaml", "compose.cpu.yaml"):
@@ -267,10 +281,10 @@ def keyed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         f"MODELS_DIR={CACHE / 'models'}", "LLAMACPP_API_KEY_FILE=./secrets/llamacpp_api_key",
         "VLLM_START_PERIOD=600s", "LLAMACPP_PARALLEL=1"]) + "\n")
     environ = {k: v for k, v in os.environ.items() if k not in CAT.by_env()}
-    pre = subprocess.run([str(BIN / "compose-preflight"), str(d), "--services", "vllm,llamacpp"], capture_output=True,
+    pre = subprocess.run([str(BIN / "compose-preflight"), str(d), "--services", "llamacpp"], capture_output=True,
                          text=True, timeout=120, env=environ)
     assert pre.returncode == 0, pre.stderr
-    up = subprocess.run(["docker", "compose", "up", "-d", "--wait", "--wait-timeout", "600", "vllm", "llamacpp"],
+    up = subprocess.run(["docker", "compose", "up", "-d", "--wait", "--wait-timeout", "600", "llamacpp"],
                         cwd=d, capture_output=True, text=True, timeout=700, env=environ)
     try:
         assert up.returncode == 0, up.stderr[-3000:]
@@ -296,7 +310,7 @@ def _published(project: str) -> list[tuple[str, str, int]]:
 def test_every_port_published_beyond_loopback_refuses_a_request_without_its_key(keyed_stack: dict[str, Any]) -> None:
     published = _published(keyed_stack["project"])
     exposed = [(svc, port) for svc, host, port in published if not exposure.is_loopback(host)]
-    assert sorted(svc for svc, _ in exposed) == ["llamacpp", "vllm"], published
+    assert sorted(svc for svc, _ in exposed) == ["llamacpp"], published
     # Ollama (no key possible; no Ollama image here, so read from the project's own config as compose resolves it,
     # BIND_ADDRESS=0.0.0.0 and all): published on loopback only
     cfg = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=keyed_stack["dir"],
@@ -321,6 +335,20 @@ def test_every_port_published_beyond_loopback_refuses_a_request_without_its_key(
             assert good.status_code == 200, (svc, path, good.status_code, good.text[:200])
 
 
+def test_a_keyed_vllm_beyond_loopback_is_refused_by_compose_preflight(keyed_stack: dict[str, Any]) -> None:
+    """The running project's own settings, vLLM's key file holding a key: compose-preflight (compose/up.sh runs it
+    first) refuses vLLM on 0.0.0.0 all the same (its key guards /v1, /v2, /inference, /cohere only: /invocations
+    answers without it), exit 1, naming the setting and the way out; llama.cpp beside it passes."""
+    r = subprocess.run([str(BIN / "compose-preflight"), str(keyed_stack["dir"]), "--services", "vllm,llamacpp"],
+                       capture_output=True, text=True, timeout=120, env=keyed_stack["environ"])
+    assert r.returncode == 1, r.stderr
+    assert keyed_stack["keys"]["vllm"] not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    refused = [ln for ln in r.stderr.splitlines() if "would be published on" in ln]
+    assert refused == ["compose-preflight: vllm would be published on 0.0.0.0 (BIND_ADDRESS): " + VLLM_GAP
+                       + ": publish it on 127.0.0.1 (the gateway is the way in from the network), or set "
+                       "ALLOW_UNAUTHENTICATED=1 to accept an engine anyone on the network can use"], r.stderr
+
+
 def test_the_keyed_stack_without_its_keys_is_refused_by_compose_preflight(keyed_stack: dict[str, Any]) -> None:
     """The running project's own settings with the keys emptied: compose-preflight (compose/up.sh runs it first)
     names both engines, exit 1."""
@@ -336,5 +364,7 @@ def test_the_keyed_stack_without_its_keys_is_refused_by_compose_preflight(keyed_
         for name in ("vllm_api_key", "llamacpp_api_key"):
             (d / "secrets" / (name + ".kept")).replace(d / "secrets" / name)
     assert r.returncode == 1
-    refused = [ln for ln in r.stderr.splitlines() if "would be published on 0.0.0.0 (BIND_ADDRESS) without" in ln]
+    refused = [ln for ln in r.stderr.splitlines() if "would be published on 0.0.0.0 (BIND_ADDRESS)" in ln]
     assert [ln.split()[1] for ln in refused] == ["vllm", "llamacpp"], r.stderr
+    assert VLLM_GAP in refused[0] and "(BIND_ADDRESS) without an API key: give it one (LLAMACPP_API_KEY_FILE)" \
+        in refused[1], r.stderr
