@@ -317,8 +317,8 @@ for login in v("docker_registry_logins") or []:
 # -- secrets (hf_secret): root-only files, never shown ----------------------------------------------------------------
 files.directory(name="Create the secrets directory", path=s.secret_dir, user="root", group="root",
                 mode=f"{gik_ops.SECRET_DIR_MODE:o}")
-secret_ops = [gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
-              for fname, content in secret_contents.items()]
+for fname, content in secret_contents.items():
+    gik_ops.secret_file(name=f"Write {fname}", dest=f"{s.secret_dir}/{fname}", content=content)
 # (the role writes it once, force: false; the host's own is what was read above, so this writes only a new one)
 gik_ops.secret_file(name="Keep the digests' salt on the host", dest=salt_file, content=salt)
 
@@ -358,24 +358,24 @@ if engine_host:
                        pull=str(v("inference_stack_image_pull")),
                        host_name=host.name, compose="v1" if compose == "v1" else "v2",
                        # what --dry lists: the facts were read before this run's file changes
-                       inputs_changed=any(op.will_change for op in inputs),
-                       # a rotated key or token: compose does not compare secret files, so the engines would go
-                       # on serving with the old one; exactly the services that mount a rewritten file are
-                       # recreated, as roles/inference_stack does (compose config's map, --no-deps)
-                       secret_files=[f"{s.secret_dir}/{fname}" for fname, op in zip(secret_contents, secret_ops,
-                                                                                    strict=True) if op.will_change])
+                       # (a rotated key or token changes .env's <SERVICE>_FILES_DIGEST: compose recreates exactly
+                       # the services that mount it, as with roles/inference_stack)
+                       inputs_changed=any(op.will_change for op in inputs))
 
 # -- the gateway (roles/gateway): one URL and key in front of this host's engines, or of the lab's hosts ----------
 if gw is not None:
-    gateway_inputs = [gik_ops.secret_file(name=f"Write {name}", dest=f"{s.secret_dir}/{name}", content=content)
-                      for name, content in gw.secrets.items() if name not in secret_contents]  # hf_secret's: above
-    gateway_inputs += [gik_ops.secret_file(name=f"Copy {name}", dest=f"{s.secret_dir}/{name}",
-                                           content=Path(src).read_text()) for name, src in gw.tls.items()]
+    # (the master key, the engine keys (hf_secret's bytes: written above on an engine host), the fallback's token,
+    # the TLS pair; each in gateway.env's digest, so compose recreates the gateway when one changes)
+    for name, content in gw.secrets.items():
+        if name not in secret_contents:
+            gik_ops.secret_file(name=f"Write {name}", dest=f"{s.secret_dir}/{name}", content=content)
+    for name, src in gw.tls.items():
+        gik_ops.secret_file(name=f"Copy {name}", dest=f"{s.secret_dir}/{name}", content=Path(src).read_text())
     files.directory(name="Create compose/gateway", path=f"{compose_dir}/gateway", user="root", group="root",
                     mode="755")
-    gateway_inputs.append(files.put(name="Write the gateway's config", src=StringIO(gw.config),
-                                    dest=f"{compose_dir}/gateway/config.yaml", user="root", group="root", mode="644",
-                                    create_remote_dir=False))
+    config_op = files.put(name="Write the gateway's config", src=StringIO(gw.config),
+                          dest=f"{compose_dir}/gateway/config.yaml", user="root", group="root", mode="644",
+                          create_remote_dir=False)
     if gw.env_secret:  # a proxy URL with credentials: root-only, never diffed (roles/gateway: 0600, no_log)
         gateway_env = gik_ops.secret_file(name="Write the gateway's compose settings",
                                           dest=f"{compose_dir}/gateway.env", content=gw.env, mode=0o600)
@@ -384,16 +384,17 @@ if gw is not None:
                                 dest=f"{compose_dir}/gateway.env", user="root", group="root", mode="644",
                                 create_remote_dir=False)
     # roles/gateway: --env-file .env --env-file gateway.env --profile gateway up --wait gateway (gateway.env alone
-    # on a gateway-only host); recreated when its config or a secret changed (files compose does not compare)
+    # on a gateway-only host; compose v1: .env, gateway.env's settings as environment); a new config or secret
+    # changes gateway.env's digest (the gateway's files-digest label): compose recreates it, as with the role
     gik_ops.compose_up(name="Bring the gateway up and wait until healthy", directory=compose_dir,
                        project=str(v("inference_stack_project_name")),
                        services=[gs.CATALOGUE["gateway"].compose_service], wait_timeout=300,
                        pull=str(v("inference_stack_image_pull")), host_name=host.name,
                        compose="v1" if compose == "v1" else "v2",
                        env_files=[".env", "gateway.env"] if engine_host else ["gateway.env"],
-                       # (hf_secret's files too: the engine keys and the token the gateway exported at start)
-                       profiles=["gateway"], recreate=any(op.will_change for op in [*gateway_inputs, *secret_ops]),
-                       inputs_changed=gateway_env.will_change or any(op.will_change for op in inputs))
+                       profiles=["gateway"],
+                       inputs_changed=gateway_env.will_change or config_op.will_change
+                       or any(op.will_change for op in inputs))
 
 # -- verify from the controller (the verify role's commands) ---------------------------------------------------------
 bind = str(v("inference_stack_bind_address"))

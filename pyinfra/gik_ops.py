@@ -252,7 +252,7 @@ class StackState(FactBase[dict[str, dict[str, str]]]):
         return rf"""
 cd {d} 2>/dev/null && [ -f {r} ] || {{ echo "- absent"; exit 0; }}
 if docker compose version >/dev/null 2>&1; then C="docker compose {options}"
-elif command -v docker-compose >/dev/null 2>&1; then C="docker-compose {options_v1}"
+elif command -v docker-compose >/dev/null 2>&1; then {options_v1} C="docker-compose"
 else echo "- nocompose"; exit 0; fi
 for s in {svc}; do
   h=$($C -p {p} config --hash "$s" 2>/dev/null | awk '{{print $2}}')
@@ -277,65 +277,6 @@ done"""
                 out[s] = {"hash": h, "image": img, "image_id": want, "status": status, "container_image": image_id,
                           "container_hash": label}
         return out
-
-
-# What compose config says each service mounts, reduced ON THE HOST to "service<TAB>secret file" lines: the full
-# config holds the .env's values (HTTP_PROXY with a proxy password), which must not travel back (nor show with
-# --debug-facts). compose v2 prints JSON; v1 YAML, which its own python3-yaml reads.
-_MOUNTS_PY = """import json, sys
-text = sys.stdin.read()
-try:
-    doc = json.loads(text)
-except ValueError:
-    import yaml
-    doc = yaml.safe_load(text)
-top = doc.get("secrets") or {}
-for name, svc in sorted((doc.get("services") or {}).items()):
-    for s in (svc or {}).get("secrets") or []:
-        src = s.get("source") if isinstance(s, dict) else s
-        f = (top.get(src) or {}).get("file") if isinstance(top.get(src), dict) else None
-        if f:
-            print(name + "\\t" + str(f))
-print("- ok")
-"""
-
-
-class SecretMounts(FactBase[dict[str, list[str]]]):
-    """Per compose service of the rendered project: the files of the secrets it mounts, from ``compose config``
-    (top-level ``secrets:`` name -> file, each service's ``secrets:``), as roles/inference_stack derives them.
-    ``{}`` with no rendered project, ``None`` when they cannot be read (no compose, no python3 on the host)."""
-
-    def command(self, directory: str, project: str, options: str = "", options_v1: str = "",
-                rendered: str = ".env") -> str:
-        d, p, r = shlex.quote(directory), shlex.quote(project), shlex.quote(rendered)
-        py = shlex.quote(_MOUNTS_PY)
-        return rf"""
-cd {d} 2>/dev/null && [ -f {r} ] || {{ echo "- absent"; exit 0; }}
-command -v python3 >/dev/null 2>&1 || {{ echo "- unknown"; exit 0; }}
-if docker compose version >/dev/null 2>&1; then docker compose {options} -p {p} config --format json 2>/dev/null
-elif command -v docker-compose >/dev/null 2>&1; then docker-compose {options_v1} -p {p} config 2>/dev/null
-fi | python3 -c {py} 2>/dev/null || echo "- unknown"
-"""
-
-    def process(self, output: list[str]) -> dict[str, list[str]] | None:  # type: ignore[override]
-        lines = [line.rstrip("\n") for line in output]
-        if "- absent" in lines:
-            return {}
-        if "- ok" not in lines:
-            return None
-        out: dict[str, list[str]] = {}
-        for line in lines:
-            service, tab, path = line.partition("\t")
-            if tab:
-                out.setdefault(service, []).append(path)
-        return out
-
-
-def secret_recreates(mounts: Mapping[str, list[str]], changed: list[str], services: list[str]) -> list[str]:
-    """The services of ``services`` (in their order) that mount one of the ``changed`` secret files
-    (``mounts``: SecretMounts): roles/inference_stack's inference_stack_recreate, compose's own map, no table."""
-    want = {os.path.normpath(f) for f in changed}
-    return [s for s in services if want & {os.path.normpath(f) for f in mounts.get(s, [])}]
 
 
 # -- operations -------------------------------------------------------------------------------------------------
@@ -416,32 +357,39 @@ def image_load(dest: str, images: dict[str, str]):
 
 def compose_options(env_files: list[str] | None = None, profiles: list[str] | None = None,
                     compose: str = "v2") -> str:
-    """compose's global options for ``env_files`` (in order: later files win) and ``profiles``. Compose v1 reads one
-    ``--env-file`` (the last given: roles/gateway's v1 command passes gateway.env alone) and no ``--profile``
-    (gateway.env's COMPOSE_PROFILES)."""
+    """compose's global options for ``env_files`` (in order: later files win) and ``profiles``. Compose v1
+    (docker-compose 1.29 reads one env file, and ``--env-file`` replaces the project folder's .env) gets none: as
+    roles/gateway's v1 command it reads .env itself and every other env file's settings as environment, which
+    outranks .env (``v1_environment``: shell that exports them, run before the command in the same shell); no
+    ``--profile`` either (gateway.env's COMPOSE_PROFILES)."""
     files_ = list(env_files or [])
     if compose == "v1":
-        return f"--env-file {shlex.quote(files_[-1])}" if files_ else ""
+        return v1_environment(files_)
     return " ".join([*(f"--env-file {shlex.quote(f)}" for f in files_),
                      *(f"--profile {shlex.quote(p)}" for p in profiles or [])])
+
+
+def v1_environment(env_files: list[str]) -> str:
+    """Shell exporting the settings of ``env_files`` but .env (in order: later files win), as roles/gateway's
+    gateway_env_vars reads gateway.env for compose v1: each line that does not start with # and holds an =, NAME=the
+    rest, taken literally (no shell expansion: ``export "$l"``). Ends with ``;``; "" with nothing to export."""
+    return "".join(f"""while IFS= read -r l || [ -n "$l" ]; do case "$l" in '#'*) ;; *=*) export "$l" ;; esac; """
+                   f"done < {shlex.quote(f)}; " for f in env_files if f != ".env")
 
 
 @operation()
 def compose_up(directory: str, project: str, services: list[str], wait_timeout: int, pull: str,
                host_name: str, compose: str = "v2", inputs_changed: bool = False,
-               env_files: list[str] | None = None, profiles: list[str] | None = None, recreate: bool = False,
-               secret_files: list[str] | None = None):
+               env_files: list[str] | None = None, profiles: list[str] | None = None):
     """``up`` the services when any differs from the rendered project (or this run changes the project's files:
     ``inputs_changed``), pulling images as ``pull`` says (inference_stack_image_pull: missing, always, never);
     with ``always`` every run pulls (and reports a change). Stops with the image's name when an image is missing
     and may not be pulled (never: an air-gapped lab has no registry: ship its tarball or build it).
     ``env_files``/``profiles``: compose's ``--env-file``/``--profile`` (the gateway: .env, gateway.env, profile
-    gateway). ``recreate``: this run changed a file compose does not compare (a bind-mounted config, a secret
-    file): the services are recreated (``--force-recreate``), as roles/gateway restarts the gateway.
-    ``secret_files``: the secret files this run rewrites (a new key or token, which compose does not compare):
-    exactly the services that mount one (``compose config``: SecretMounts) are recreated, with roles/inference_stack's
-    command (``up -d --force-recreate --no-deps --pull never --wait``), unless the bring-up (re)creates them anyway;
-    every service when the host cannot say what they mount."""
+    gateway). A rotated key or token, a new gateway config or TLS file (files compose does not compare) needs no
+    step of its own: the rendered .env / gateway.env carry each service's salted digest of its files
+    (``<SERVICE>_FILES_DIGEST``, its io.gpu-inference-kit.files-digest label), so compose's config hash differs and
+    ``up`` recreates exactly those services, as with roles/inference_stack and roles/gateway (no recreate task)."""
     opts, opts_v1 = compose_options(env_files, profiles), compose_options(env_files, profiles, "v1")
     # the project is rendered once its last env file is there (.env; gateway.env alone on a gateway-only host)
     rendered = {"rendered": env_files[-1]} if env_files and env_files[-1] != ".env" else {}
@@ -459,49 +407,24 @@ def compose_up(directory: str, project: str, services: list[str], wait_timeout: 
             return
         stale = [s for s in services if s not in current or not _up_to_date(current[s]) or
                  (pull != "never" and current[s]["image_id"] == "-")]
-        bring_up = bool(stale) or recreate or pull == "always" or (inputs_changed and not state.is_executing)
-        # the services mounting a secret file this run rewrote that the bring-up does not (re)create anyway
-        again = [] if recreate or not secret_files else [
-            s for s in _mounting(directory, project, services, secret_files, opts, opts_v1, rendered)
-            if s not in stale]
-        if not bring_up and not again:
+        if not stale and pull != "always" and not (inputs_changed and not state.is_executing):
             return
-    else:
-        bring_up, again = True, []  # no project yet: the bring-up creates every service
     d, p = shlex.quote(directory), shlex.quote(project)
-    force = " --force-recreate" if recreate else ""
-    c1 = f"docker-compose -p {p}" + (f" {opts_v1}" if opts_v1 else "")
+    # v1: the env files' settings (gateway.env's) as environment, exported in the same shell (roles/gateway's
+    # gateway_env_vars), then docker-compose, which reads the project folder's .env itself
+    exports = f"{{ {opts_v1}true; }} && " if opts_v1 else ""
+    c1 = f"docker-compose -p {p}"
     c2 = "docker compose" + (f" {opts}" if opts else "")
-    if bring_up:
-        svc = " ".join(shlex.quote(s) for s in services)
-        if compose == "v1":
-            # v1 has no --pull: `up` pulls what is missing itself, `pull` first for always; no --wait either:
-            # compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
-            first = f"{c1} pull {svc} && " if pull == "always" else ""
-            yield StringCommand(f"cd {d} && {first}{c1} up -d{force} {svc} && "
-                                f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
-        else:
-            yield StringCommand(f"cd {d} && {c2} -p {p} up -d{force} --pull {shlex.quote(pull)} --wait "
-                                f"--wait-timeout {int(wait_timeout)} {svc}")
-    if again:
-        # roles/inference_stack: recreate: always, dependencies: false, pull: never, wait (v1: up -d --force-recreate
-        # --no-deps, then the same wait as the bring-up)
-        svc = " ".join(shlex.quote(s) for s in again)
-        if compose == "v1":
-            yield StringCommand(f"cd {d} && {c1} up -d --force-recreate --no-deps {svc} && "
-                                f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
-        else:
-            yield StringCommand(f"cd {d} && {c2} -p {p} up -d --force-recreate --no-deps --pull never --wait "
-                                f"--wait-timeout {int(wait_timeout)} {svc}")
-
-
-def _mounting(directory: str, project: str, services: list[str], secret_files: list[str], opts: str, opts_v1: str,
-              rendered: Mapping[str, str]) -> list[str]:
-    """The services of ``services`` that mount one of ``secret_files``, by the host's compose config; every one of
-    them when the host cannot say (no python3: as before, rather than leave an engine on an old key)."""
-    mounts = host.get_fact(SecretMounts, directory=directory, project=project,
-                           **({"options": opts, "options_v1": opts_v1} if opts else {}), **rendered)
-    return list(services) if mounts is None else secret_recreates(mounts, secret_files, services)
+    svc = " ".join(shlex.quote(s) for s in services)
+    if compose == "v1":
+        # v1 has no --pull: `up` pulls what is missing itself, `pull` first for always; no --wait either:
+        # compose/wait-healthy.sh (shipped beside compose.yaml) does the same wait
+        first = f"{c1} pull {svc} && " if pull == "always" else ""
+        yield StringCommand(f"cd {d} && {exports}{first}{c1} up -d {svc} && "
+                            f"COMPOSE_PROJECT_NAME={p} bash wait-healthy.sh {int(wait_timeout)} {svc}")
+    else:
+        yield StringCommand(f"cd {d} && {c2} -p {p} up -d --pull {shlex.quote(pull)} --wait "
+                            f"--wait-timeout {int(wait_timeout)} {svc}")
 
 
 def _up_to_date(svc: dict[str, str]) -> bool:

@@ -45,7 +45,7 @@ import jinja2.meta
 import jinja2.nativetypes
 import yaml
 
-from healthchecks import stack
+from healthchecks import exposure, stack
 from healthchecks.endpoints.inventory import ansible_bool, read_inventory
 from healthchecks.engines import CATALOGUE
 from healthchecks.errors import ConfigError
@@ -611,6 +611,22 @@ def _gateway_filters() -> dict[str, Any]:
     return dict(module.FilterModule().filters())
 
 
+@functools.lru_cache(maxsize=1)
+def _gateway_tls_errors() -> Callable[[Any, Any], list[str]]:
+    """roles/gateway/filter_plugins/gik_gateway_tls.py's gik_gateway_tls_errors: the role's check of the TLS pair on
+    the controller (compose-preflight's _check_gateway_tls, as the server loads them)."""
+    import importlib.util
+
+    path = GATEWAY_ROLE / "filter_plugins" / "gik_gateway_tls.py"
+    spec = importlib.util.spec_from_file_location("gik_gateway_tls_filters", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - the kit's own file
+        raise SettingsError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    check: Callable[[Any, Any], list[str]] = module.FilterModule().filters()["gik_gateway_tls_errors"]
+    return check
+
+
 def gateway_enabled(settings: Settings) -> bool:
     """site.yml's ``when: gateway_enabled | default(false) | bool`` for the gateway role on a gpu_hosts host."""
     try:
@@ -653,7 +669,8 @@ def lab_host(name: str, settings: Settings, *, address: str | None = None, ansib
     """One upstream host of the lab gateway as roles/gateway/vars/main.yml's gateway_lab_hosts lists it: reached at
     ``address`` (its host variable gateway_upstream_address), else ``ansible_host``, else its inventory ``name``; its
     engines, published ports and served names; the bind addresses its inventory sets; its own gateway's port where
-    gateway_enabled; ``local``: the lab gateway's own host (its engines by compose service name)."""
+    gateway_enabled, and ``tls`` where that gateway has gateway_tls_cert_src and gateway_tls_key_src (the lab gateway
+    then reaches it by https); ``local``: the lab gateway's own host (its engines by compose service name)."""
     cat = stack.load()
     entry: dict[str, Any] = {
         "address": address or ansible_host or name,
@@ -667,6 +684,8 @@ def lab_host(name: str, settings: Settings, *, address: str | None = None, ansib
     if gateway_enabled(settings):
         port = settings.value("gateway_port")
         entry["gateway_port"] = port if port is not None else cat.settings["gateway_port"].default
+        # its own gateway serves TLS only with the lab's certificate and key (the role's gateway_lab_hosts 'tls')
+        entry["tls"] = all(str(settings.value(n) or "") for n in ("gateway_tls_cert_src", "gateway_tls_key_src"))
     return entry
 
 
@@ -752,14 +771,39 @@ def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: lis
         raise SettingsError("gateway_tls_cert_src and gateway_tls_key_src go together (the lab's certificate and its "
                             "key)")
     tls = {"gateway_tls_cert": cert, "gateway_tls_key": key} if cert else {}
-    for name, src in tls.items():
+    # validate.yml: both files on the controller, then the pair as the server loads it (its own filter: a key of
+    # another certificate, an encrypted key, no PEM), before any change
+    for (name, src), what in zip(tls.items(), ("certificate", "private key"), strict=False):
         if not Path(src).is_file():
-            raise SettingsError(f"{name}_src: no such file {src} on the controller")
+            raise SettingsError(f"{name}_src ({src}) is not a file on the controller: the lab's {what} (PEM) goes "
+                                "there")
+    if tls:
+        texts = []
+        for name, src in tls.items():
+            try:
+                texts.append(Path(src).read_text())
+            except (OSError, UnicodeDecodeError) as e:
+                raise SettingsError(f"{name}_src ({src}): cannot read ({getattr(e, 'strerror', None) or e})"
+                                    ) from None
+        errors = _gateway_tls_errors()(*texts)
+        if errors:
+            raise SettingsError("; ".join(errors))
     keys = filters["gik_gateway_keys"](key_engines)
-    key_values = {k["engine"]: str(settings.raw.get(f"hf_secret_{k['engine']}_api_key")
-                                   or settings.raw.get(f"vault_{k['engine']}_api_key") or "") for k in keys}
+    # gateway_key_values: hf_secret's value, else the vault's, as hf_secret writes it (gik_key_text: trimmed)
+    key_values = {k["engine"]: exposure.key_text(settings.raw.get(f"hf_secret_{k['engine']}_api_key")
+                                                 or settings.raw.get(f"vault_{k['engine']}_api_key") or "")
+                  for k in keys}
+    # gateway_hf_token: the fallback's key, only with gateway_hf_fallback_model (the gateway's own file), else empty
+    fallback = str(options.get("gateway_hf_fallback_model") or "").strip()
+    hf_token = str(settings.raw.get("hf_secret_token") or settings.raw.get("vault_hf_token") or "").strip() \
+        if fallback else ""
+    if fallback and not hf_token:  # validate.yml's assert, its message (pyinfra's file setting named too)
+        raise SettingsError(f"gateway_hf_fallback_model ({fallback}) is set but the Hugging Face token "
+                            "(vault_hf_token, hf_secret_token_file) is empty or blank: the fallback would get "
+                            "HF_TOKEN=none and fail with 401 exactly when it is needed; set vault_hf_token or unset "
+                            "gateway_hf_fallback_model")
     digest = _gateway_digest(settings, config=config, master_key=master_key, keys=keys, key_values=key_values,
-                             tls=tls)
+                             tls=tls, hf_token=hf_token, options=options)
     variables = {
         **digest,
         "gateway_project_name": settings.value("inference_stack_project_name"),
@@ -774,18 +818,21 @@ def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: lis
     }
     env = render_template(GATEWAY_ENV_TEMPLATE, variables)
     # every keyed engine's file, empty for an engine without a key (the gateway's entrypoint exports it as "none")
-    secrets = {"gateway_master_key": master_key, **{k["secret"]: key_values[k["engine"]] for k in keys}}
+    secrets = {"gateway_master_key": master_key, **{k["secret"]: key_values[k["engine"]] for k in keys},
+               "gateway_hf_token": hf_token}
     return Gateway(config=config, env=env, secrets=secrets, tls=tls, env_secret=proxy["gateway_env_has_secret"])
 
 
 def _gateway_digest(settings: Settings, *, config: str, master_key: str, keys: list[dict[str, str]],
-                    key_values: Mapping[str, str], tls: Mapping[str, str]) -> dict[str, Any]:
+                    key_values: Mapping[str, str], tls: Mapping[str, str], hf_token: str = "",
+                    options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """gateway.env's ``<GATEWAY>_FILES_DIGEST``: roles/gateway/vars/main.yml's own gateway_files_digest_var and
     gateway_files_digest (the salted digest of the files the gateway reads at start: its config, master key, engine
     keys, token, TLS files), evaluated over this host's values and its salt (``Settings.raw``'s
     inference_stack_files_salt)."""
     given = {"gateway_config": config, "gateway_master_key": master_key, "gateway_keys": keys,
-             "gateway_key_values": dict(key_values), "gateway_tls": bool(tls),
+             "gateway_key_values": dict(key_values), "gateway_tls": bool(tls), "gateway_hf_token": hf_token,
+             "gateway_settings": dict(options or {}),
              "gateway_tls_cert_src": tls.get("gateway_tls_cert", ""),
              "gateway_tls_key_src": tls.get("gateway_tls_key", ""),
              "gateway_kit_root": str(ROOT),

@@ -35,7 +35,9 @@ CASES: dict[str, dict[str, Any]] = {
         "inference_stack_project_name": "gik-gw-custom",
         "inference_stack_vllm_served_model_name": "smol",
         "inference_stack_llamacpp_model_alias": "other",
-        "vault_vllm_api_key": "sk-vllm" + secrets.token_hex(6),
+        # padded as a `!vault |` block gives it: written trimmed (gik_key_text), as hf_secret writes it
+        "vault_vllm_api_key": "  sk-vllm" + secrets.token_hex(6) + "\n",
+        "vault_hf_token": " hf_unit" + secrets.token_hex(6) + "\n",  # the fallback's token (trimmed)
         "gateway_port": 14000,
         "gateway_bind_address": "0.0.0.0",
         "gateway_image": "local/litellm:1.110.2",
@@ -55,8 +57,7 @@ CASES: dict[str, dict[str, Any]] = {
 def ansible_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """roles/gateway's own validate.yml (its config through its filters) and gateway.env.j2, per case."""
     tmp = tmp_path_factory.mktemp("gwrender")
-    (tmp / "cert.pem").write_text("CERT\n")
-    (tmp / "key.pem").write_text("KEY\n")
+    _pair(tmp / "cert.pem", tmp / "key.pem")  # a real pair: validate.yml loads it as the server does
     hosts: dict[str, Any] = {}
     for name, values in CASES.items():
         out = tmp / name
@@ -74,6 +75,11 @@ def ansible_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                   "mode": "0644"}},
         {"ansible.builtin.template": {"src": str(gs.GATEWAY_ENV_TEMPLATE), "dest": "{{ gik_out }}/gateway.env",
                                       "mode": "0644"}},
+        # the values the role's copy tasks write (engine keys, the fallback's token)
+        {"ansible.builtin.copy": {"content": "{{ gateway_key_values | to_json }}",
+                                  "dest": "{{ gik_out }}/key_values.json", "mode": "0600"}},
+        {"ansible.builtin.copy": {"content": "{{ gateway_hf_token }}", "dest": "{{ gik_out }}/gateway_hf_token",
+                                  "mode": "0600"}},
     ]}]
     (tmp / "render.yml").write_text(yaml.safe_dump(play))
     # the tasks after the role's run outside it, where role_path is not defined: its kit root given as an extra var
@@ -85,8 +91,20 @@ def ansible_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"hosts": hosts}
 
 
+def _pair(cert: Path, key: Path, *extra: str) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "2", "-subj", "/CN=gw.lab",
+                    "-keyout", str(key), "-out", str(cert), *(extra or ("-nodes",))],
+                   check=True, capture_output=True, timeout=120)
+
+
+def _load(values: dict[str, Any], **kw: Any) -> gs.Settings:
+    """Settings of the role defaults and ``values``, as the Ansible side's inventory has them: no group_vars layer
+    (the kit's own inventory/group_vars/gpu_hosts is the lab example, gateway_enabled and 0.0.0.0 among others)."""
+    return gs.load(values, group_vars="/nonexistent", **kw)
+
+
 def _settings(values: dict[str, Any]) -> gs.Settings:
-    return gs.load({k: v for k, v in values.items() if not k.startswith(("gik_out", "ansible_"))}, files_salt=SALT)
+    return _load({k: v for k, v in values.items() if not k.startswith(("gik_out", "ansible_"))}, files_salt=SALT)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -97,27 +115,63 @@ def test_gateway_files_are_the_roles_bytes(ansible_side: dict[str, Any], name: s
     assert g.config == (out / "config.yaml").read_text()
     assert g.env == (out / "gateway.env").read_text()
     assert g.secrets["gateway_master_key"] == KEY
+    # the engine keys and the token: the role's bytes (keys trimmed as hf_secret writes them; the token only with
+    # gateway_hf_fallback_model, in the gateway's own file)
+    role_keys = json.loads((out / "key_values.json").read_text())
+    assert {k: g.secrets[k + "_api_key"] for k in role_keys} == role_keys
+    assert g.secrets["gateway_hf_token"] == (out / "gateway_hf_token").read_text()
     if name == "custom":
-        assert g.secrets["vllm_api_key"] == values["vault_vllm_api_key"]
+        assert g.secrets["vllm_api_key"] == values["vault_vllm_api_key"].strip() != values["vault_vllm_api_key"]
+        assert g.secrets["gateway_hf_token"] == values["vault_hf_token"].strip() != ""
         assert set(g.tls) == {"gateway_tls_cert", "gateway_tls_key"}
         assert "least-busy" in g.config and "SmolLM3-3B@hf" in g.config
     else:
-        # llama.cpp without a key: its key file is written empty (the entrypoint exports "none"), never /dev/null
-        assert g.secrets == {"gateway_master_key": KEY, "llamacpp_api_key": ""} and not g.tls
+        # llama.cpp without a key: its key file is written empty (the entrypoint exports "none"), never /dev/null;
+        # no fallback: no token on the gateway (its file empty)
+        assert g.secrets == {"gateway_master_key": KEY, "llamacpp_api_key": "", "gateway_hf_token": ""}
+        assert not g.tls
     assert KEY not in g.config + g.env  # keys are os.environ/ references and file paths, never values
 
 
+@pytest.fixture(scope="module")
+def pems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("gwpems")
+    _pair(tmp / "a.crt", tmp / "a.key")
+    _pair(tmp / "b.crt", tmp / "b.key")
+    _pair(tmp / "enc.crt", tmp / "enc.key", "-passout", "pass:unit-pass")
+    return {p.name: p for p in tmp.iterdir()}
+
+
+@pytest.mark.parametrize(("cert", "key", "needle"), [
+    ("a.crt", "b.key", "gateway_tls_cert_src and gateway_tls_key_src do not load"),  # the key of another cert
+    ("enc.crt", "enc.key", "gateway_tls_key_src"),  # an encrypted key: the server cannot load it unattended
+    ("a.crt", "a.crt", "gateway_tls_key_src"),  # no private key at all
+])
+def test_a_tls_pair_the_server_cannot_load_is_refused_before_any_change(
+        pems: dict[str, Path], cert: str, key: str, needle: str) -> None:
+    """roles/gateway validate.yml's check (its own filter), before any change; no file content in the message."""
+    s = _load({"gateway_enabled": True, "vault_gateway_master_key": KEY, "gateway_tls_cert_src": str(pems[cert]),
+                 "gateway_tls_key_src": str(pems[key])})
+    with pytest.raises(gs.SettingsError) as e:
+        gs.gateway(s)
+    assert needle in str(e.value), str(e.value)
+    assert "PRIVATE KEY" not in str(e.value) and KEY not in str(e.value)
+    assert set(gs.gateway(_load({"vault_gateway_master_key": KEY, "gateway_tls_cert_src": str(pems["a.crt"]),
+                                   "gateway_tls_key_src": str(pems["a.key"])})).tls) == {"gateway_tls_cert",
+                                                                                         "gateway_tls_key"}
+
+
 def test_gateway_enabled_follows_sites_when() -> None:
-    assert not gs.gateway_enabled(gs.load({}))
+    assert not gs.gateway_enabled(_load({}))
     for value in (True, "yes", "true", 1):
-        assert gs.gateway_enabled(gs.load({"gateway_enabled": value}))
-    assert not gs.gateway_enabled(gs.load({"gateway_enabled": "no"}))
+        assert gs.gateway_enabled(_load({"gateway_enabled": value}))
+    assert not gs.gateway_enabled(_load({"gateway_enabled": "no"}))
 
 
 def test_master_key_from_a_controller_file_wins_over_the_vault(tmp_path: Path) -> None:
     f = tmp_path / "mk"
     f.write_text("sk-fromfile\n")
-    s = gs.load({"vault_gateway_master_key": "sk-fromvault", "gateway_master_key_src": str(f)})
+    s = _load({"vault_gateway_master_key": "sk-fromvault", "gateway_master_key_src": str(f)})
     assert gs.gateway(s).secrets["gateway_master_key"] == "sk-fromfile"
 
 
@@ -130,13 +184,17 @@ def test_master_key_from_a_controller_file_wins_over_the_vault(tmp_path: Path) -
     ({"vault_gateway_master_key": "not-a-litellm-key-hunter2"}, "gateway_master_key"),
     ({"gateway_tls_cert_src": "/etc/hostname"}, "gateway_tls_cert_src and gateway_tls_key_src go together"),
     ({"gateway_tls_cert_src": "/nonexistent.pem", "gateway_tls_key_src": "/nonexistent.key"},
-     "gateway_tls_cert_src: no such file"),
+     "gateway_tls_cert_src (/nonexistent.pem) is not a file on the controller"),
+    # validate.yml: a fallback without a token (blank counts as none) stops before any change
+    ({"gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B"}, "gateway_hf_fallback_model (HuggingFaceTB/SmolLM3-3B)"
+                                                                " is set but the Hugging Face token"),
+    ({"gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B", "vault_hf_token": " \n\t"}, "is empty or blank"),
     ({"gateway_master_key_src": "/nonexistent/mk"}, "gateway_master_key_src: cannot read"),
     ({"inference_stack_engines": []}, "inference_stack_engines"),
 ])
 def test_bad_gateway_settings_name_the_setting(override: dict[str, Any], needle: str) -> None:
     with pytest.raises(gs.SettingsError) as e:
-        s = gs.load({"gateway_enabled": True, "vault_gateway_master_key": KEY, **override})
+        s = _load({"gateway_enabled": True, "vault_gateway_master_key": KEY, **override})
         gs.gateway_enabled(s)
         gs.gateway(s)
     assert needle in str(e.value), str(e.value)
@@ -171,8 +229,17 @@ def test_gpu_rows_read_nvidia_smis_rows() -> None:
     assert gik_ops.gpu_rows({}) == ("", [])
 
 
-def test_compose_options_are_the_gateway_roles() -> None:
+def test_compose_options_are_the_gateway_roles(tmp_path: Path) -> None:
     assert gik_ops.compose_options([".env", "gateway.env"], ["gateway"]) == \
         "--env-file .env --env-file gateway.env --profile gateway"
-    assert gik_ops.compose_options([".env", "gateway.env"], ["gateway"], "v1") == "--env-file gateway.env"
-    assert gik_ops.compose_options() == ""
+    assert gik_ops.compose_options() == "" and gik_ops.compose_options([".env"], compose="v1") == ""
+    # compose v1 (roles/gateway since af69025): no --env-file (docker-compose 1.29 reads .env itself), gateway.env's
+    # settings as environment, taken literally, as the role's gateway_env_vars reads them
+    v1 = gik_ops.compose_options([".env", "gateway.env"], ["gateway"], "v1")
+    assert "--env-file" not in v1 and "--profile" not in v1
+    (tmp_path / "gateway.env").write_text("# a comment=no\nCOMPOSE_PROFILES=gateway\n\n"
+                                          "HTTP_PROXY=http://u:p$w@proxy:3128 `x` &y\nNO_PROXY=a,b=c")
+    r = subprocess.run(["sh", "-c", f"cd {tmp_path} && {{ {v1}true; }} && env"], capture_output=True, text=True)
+    got = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    role = {"COMPOSE_PROFILES": "gateway", "HTTP_PROXY": "http://u:p$w@proxy:3128 `x` &y", "NO_PROXY": "a,b=c"}
+    assert {k: got.get(k) for k in role} == role and "# a comment" not in got, r.stderr

@@ -45,6 +45,12 @@ UPSTREAMS: dict[str, dict[str, Any]] = {
     "delta": {"ansible_host": "10.1.0.14", "inference_stack_engines": ["ollama", "llamacpp"],
               "gateway_enabled": True, "gateway_port": 14000,
               "gateway_bind_address": "10.1.0.14"},  # the lab gateway reaches its gateway there (not loopback)
+    # a host gateway with the lab's certificate: it serves TLS only, the lab gateway reaches it by https (the role's
+    # gateway_lab_hosts 'tls': both files set; whether they load is that host's own check)
+    "eps": {"ansible_host": "10.1.0.15", "inference_stack_engines": ["llamacpp"],
+            "inference_stack_llamacpp_model_alias": "tiny", "gateway_enabled": True,
+            "gateway_bind_address": "10.1.0.15", "gateway_tls_cert_src": "/lab/tls/eps.crt",
+            "gateway_tls_key_src": "/lab/tls/eps.key"},
     # the lab gateway's own host, in both groups: its engines by compose service name (published on its lab
     # address: the other lab gateway, solo, reaches them there; on loopback only, solo's config is refused)
     "gw": {"ansible_host": "10.1.0.10", "inference_stack_engines": ["llamacpp"],
@@ -52,10 +58,12 @@ UPSTREAMS: dict[str, dict[str, Any]] = {
 }
 # the order the inventory file lists gpu_hosts in: not by name, so both deployers must sort (roles/gateway's
 # gateway_lab_hosts walks the group sorted, as pyinfra/inventory.py lists hosts) to write the same routes
-INVENTORY_ORDER = ["gw", "delta", "alpha", "beta"]
+INVENTORY_ORDER = ["gw", "delta", "alpha", "eps", "beta"]
+HF_TOKEN = "hf_unitlab" + secrets.token_hex(6)
 GATEWAY_ONLY = {"solo": {"ansible_host": "10.1.0.20", "gateway_num_retries": 5,
                          "gateway_routing_strategy": "least-busy",
                          "gateway_hf_fallback_model": "HuggingFaceTB/SmolLM3-3B", "gateway_port": 4400,
+                         "vault_hf_token": f" {HF_TOKEN}\n",  # the fallback's token (written trimmed)
                          "inference_stack_project_name": "gik-lab-gw"}}
 
 # group_vars/gpu_hosts: settings a gateway_hosts-only host must not get (Ansible gives it no gpu_hosts layer): a
@@ -190,13 +198,15 @@ def test_lab_config_is_the_roles_bytes(lab: dict[str, Any], name: str) -> None:
         "http://10.1.0.11:8000/v1", "http://10.1.0.11:18080/v1", "http://10.1.0.12:8080/v1"]
     # delta through its own gateway (its Ollama too), beta at gateway_upstream_address, never its loopback
     assert "http://10.1.0.14:14000/v1" in g.config and "127.0.0.1" not in g.config
+    # eps's gateway has the lab's certificate: reached by https
+    assert "https://10.1.0.15:4000/v1" in g.config and "http://10.1.0.15:" not in g.config
     if name == "gw":  # its own engine by compose service name
         assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp",
-                       "gw/llamacpp"]
+                       "eps/llamacpp", "gw/llamacpp"]
         assert "http://llamacpp:8080/v1" in g.config
     else:  # gw's llama.cpp at gw's lab address, where it is published
         assert ids == ["alpha/vllm", "alpha/llamacpp", "beta/llamacpp", "delta/ollama", "delta/llamacpp",
-                       "gw/llamacpp"]
+                       "eps/llamacpp", "gw/llamacpp"]
         assert "http://10.1.0.10:8080/v1" in g.config and "http://llamacpp:8080/v1" not in g.config
         assert config["router_settings"]["routing_strategy"] == "least-busy" and "SmolLM3-3B@hf" in g.config
     assert KEY not in g.config + g.env and VLLM_KEY not in g.config + g.env
@@ -210,11 +220,13 @@ def test_lab_env_is_the_roles_and_lists_the_upstreams_in_no_proxy(lab: dict[str,
     # upstream host reached directly (its own host's engines are compose services, compose's NO_PROXY lists them)
     env = dict(line.split("=", 1) for line in g.env.splitlines() if "=" in line and not line.startswith("#"))
     assert (env["HTTP_PROXY"], env["HTTPS_PROXY"]) == (PROXY["proxy_http"], PROXY["proxy_https"])
-    upstreams = ["10.1.0.11", "10.1.0.12", "10.1.0.14"] + (["10.1.0.10"] if name == "solo" else [])
+    upstreams = ["10.1.0.11", "10.1.0.12", "10.1.0.14", "10.1.0.15"] + (["10.1.0.10"] if name == "solo" else [])
     assert env["NO_PROXY"].split(",") == [*PROXY["proxy_no_proxy"].split(","), "::1", *upstreams]
     assert not g.env_secret
     # the master key and every keyed engine's key (the lab's), as the role writes them in lab mode
-    assert g.secrets == {"gateway_master_key": KEY, "vllm_api_key": VLLM_KEY, "llamacpp_api_key": ""}
+    # (the HF token only where gateway_hf_fallback_model is set, its own file; else empty, off the gateway host)
+    assert g.secrets == {"gateway_master_key": KEY, "vllm_api_key": VLLM_KEY, "llamacpp_api_key": "",
+                         "gateway_hf_token": HF_TOKEN if name == "solo" else ""}
 
 
 def test_loopback_upstream_is_refused_naming_the_setting(lab: dict[str, Any]) -> None:
