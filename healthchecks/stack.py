@@ -543,6 +543,9 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
     themselves). A lab gateway's own run: no engines, ``gateway`` only, no smoke-bench. ``ca_bundle``: a PEM file
     healthcheck trusts beside the system store (the lab's CA, for a gateway with TLS). ``addresses``: where each
     engine is reached when not at ``address`` (:func:`verify_addresses`)."""
+    # an engine on loopback of a host reached elsewhere ("" in addresses: :func:`verify_addresses`) is checked
+    # through the host's gateway (a real completion per route), not directly
+    engines = [e for e in engines if (addresses or {}).get(e) != ""]
     eps = endpoint_args(address, engines, ports, models, key_files, addresses)
     tls = ["--ca-bundle", ca_bundle] if ca_bundle else []
     out = {"healthcheck": [f"{bin_dir}/healthcheck", *eps, *gateway_args(gateway), "--wait", str(int(wait)),
@@ -574,10 +577,25 @@ def reach_address(bind: str, address: str) -> str:
     return bind
 
 
+def _through_gateway(published: Sequence[Any], address: str, *, gateway: bool) -> set[str]:
+    """The engines verify checks through the host's own gateway rather than directly: published on loopback only
+    on a host the controller reaches elsewhere, while the host's gateway (``gateway``) is published beyond
+    loopback (its healthcheck row makes a real completion through every route, one per engine's model)."""
+    if not gateway or _loopback(address):
+        return set()
+    gw = [p for p in published if p.service == GATEWAY]
+    if not gw or any(_loopback(p.address) for p in gw):
+        return set()
+    return {p.service for p in published if p.service != GATEWAY and _loopback(p.address)}
+
+
 def verify_addresses(values: Mapping[str, Any], address: str, *, gateway: bool = False) -> dict[str, str]:
     """Per service the host publishes (typed Ansible ``values``; the gateway where ``gateway``), where verify
-    reaches it from the controller (:func:`reach_address`)."""
-    return {p.service: reach_address(p.address, address) for p in load().published(values, gateway=gateway)}
+    reaches it from the controller (:func:`reach_address`); "" for an engine it checks through the host's gateway
+    instead (:func:`_through_gateway`: verify_commands leaves it out of the direct endpoints)."""
+    published = load().published(values, gateway=gateway)
+    via = _through_gateway(published, address, gateway=gateway)
+    return {p.service: "" if p.service in via else reach_address(p.address, address) for p in published}
 
 
 def unreachable(values: Mapping[str, Any], address: str, *, gateway: bool = False, lab_gateway: bool = False,
@@ -590,21 +608,19 @@ def unreachable(values: Mapping[str, Any], address: str, *, gateway: bool = Fals
         return []
     who = f"{host}: " if host else ""
     out = []
-    for p in load().published(values, gateway=gateway or lab_gateway):
+    published = load().published(values, gateway=gateway or lab_gateway)
+    via = _through_gateway(published, address, gateway=gateway and not lab_gateway)
+    for p in published:
         if lab_gateway and p.service != GATEWAY:
             continue
-        if not _loopback(p.address):
+        if not _loopback(p.address) or p.service in via:
             continue
         if p.service == GATEWAY:
             fix = (f"publish the gateway beyond loopback ({p.bind_setting}, it always requires its master key), "
                    "or skip verify (--skip-tags verify)")
         else:
-            fix = (f"publish the engines beyond loopback with a key ({p.bind_setting}), or skip verify "
-                   "(--skip-tags verify); the host's gateway (gateway_enabled, gateway_bind_address) is then "
-                   "the way in")
-            if not p.bind_setting.islower():  # an env-only bind setting (OLLAMA_BIND_ADDRESS: Ollama takes no key)
-                fix = (f"{p.service} is on loopback only ({p.bind_setting}: it takes no key); leave it out of "
-                       "inference_stack_engines here or skip verify (--skip-tags verify)")
+            fix = ("run the host's own gateway beyond loopback (gateway_enabled: true, gateway_bind_address): verify "
+                   "then checks every engine through it, or skip verify (--skip-tags verify)")
         out.append(f"{who}verify runs on the controller and reaches this host at {address}, but {p.service} is "
                    f"published on {p.address}:{p.port} only ({p.bind_setting}={p.address}): {fix}")
     return out

@@ -104,13 +104,17 @@ def test_unreachable_names_the_setting_of_each_service_on_loopback() -> None:
     defaults = CAT.ansible_defaults()
     assert stack.unreachable(defaults, "127.0.0.1", gateway=True) == []  # the controller is the host: reachable
     assert stack.unreachable(defaults, "localhost") == []
+    # the host's gateway on loopback too: nothing of the host can be reached from the controller
     lines = stack.unreachable({**defaults, "inference_stack_engines": ["vllm", "ollama"]}, "10.0.0.5",
                               gateway=True, host="gpu01")
     assert len(lines) == 3 and all(x.startswith("gpu01: ") for x in lines)
     assert "inference_stack_bind_address=127.0.0.1" in lines[0] and "vllm" in lines[0]
-    assert "OLLAMA_BIND_ADDRESS" in lines[1] and "inference_stack_engines" in lines[1]
+    assert "OLLAMA_BIND_ADDRESS" in lines[1] and "gateway_enabled: true" in lines[1]
     assert "gateway_bind_address=127.0.0.1" in lines[2]
     assert all("--skip-tags verify" in x for x in lines)
+    # no gateway on the host: its loopback engines name the gateway settings as the way
+    alone = stack.unreachable({**defaults, "inference_stack_engines": ["llamacpp"]}, "10.0.0.5", host="gpu02")
+    assert len(alone) == 1 and "llamacpp" in alone[0] and "gateway_bind_address" in alone[0]
     wide = {**defaults, "inference_stack_engines": ["vllm"], "inference_stack_bind_address": "0.0.0.0",
             "gateway_bind_address": "10.0.0.5"}
     assert stack.unreachable(wide, "10.0.0.5", gateway=True) == []
@@ -173,3 +177,29 @@ def test_verify_reaches_a_service_at_its_bind_address_where_that_is_one_address(
     assert got == {"vllm": "172.18.0.1", "ollama": "127.0.0.1", "gateway": "127.0.0.1"}
     cmd = commands(address="127.0.0.1", addresses={"vllm": "172.18.0.1"})["healthcheck"]
     assert cmd[1:3] == ["vllm=http://172.18.0.1:8000", "llamacpp=http://127.0.0.1:8080"]
+
+
+def test_engines_on_loopback_are_verified_through_the_hosts_gateway() -> None:
+    """The lab README recommends (inventory/: engines on 127.0.0.1, each host's gateway beyond loopback): verify
+    cannot reach the engines from the controller, so it checks them through the host's gateway (a real completion
+    per route), and the settings check does not stop the host."""
+    values = {**CAT.ansible_defaults(), "inference_stack_engines": ["vllm", "llamacpp", "ollama"],
+              "inference_stack_bind_address": "127.0.0.1", "gateway_bind_address": "0.0.0.0"}
+    assert stack.unreachable(values, "10.0.0.5", gateway=True, host="gpu01") == []
+    got = stack.verify_addresses(values, "10.0.0.5", gateway=True)
+    assert got == {"vllm": "", "llamacpp": "", "ollama": "", "gateway": "10.0.0.5"}
+    cmd = commands(engines=["vllm", "llamacpp", "ollama"], addresses=got, gateway=GW)
+    hc = cmd["healthcheck"]
+    assert [a for a in hc if "=http" in a] == ["gateway=http://10.0.0.5:4000"]  # no engine row it cannot reach
+    assert "smoke-bench" not in cmd  # nothing measured directly
+    # one engine published beyond loopback (llama.cpp keyed): that one directly, the others through the gateway
+    mixed = stack.verify_addresses({**values, "inference_stack_engines": ["vllm", "ollama"]}, "10.0.0.5",
+                                   gateway=True)
+    assert mixed["vllm"] == "" and mixed["ollama"] == ""
+    # the same host reached on loopback (the controller is the host): every engine directly
+    near = stack.verify_addresses(values, "127.0.0.1", gateway=True)
+    assert "" not in near.values()
+    # a gateway on loopback fronts nothing the controller can reach
+    shut = {**values, "gateway_bind_address": "127.0.0.1"}
+    assert "" not in stack.verify_addresses(shut, "10.0.0.5", gateway=True).values()
+    assert len(stack.unreachable(shut, "10.0.0.5", gateway=True)) == 4
