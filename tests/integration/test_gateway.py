@@ -288,7 +288,8 @@ def _requests_started(log: Path) -> int:
     return _slot_lines(log)[0]
 
 
-def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Path) -> None:
+def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Path,
+                                                      record_property: Any) -> None:
     """Two llama-server replicas serve one model name behind the gateway; replica1 is killed (SIGKILL) while
     smoke-bench runs through the gateway: every request completes, the retries LiteLLM spent are counted
     (x-litellm-attempted-retries / -fallbacks, summed by smoke-bench as failovers), and afterwards only
@@ -333,8 +334,10 @@ def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Pat
     doc = json.loads(out.read_text())
     [ep] = doc["endpoints"]
     served = ep.get("served_by") or {}
-    print(f"\nfailover: replica1 killed at {killed_at:.1f} s; completed {ep['completed']}/{n}, failed {ep['failed']}, "
-          f"failovers (retries + fallbacks) {ep['failovers']}, served by {served}", file=sys.stderr)
+    figure = (f"failover: replica1 killed at {killed_at:.1f} s; completed {ep['completed']}/{n}, "
+              f"failed {ep['failed']}, failovers (retries + fallbacks) {ep['failovers']}, served by {served}")
+    print("\n" + figure, file=sys.stderr)
+    record_property("figure", figure)
     assert proc.returncode == 0, stdout[-4000:]
     assert (ep["completed"], ep["failed"]) == (n, 0), (ep.get("errors"), stdout[-3000:])
     assert ep["failovers"] >= 1, "a replica died under load and no retry was counted"
@@ -352,7 +355,7 @@ def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Pat
 # llama.cpp's figures: tests/integration/test_gateway_healthcheck.py (smoke-bench's own gateway-cost columns)
 @pytest.mark.parametrize("engine", ["vllm"])
 def test_the_gateway_cost_is_measured(gw: Gateway, engine: str, tmp_path: Path,
-                                      vllm_server: Engine, llamacpp_server: Engine) -> None:
+                                      vllm_server: Engine, llamacpp_server: Engine, record_property: Any) -> None:
     """smoke-bench through the gateway's route to one engine and that engine directly, in one run: the added TTFT
     and the throughput ratio (figures for the report, not assertions on speed)."""
     direct = {"llamacpp": llamacpp_server, "vllm": vllm_server}[engine]
@@ -368,8 +371,9 @@ def test_the_gateway_cost_is_measured(gw: Gateway, engine: str, tmp_path: Path,
     assert g["completed"] == d["completed"] == n
     added = g["median_ttft_ms"] - d["median_ttft_ms"]
     ratio = g["output_throughput"] / d["output_throughput"]
-    print(f"\ngateway cost ({engine}): median TTFT {g['median_ttft_ms']:.1f} ms via gateway vs "
-          f"{d['median_ttft_ms']:.1f} ms direct (added {added:+.1f} ms); output tok/s {g['output_throughput']:.1f} vs "
-          f"{d['output_throughput']:.1f} (ratio {ratio:.3f}); views: {json.dumps(doc.get('views'))[:400]}",
-          file=sys.stderr)
+    figure = (f"gateway cost ({engine}, {n} prompts, concurrency 4): median TTFT {g['median_ttft_ms']:.1f} ms via "
+              f"gateway vs {d['median_ttft_ms']:.1f} ms direct (added {added:+.1f} ms); output tok/s "
+              f"{g['output_throughput']:.1f} vs {d['output_throughput']:.1f} (ratio {ratio:.3f})")
+    print(f"\n{figure}; views: {json.dumps(doc.get('views'))[:400]}", file=sys.stderr)
+    record_property("figure", figure)
     assert set(g.get("served_by") or {}) == {f"{direct.url}/v1"}

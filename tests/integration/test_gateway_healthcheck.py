@@ -194,7 +194,7 @@ def test_a_route_whose_upstream_is_down(gateways: tuple[Gw, Gw, Engine], llamacp
 
 
 def test_smoke_bench_measures_the_gateways_cost(gateways: tuple[Gw, Gw, Engine], llamacpp_server: Engine,
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path, record_property: Any) -> None:
     """Through the gateway's llama.cpp route and llama-server directly, in one run: the gateway's added TTFT and
     throughput ratio are figures smoke-bench prints and saves (values printed here, not asserted)."""
     gw = gateways[0]
@@ -216,8 +216,10 @@ def test_smoke_bench_measures_the_gateways_cost(gateways: tuple[Gw, Gw, Engine],
     assert stats["added_ttft_ms"] == pytest.approx(g["median_ttft_ms"] - d["median_ttft_ms"], abs=0.01)
     assert stats["throughput_ratio"] == pytest.approx(g["output_throughput"] / d["output_throughput"], rel=1e-3)
     assert stats["retries"] == 0 and stats["overhead_ms_median"] > 0
-    print(f"\ngateway cost (LiteLLM 1.110.2 in front of llama-server, 12 prompts, concurrency 2): median TTFT "
-          f"{g['median_ttft_ms']:.1f} ms via the gateway vs {d['median_ttft_ms']:.1f} ms direct "
-          f"(added {stats['added_ttft_ms']:+.1f} ms); output tok/s ratio {stats['throughput_ratio']:.3f}, req/s "
-          f"ratio {stats['request_throughput_ratio']:.3f}; LiteLLM's own overhead median "
-          f"{stats['overhead_ms_median']:.1f} ms", file=sys.stderr)
+    figure = (f"gateway cost (LiteLLM 1.110.2 in front of llama-server, 12 prompts, concurrency 2): median TTFT "
+              f"{g['median_ttft_ms']:.1f} ms via the gateway vs {d['median_ttft_ms']:.1f} ms direct "
+              f"(added {stats['added_ttft_ms']:+.1f} ms); output tok/s ratio {stats['throughput_ratio']:.3f}, req/s "
+              f"ratio {stats['request_throughput_ratio']:.3f}; LiteLLM's own overhead median "
+              f"{stats['overhead_ms_median']:.1f} ms")
+    print("\n" + figure, file=sys.stderr)
+    record_property("figure", figure)
