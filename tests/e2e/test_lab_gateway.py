@@ -164,7 +164,8 @@ def upstream(hosts: dict[str, Any], lab_ip: str, name: str) -> str:
     return f"http://{lab_ip}:{hosts[name]['inference_stack_llamacpp_port']}/v1"
 
 
-def test_one_url_and_key_balance_the_model_across_both_hosts(lab_gateway: dict[str, Any]) -> None:
+def test_one_url_and_key_balance_the_model_across_both_hosts(lab_gateway: dict[str, Any],
+                                                            record_property: Any) -> None:
     url, key, hosts, lab_ip = lab_gateway["url"], lab_gateway["key"], lab_gateway["hosts"], lab_gateway["lab_ip"]
     assert key not in lab_gateway["first"]
     rc = recaps(lab_gateway["first"])
@@ -186,6 +187,7 @@ def test_one_url_and_key_balance_the_model_across_both_hosts(lab_gateway: dict[s
         assert r.json()["choices"][0]["message"]["content"] is not None
         served[r.headers.get(H_API_BASE, "?")] += 1
     print(f"\nbalance over {n} requests: {dict(served)}")
+    record_property("figure", f"lab gateway balance over {n} requests: {dict(served)}")
     assert set(served) == {upstream(hosts, lab_ip, h) for h in GPU_HOSTS}, served
     # without the key: refused, nothing served
     for r in (chat(url, None), httpx.get(url + "/v1/models", timeout=30)):
@@ -230,7 +232,8 @@ def test_a_second_run_changes_nothing(lab_gateway: dict[str, Any]) -> None:
     assert "PLAY [Deploy the lab gateway (inventory group gateway_hosts)]" in again.stdout
 
 
-def test_a_stopped_engine_loses_no_request_and_healthcheck_names_it(lab_gateway: dict[str, Any]) -> None:
+def test_a_stopped_engine_loses_no_request_and_healthcheck_names_it(lab_gateway: dict[str, Any],
+                                                                   record_property: Any) -> None:
     url, key, hosts, lab_ip = lab_gateway["url"], lab_gateway["key"], lab_gateway["hosts"], lab_gateway["lab_ip"]
     victim, survivor = (upstream(hosts, lab_ip, h) for h in GPU_HOSTS)
     container = f"{lab_gateway['projects'][GPU_HOSTS[0]]}-llamacpp-1"
@@ -245,6 +248,8 @@ def test_a_stopped_engine_loses_no_request_and_healthcheck_names_it(lab_gateway:
             served[r.headers.get(H_API_BASE, "?")] += 1
             retries += int(r.headers.get("x-litellm-attempted-retries", "0") or 0)
         print(f"\nwith {GPU_HOSTS[0]}'s engine stopped, {n} requests: {dict(served)}, retries {retries}")
+        record_property("figure", f"lab gateway with {GPU_HOSTS[0]}'s engine stopped, {n} requests: {dict(served)}, "
+                                  f"retries {retries}")
         assert served == {survivor: n}, served
         # healthcheck reads each upstream's state as the gateway reports it (its background checks, every 5 s)
         time.sleep(6)
