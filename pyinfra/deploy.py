@@ -51,6 +51,7 @@ from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, dnf, files, server
 
+from healthchecks import stack as stack_mod
 from healthchecks.stack import load as load_catalogue
 from healthchecks.stack import verify_commands
 from pyinfra import config, host, inventory
@@ -202,6 +203,25 @@ if refused:
     stop("; ".join(refused) + " (nothing was changed)")
 compose_dir = f"{stack}/compose"
 compose = probe.get("compose", "none")
+
+# -- verify runs on the controller: what it checks must be reachable from here (roles/verify tasks/validate.yml,
+# which site.yml's first plays run before any change): a service on loopback only of a host reached elsewhere stops
+# the run naming its setting. roles/verify's verify_address: 127.0.0.1 for a local host without ansible_host, else
+# its ansible_host (ssh_hostname), else its name; each service then at its bind address where that is one address
+ansible_host = str(host.data.get("ssh_hostname") or "")
+address = "127.0.0.1" if local and ansible_host in ("", "localhost") else (ansible_host or host.name)
+inv_name = gs.inventory_name(host.name, host.data.dict())
+# the gateway verify checks here: the host's own (gateway_enabled, not a gateway_hosts host) beside its engines,
+# and on a gateway_hosts host the lab gateway in a run of its own (site.yml's lab gateway play)
+host_gateway = engine_host and not lab_gateway and gw is not None
+do_verify = gs.bool_filter(host.data.get("gik_verify", True))
+typed = {k: s.value(k) for k in s.raw}
+if do_verify:
+    unreachable = (stack_mod.unreachable(typed, address, gateway=host_gateway, host=inv_name) if engine_host else [])
+    unreachable += stack_mod.unreachable(typed, address, lab_gateway=True, host=inv_name) if lab_gateway else []
+    if unreachable:
+        stop(" | ".join(u.replace("--skip-tags verify", "--data gik_verify=false") for u in unreachable)
+             + " (nothing was changed)")
 
 # -- GPU hosts: driver and toolkit are Ansible's --------------------------------------------------------------------
 if s.gpu and engine_host:
@@ -397,9 +417,6 @@ if gw is not None:
                        or any(op.will_change for op in inputs))
 
 # -- verify from the controller (the verify role's commands) ---------------------------------------------------------
-bind = str(v("inference_stack_bind_address"))
-address = (("127.0.0.1" if bind in ("0.0.0.0", "::") else bind) if local
-           else str(host.data.get("ssh_hostname") or host.name))
 bin_dir = Path(str(v("verify_bin_dir")))
 if not (bin_dir / "healthcheck").exists() and shutil.which("healthcheck"):
     bin_dir = Path(str(shutil.which("healthcheck"))).parent
@@ -409,22 +426,58 @@ catalogue = load_catalogue()
 # (a key given through the vault alone: a 0600 copy on the controller for this run, removed when it ends)
 key_files = gik_ops.verify_key_files(s.engines, catalogue, secret_contents,
                                      {e: v(f"hf_secret_{e}_api_key_file") for e in s.engines})
-reports = Path(str(v("verify_reports_dir"))) / gik_ops.report_name(host.name)
-# the verify role's command line (healthchecks/stack.py builds it for both deployers)
-commands = verify_commands(
-    bin_dir=str(bin_dir), address=address, engines=s.engines, ports={e: s.port(e) for e in s.engines},
-    models={e: s.model(e) for e in s.engines}, key_files=key_files, gpu=s.gpu, reports=str(reports),
-    wait=int(v("verify_wait")), request_timeout=int(v("verify_request_timeout")),
-    smoke_bench=bool(v("verify_smoke_bench")), num_prompts=int(v("verify_num_prompts")),
-    concurrency=int(v("verify_concurrency")), output_len=int(v("verify_output_len")))
+reports_root = Path(str(v("verify_reports_dir")))
+reports = reports_root / gik_ops.report_name(host.name)
 driver_version, gpu_names = gik_ops.gpu_rows(probe)
-if engine_host:  # a gateway-only host has no engines to verify (roles/verify runs on gpu_hosts)
+
+
+def gateway_endpoint() -> dict[str, str] | None:
+    """roles/verify's verify_gateway: the gateway at the address verify reaches it at (https with the lab's
+    certificate), its model, the controller's copy of the master key (gateway_master_key_src, else a 0600 copy of
+    this run, removed when it ends)."""
+    if gw is None:
+        return None
+    where = stack_mod.verify_addresses(typed, address, gateway=True).get("gateway", address)
+    port = v("gateway_port") if v("gateway_port") is not None else catalogue.settings["gateway_port"].default
+    model = v("gateway_model") if v("gateway_model") is not None else catalogue.settings["gateway_model"].default
+    key_file = str(v("gateway_master_key_src") or "") or gik_ops.private_copy("gateway",
+                                                                              gw.secrets["gateway_master_key"])
+    return {"url": stack_mod.gateway_url(where, port, tls=bool(gw.tls)), "model": str(model), "key_file": key_file}
+
+
+if engine_host and do_verify:
+    # the verify role's command line (healthchecks/stack.py builds it for both deployers): the engines, and the
+    # host's own gateway beside them (its routes, 401 without the key, upstream states)
+    commands = verify_commands(
+        bin_dir=str(bin_dir), address=address, engines=s.engines, ports={e: s.port(e) for e in s.engines},
+        models={e: s.model(e) for e in s.engines}, key_files=key_files, gpu=s.gpu, reports=str(reports),
+        wait=int(v("verify_wait")), request_timeout=int(v("verify_request_timeout")),
+        smoke_bench=bool(v("verify_smoke_bench")), num_prompts=int(v("verify_num_prompts")),
+        concurrency=int(v("verify_concurrency")), output_len=int(v("verify_output_len")),
+        addresses=stack_mod.verify_addresses(typed, address, gateway=host_gateway),
+        gateway=gateway_endpoint() if host_gateway else None,
+        ca_bundle=str(v("verify_gateway_ca_bundle") or "") if host_gateway else "")
     gik_ops.verify(name="Verify the endpoints from the controller (healthcheck, smoke-bench)",
                    healthcheck=commands["healthcheck"], report_dir=str(reports), bench=commands.get("smoke-bench"),
                    # host.json (roles/verify's verify_host_result): pyinfra installs no driver: no reboot pending
                    host_info={"host": reports.name, "engines": s.engines, "gpu": s.gpu,
                               "driver_version": driver_version, "gpus": gpu_names, "reboot_pending": False},
                    bin_dir=str(bin_dir))
-# -- one report for the whole lab (site.yml's last play): every host of the run, once all have been verified ------
+if lab_gateway and do_verify:
+    # site.yml's lab gateway play (roles/verify, verify_lab_gateway): the lab gateway alone, no engines, no GPU, no
+    # smoke-bench; its results in reports/<host>/ (<host>-lab-gateway when the host is a gpu host too)
+    lab_reports = reports_root / (reports.name + ("-lab-gateway" if engine_host else ""))
+    commands = verify_commands(
+        bin_dir=str(bin_dir), address=address, engines=[], ports={}, models={}, key_files={}, gpu=False,
+        reports=str(lab_reports), wait=int(v("verify_wait")), request_timeout=int(v("verify_request_timeout")),
+        smoke_bench=False, num_prompts=int(v("verify_num_prompts")), concurrency=int(v("verify_concurrency")),
+        output_len=int(v("verify_output_len")), addresses=stack_mod.verify_addresses(typed, address, gateway=True),
+        gateway=gateway_endpoint(), ca_bundle=str(v("verify_gateway_ca_bundle") or ""))
+    gik_ops.verify(name="Verify the lab gateway from the controller (healthcheck)",
+                   healthcheck=commands["healthcheck"], report_dir=str(lab_reports),
+                   host_info={"host": reports.name, "engines": [], "gpu": False, "driver_version": "", "gpus": [],
+                              "reboot_pending": False})
+# -- one report for the whole lab (site.yml's last play, gpu_hosts:gateway_hosts): every host of the run, once all
+# have been verified ------------------------------------------------------------------------------------------------
 gik_ops.lab_report(name="Write the lab report (lab.html, lab.json, lab-junit.xml)", bin_dir=str(bin_dir),
                    reports_dir=str(reports.parent), _run_once=True)

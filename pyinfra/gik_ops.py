@@ -89,12 +89,17 @@ def verify_key_files(engines: list[str], catalogue: Any, secret_contents: Mappin
         if given.get(e):
             out[e] = str(given[e])
             continue
-        fd, path = tempfile.mkstemp(prefix=f"gik-{e}-key-")  # mode 0600
-        with os.fdopen(fd, "w") as fh:
-            fh.write(content)
-        atexit.register(_remove, path)
-        out[e] = path
+        out[e] = private_copy(e, content)
     return out
+
+
+def private_copy(name: str, content: str) -> str:
+    """A 0600 file on the controller holding ``content`` (a key verify reads), removed when the process ends."""
+    fd, path = tempfile.mkstemp(prefix=f"gik-{name}-key-")  # mode 0600
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+    atexit.register(_remove, path)
+    return path
 
 
 def _remove(path: str) -> None:
@@ -478,21 +483,15 @@ def report_name(name: str) -> str:
     return name.lstrip("@")
 
 
-def _gateway_only(groups: list[str]) -> bool:
-    """A host of the inventory group gateway_hosts that is not in gpu_hosts (pyinfra/inventory.py's groups)."""
-    return "gateway_hosts" in groups and "gpu_hosts" not in groups
-
-
 def _run_lab_report(bin_dir: str, reports_dir: str) -> str | None:
     """Write lab.html, lab.json and lab-junit.xml over every host of the run so far; None, or why it failed."""
     if not Path(bin_dir, "lab-report").exists():
         print(f"lab-report is not in {bin_dir}: each host's results are in {reports_dir}/<host>/", file=sys.stderr)
         return None
-    # site.yml's report play runs on gpu_hosts: a host only in gateway_hosts (the lab gateway, no engines) is none
-    # of the lab's engine hosts
-    hosts = [report_name(h.name) for h in state.inventory if not _gateway_only(h.groups)]
-    failed = {report_name(h.name): "failed or unreachable earlier in this run" for h in state.failed_hosts
-              if not _gateway_only(h.groups)}
+    # site.yml's report play runs on gpu_hosts:gateway_hosts: the lab gateway's host too (its healthcheck.json holds
+    # the gateway's routes)
+    hosts = [report_name(h.name) for h in state.inventory]
+    failed = {report_name(h.name): "failed or unreachable earlier in this run" for h in state.failed_hosts}
     r = subprocess.run(lab_report_argv(bin_dir, reports_dir, hosts, failed), capture_output=True, text=True)
     if r.returncode not in (0, 1):  # 1: a host unhealthy; each host's own operation says why
         return f"lab-report exited {r.returncode}: {_last_line(r)}"

@@ -248,10 +248,3 @@ def test_proxy_credentials_make_gateway_env_a_secret(lab: dict[str, Any]) -> Non
     settings = gs.load({"vault_gateway_master_key": KEY, "proxy_http": "http://u:pw@proxy.lab.example:3128"})
     g = gs.lab_gateway(settings, gs.lab_hosts(lab["pyinfra"].gpu_hosts, "solo", lambda n, _d: lab["upstreams"][n]))
     assert g.env_secret and "NO_PROXY=" in g.env  # deploy.py writes it root-only (0600), never diffed
-
-
-def test_the_lab_report_lists_no_gateway_only_host() -> None:
-    import gik_ops
-
-    assert gik_ops._gateway_only(["gateway_hosts"]) and not gik_ops._gateway_only(["gateway_hosts", "gpu_hosts"])
-    assert not gik_ops._gateway_only([]) and not gik_ops._gateway_only(["gpu_hosts"])
