@@ -159,11 +159,13 @@ def test_pyinfra_validate_refuses_the_gateway_on_an_engine_s_port() -> None:
         gs.load({"gateway_enabled": True, "gateway_port": 8000})
     with pytest.raises(gs.SettingsError, match=r"gateway_port=8000 is inference_stack_vllm_port's port too"):
         gs.load({"gateway_enabled": "yes", "gateway_port": "8000"})
-    # the repository's group_vars publish the engines on 0.0.0.0: the gateway's loopback address is under it
+    # engines published on 0.0.0.0 (the lab opted out of the key rule): the gateway's loopback address is under it
+    wide = {"inference_stack_bind_address": "0.0.0.0", "preflight_allow_unauthenticated": True}
     with pytest.raises(gs.SettingsError, match=r"inference_stack_bind_address=0.0.0.0 covers gateway_bind_address="):
-        gs.load({"gateway_enabled": True, "gateway_port": 8000, "gateway_bind_address": "127.0.0.2"})
-    assert gs.load({"gateway_enabled": True, "gateway_port": 8000, "gateway_bind_address": "127.0.0.2",
-                    "inference_stack_bind_address": "127.0.0.1"}).value("gateway_port") == 8000
+        gs.load({**wide, "gateway_enabled": True, "gateway_port": 8000, "gateway_bind_address": "127.0.0.2"})
+    # the repository's group_vars publish the engines on 127.0.0.1: another loopback address is another socket
+    assert gs.load({"gateway_enabled": True, "gateway_port": 8000, "gateway_bind_address": "127.0.0.2"}
+                   ).value("gateway_port") == 8000
     assert gs.load({"gateway_enabled": False, "gateway_port": 8000}).value("gateway_port") == 8000
 
 
