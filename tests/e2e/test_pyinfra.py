@@ -98,6 +98,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "verify_num_prompts": 4,
         "verify_output_len": 16,
         "verify_reports_dir": str(tmp / "reports"),
+        # the kit's inventory/group_vars/gpu_hosts (the lab example, 3223e8d) runs a gateway on 0.0.0.0 on every
+        # engine host: this host runs its engines alone (test_gateway_... turns it on), its gateway on loopback
+        "gateway_enabled": False,
+        "gateway_bind_address": "127.0.0.1",
     }
     settings_file = tmp / "settings.yml"
     settings_file.write_text(yaml.safe_dump(settings))
