@@ -548,7 +548,11 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
     engines = [e for e in engines if (addresses or {}).get(e) != ""]
     eps = endpoint_args(address, engines, ports, models, key_files, addresses)
     tls = ["--ca-bundle", ca_bundle] if ca_bundle else []
-    out = {"healthcheck": [f"{bin_dir}/healthcheck", *eps, *gateway_args(gateway), "--wait", str(int(wait)),
+    gw = gateway_args(gateway)
+    # every NAME=URL before the first option: healthcheck's positionals do not follow its options (argparse)
+    first = next((i for i, a in enumerate(eps) if a.startswith("--")), len(eps))
+    hc_eps = [*eps[:first], *gw[:1], *eps[first:], *gw[1:]]
+    out = {"healthcheck": [f"{bin_dir}/healthcheck", *hc_eps, "--wait", str(int(wait)),
                            "--timeout", str(int(request_timeout)), "--expect-gpu" if gpu else "--no-expect-gpu",
                            *tls, "--json", "--no-diagnose"]}
     if smoke_bench and engines:

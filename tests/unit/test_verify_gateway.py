@@ -47,12 +47,13 @@ def test_gateway_url() -> None:
 def test_a_host_gateway_joins_its_engines_in_one_healthcheck_run_but_not_the_benchmark() -> None:
     cmd = commands(gateway=GW)
     hc = cmd["healthcheck"]
-    assert hc[1:3] == ["vllm=http://10.0.0.5:8000", "llamacpp=http://10.0.0.5:8080"]
-    i = hc.index("gateway=http://10.0.0.5:4000")
-    assert hc[i + 1:i + 5] == ["--model", "gateway=smollm2:135m", "--api-key-file", "gateway=/tmp/gik-gateway-key-x"]
+    # every NAME=URL first (healthcheck's positionals do not follow its options), then the options
+    assert hc[1:4] == ["vllm=http://10.0.0.5:8000", "llamacpp=http://10.0.0.5:8080", "gateway=http://10.0.0.5:4000"]
+    i = hc.index("--model", hc.index("gateway=smollm2:135m") - 1)
+    assert hc[i:i + 4] == ["--model", "gateway=smollm2:135m", "--api-key-file", "gateway=/tmp/gik-gateway-key-x"]
     assert "--ca-bundle" not in hc
     assert not any("gateway" in a for a in cmd["smoke-bench"])  # smoke-bench measures the engines themselves
-    assert commands() == {**cmd, "healthcheck": hc[:i] + hc[i + 5:]}  # nothing else moves
+    assert commands() == {**cmd, "healthcheck": hc[:3] + hc[4:i] + hc[i + 4:]}  # nothing else moves
 
 
 def test_the_lab_gateway_alone_no_benchmark_and_the_lab_ca() -> None:
@@ -75,8 +76,15 @@ def test_the_real_healthcheck_takes_the_argv_and_reports_the_gateway_into_the_la
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = commands(bin_dir=str(BIN), engines=[], gpu=False, wait=1, request_timeout=2,
-                   gateway={"url": stack.gateway_url("127.0.0.1", port), "model": "m", "key_file": str(key)})
+    gateway = {"url": stack.gateway_url("127.0.0.1", port), "model": "m", "key_file": str(key)}
+    # a host's own gateway beside its engines: the real healthcheck takes that argv too (all endpoints checked)
+    both = commands(bin_dir=str(BIN), engines=["vllm", "llamacpp"], address="127.0.0.1", ports={"vllm": port,
+                    "llamacpp": port}, gpu=False, wait=1, request_timeout=2, gateway=gateway)
+    hc = subprocess.run(both["healthcheck"], capture_output=True, text=True, timeout=120,
+                        env={**os.environ, "NO_COLOR": "1"})
+    assert hc.returncode == 1, hc.stderr
+    assert sorted(e["engine"] for e in json.loads(hc.stdout)["endpoints"]) == ["gateway", "llamacpp", "vllm"]
+    cmd = commands(bin_dir=str(BIN), engines=[], gpu=False, wait=1, request_timeout=2, gateway=gateway)
     hc = subprocess.run(cmd["healthcheck"], capture_output=True, text=True, timeout=120,
                         env={**os.environ, "NO_COLOR": "1"})
     assert hc.returncode == 1, hc.stderr
