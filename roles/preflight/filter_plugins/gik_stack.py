@@ -2,6 +2,9 @@
 
     gik_stack_check(hostvars[inventory_hostname], options)  -> {"values": {...converted...}, "errors": [...]}
     gik_verify_commands({...})                               -> {"healthcheck": argv, "smoke-bench": argv}
+    gik_gateway_url(address, port, tls)                      -> "http(s)://address:port"
+    gik_verify_unreachable(hostvars[h], address, mode)       -> ["why the controller cannot verify it", ...]
+    gik_verify_addresses(hostvars[h], address, mode)         -> {"vllm": "10.0.0.5", "gateway": ...}
 
 The conversion and the verify command line are the same Python functions the pyinfra deployer and
 compose-preflight use; this file only loads them from the kit's checkout (roles/<role>/filter_plugins/../../..).
@@ -58,6 +61,29 @@ def gik_verify_commands(params: Mapping[str, Any]) -> dict[str, list[str]]:
     return stack.verify_commands(**stack.plain(params))
 
 
+def gik_gateway_url(address: str, port: Any, tls: Any = False) -> str:
+    """stack.gateway_url: the gateway's URL at the address the controller reaches its host at."""
+    return stack.gateway_url(str(address), stack.plain(port), tls=bool(stack.plain(tls)))
+
+
+def gik_verify_unreachable(host: Mapping[str, Any], address: str, mode: str = "") -> list[str]:
+    """stack.unreachable: what the host publishes on loopback only while the controller reaches it elsewhere.
+    ``mode``: "host" (its own gateway is verified too), "lab" (the lab gateway alone), "" (engines only). The
+    host's settings are converted first (an INI inventory's text); a bad one is the first play's to name."""
+    values, _ = stack.load().convert_all(stack.plain(dict(host)), gateway=mode in ("host", "lab"))
+    return stack.unreachable(values, str(address), gateway=mode == "host", lab_gateway=mode == "lab",
+                             host=str(host.get("inventory_hostname", "")))
+
+
+def gik_verify_addresses(host: Mapping[str, Any], address: str, mode: str = "") -> dict[str, str]:
+    """stack.verify_addresses: per service of the host, where verify reaches it (its bind address where that is one
+    address, else the host's)."""
+    values, _ = stack.load().convert_all(stack.plain(dict(host)), gateway=mode in ("host", "lab"))
+    return stack.verify_addresses(values, str(address), gateway=mode in ("host", "lab"))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"gik_stack_check": gik_stack_check, "gik_verify_commands": gik_verify_commands}
+        return {"gik_stack_check": gik_stack_check, "gik_verify_commands": gik_verify_commands,
+                "gik_gateway_url": gik_gateway_url, "gik_verify_unreachable": gik_verify_unreachable,
+                "gik_verify_addresses": gik_verify_addresses}
