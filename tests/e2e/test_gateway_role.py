@@ -6,6 +6,7 @@ naming the setting. (The engines themselves are tests/integration/test_gateway.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -118,3 +119,37 @@ def test_a_bad_setting_stops_before_any_change(tmp_path: Path, extra: dict[str, 
     assert words in r.stdout, r.stdout[-3000:]
     assert not (tmp_path / "stack").exists(), "a change was made before the check"
     assert "not-a-litellm-key" not in r.stdout
+
+
+def test_a_new_master_key_recreates_the_gateway_and_a_third_run_changes_nothing(
+        deployed: tuple[Path, dict[str, Any], str]) -> None:
+    """Key rotation (the files-digest label): the role run with a new master key recreates the gateway (the old key
+    refused, the new one served) and the run after it changes nothing. It runs with hf_secret, which writes the same
+    engine key files on an engine host, and a newline-terminated vault key (a `!vault |` block ends in one): both
+    roles write the key as gik_key_text gives it, so neither rewrites the other's file on every run. --diff shows
+    no key. (Runs last: the module's gateway keeps the new key.)"""
+    playbook, extra, _ = deployed
+    both = playbook.with_name("hf_secret_and_gateway.yml")
+    both.write_text(yaml.safe_dump([{**PLAY[0], "roles": ["hf_secret", "gateway"]}]))
+    old, new = extra["vault_gateway_master_key"], "sk-rotated-" + os.urandom(10).hex()
+    vllm_key = "sk-vllm-" + os.urandom(8).hex()
+    rotated = {**extra, "vault_gateway_master_key": new, "vault_vllm_api_key": vllm_key + "\n"}
+    first = _run(both, rotated, "--diff")
+    assert first.returncode == 0 and _changed(first.stdout) > 0, first.stdout[-4000:]
+    assert new not in first.stdout and vllm_key not in first.stdout
+    secrets = Path(extra[DIR]) / "secrets"
+    assert (secrets / "vllm_api_key").read_text() == vllm_key
+    url = f"http://127.0.0.1:{extra['gateway_port']}"
+    deadline = time.monotonic() + 180
+    codes: tuple[int, ...] = (0, 0)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            codes = tuple(httpx.get(url + "/v1/models", timeout=10, headers={"Authorization": f"Bearer {k}"})
+                          .status_code for k in (old, new))
+        # the old key refused (LiteLLM without a database answers an unknown sk- key 400, no key 401), the new served
+        if codes[0] in (400, 401) and codes[1] == 200:
+            break
+        time.sleep(2)
+    assert codes[0] in (400, 401) and codes[1] == 200, f"old key, new key: {codes}"
+    second = _run(both, rotated)
+    assert second.returncode == 0 and _changed(second.stdout) == 0, second.stdout[-4000:]
