@@ -72,7 +72,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     tasks: list[dict[str, Any]] = []
     for case, vault, salt in CASES:
         v = {**BASE, **vault, "inference_stack_files_salt": salt, "gateway_master_key": "sk-master",
-             "gateway_config": "model_list: []\n", "inference_stack_engines": ["vllm", "llamacpp"]}
+             "gateway_config": "model_list: []\n", "inference_stack_engines": ["vllm", "llamacpp"],
+             # the gateway holds the HF token only where it falls back to Hugging Face (roles/gateway af69025)
+             "gateway_hf_fallback_model": "org/m"}
         tasks.append({"name": case, "ansible.builtin.copy": {
             "content": "{{ {'stack': inference_stack_files_digests, 'gateway': gateway_files_digest,"
                        " 'gateway_var': gateway_files_digest_var} | to_json }}",
