@@ -250,7 +250,8 @@ def test_compose_preflight_refuses_each_exposed_keyless_engine(tmp_path: Path, l
     assert "ALLOW_UNAUTHENTICATED=1" in refused[0]
 
 
-@pytest.mark.parametrize(("services", "vllm_key"), [("vllm", KEY), ("vllm,llamacpp", KEY + "\n")])
+@pytest.mark.parametrize(("services", "vllm_key"), [("vllm", KEY), ("vllm,llamacpp", KEY + "\n")],
+                         ids=["vllm", "vllm+llamacpp-newline"])
 def test_compose_preflight_refuses_a_keyed_vllm_beyond_loopback(tmp_path: Path, services: str, vllm_key: str
                                                                 ) -> None:
     """A key does not let vLLM be published: /invocations answers without it; a keyed llama.cpp beside it passes."""
