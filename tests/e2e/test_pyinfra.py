@@ -321,7 +321,11 @@ def test_gateway_on_a_llamacpp_host_and_the_lab_report(lab: dict[str, Any]) -> N
         assert host_json["verified"] and host_json["engines"] == ["llamacpp"] and host_json["healthcheck_rc"] == 0
         lab_json = json.loads((reports / "lab.json").read_text())
         assert [h["name"] for h in lab_json["hosts"]] == ["local"] and lab_json["healthy"], lab_json
-        assert [e["engine"] for e in lab_json["hosts"][0]["engines"]] == ["llamacpp"]
+        # the host's own gateway is verified beside its engine (its routes, 401 without the key, upstream states)
+        assert [e["engine"] for e in lab_json["hosts"][0]["engines"]] == ["llamacpp", "gateway"]
+        hc = json.loads((reports / "local" / "healthcheck.json").read_text())
+        assert hc["healthy"] and [e["engine"] for e in hc["endpoints"]] == ["llamacpp", "gateway"], hc
+        assert lab_json["gateway"] is not None, lab_json
         page = (reports / "lab.html").read_text()
         assert "llamacpp" in page and "<script" not in page and (reports / "lab-junit.xml").stat().st_size > 0
         containers = sorted(project_containers(project))
