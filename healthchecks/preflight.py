@@ -209,7 +209,29 @@ def _check_gateway(project: Path, env: Mapping[str, str]) -> list[str]:
     elif hashlib.sha256(value).hexdigest() in PUBLICLY_KNOWN_MASTER_KEYS_SHA256 and not opt_out:
         errors.append(f"{key} ({raw}) holds a publicly known example key, which LiteLLM refuses: put a key of "
                       f"your own there, e.g. {how}")
-    return errors
+    return errors + _check_gateway_hf_token(project, env, config)
+
+
+def _check_gateway_hf_token(project: Path, env: Mapping[str, str], config: Mapping[str, Any] | None) -> list[str]:
+    """A config whose routes fall back to Hugging Face (a deployment with ``api_key: os.environ/HF_TOKEN``, what
+    ``GATEWAY_HF_FALLBACK_MODEL`` renders) needs a token in the hf_token secret: LiteLLM would send ``none`` and get
+    401 exactly when every replica is down. Only whether the file holds a token is read, never its content."""
+    wanted = f"os.environ/{gateway.HF_TOKEN_ENV}"
+    models = config.get("model_list") if config else None
+    if not any(isinstance(m, Mapping) and isinstance(m.get("litellm_params"), Mapping)
+               and m["litellm_params"].get("api_key") == wanted for m in models or []):
+        return []
+    key = STACK.settings["hf_token_file"].env or "HF_TOKEN_FILE"
+    raw = _get(env, key)
+    try:
+        held = exposure.key_text(_path(project, raw).read_text(encoding="utf-8", errors="replace"))
+    except OSError as exc:
+        return [f"{key} ({raw}) cannot be read: {exc.strerror}: the gateway's Hugging Face fallback needs the token"]
+    if not held:
+        return [f"the gateway falls back to Hugging Face (GATEWAY_HF_FALLBACK_MODEL) but {key} ({raw}) holds no "
+                "token: the fallback would get 401 when it is needed; put a Hugging Face token there or render "
+                "the config without the fallback"]
+    return []
 
 
 def _check_gateway_tls(project: Path, env: Mapping[str, str]) -> list[str]:

@@ -341,3 +341,33 @@ def test_a_tls_setting_the_gateway_cannot_serve_is_named(project: Path, tmp_path
     lines = err.splitlines()
     assert len(lines) == 1 and words in lines[0], err
     assert "PRIVATE KEY" not in err and "lab-passphrase" not in err
+
+
+# -- the Hugging Face fallback's token ----------------------------------------------------------------------------
+@pytest.mark.parametrize("token", ["", " \n\t"])
+def test_a_hugging_face_fallback_without_a_token_is_refused(project: Path, capsys: pytest.CaptureFixture[str],
+                                                            token: str) -> None:
+    """A config rendered with GATEWAY_HF_FALLBACK_MODEL sends os.environ/HF_TOKEN to the HF router: an empty or
+    blank hf_token secret would make the fallback 401 exactly when every replica is down. One line, no token."""
+    env = project / ".env"
+    env.write_text(env.read_text(encoding="utf-8") + "GATEWAY_HF_FALLBACK_MODEL=HuggingFaceTB/SmolLM3-3B\n",
+                   encoding="utf-8")
+    assert gateway.main(["--env", str(env), "-o", str(project / "gateway" / "config.yaml")]) == 0
+    (project / "secrets" / "hf_token").write_text(token, encoding="utf-8")
+    rc, err = run(capsys, project)
+    assert rc == 1, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("compose-preflight: the gateway falls back to Hugging Face (GATEWAY_HF_FALLBACK_MODEL)"
+                               " but HF_TOKEN_FILE (./secrets/hf_token) holds no token"), lines
+    token_value = "hf_" + "ab12" * 8
+    (project / "secrets" / "hf_token").write_text(token_value + "\n", encoding="utf-8")
+    rc, err = run(capsys, project)
+    assert rc == 0 and token_value not in err, err
+
+
+def test_no_fallback_needs_no_token(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The kit's default config never leaves the lab: an empty hf_token secret is fine for the gateway."""
+    assert (project / "secrets" / "hf_token").read_text() == ""
+    rc, err = run(capsys, project)
+    assert rc == 0, err
