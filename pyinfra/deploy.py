@@ -7,7 +7,7 @@
 
 Settings: the roles' defaults, inventory/group_vars/gpu_hosts/, then a settings file (``--data gik_settings=FILE``
 or ``GIK_SETTINGS=FILE``), then per-host data and ``--data key=value``; see gik_settings.py. Secrets: the vault
-(an encrypted group_vars/gpu_hosts/vault.yml, decrypted with ``ANSIBLE_VAULT_PASSWORD_FILE`` or
+(an encrypted group_vars/all/vault.yml, decrypted with ``ANSIBLE_VAULT_PASSWORD_FILE`` or
 ``--data gik_vault_password_file=FILE``, as ansible-playbook does) or files on the controller
 (``hf_secret_token_file``, ``hf_secret_<engine>_api_key_file``). A bad setting, an unreadable vault, a secret with no
 value where the host holds one, or a user that cannot become root stops the run before any change, in one line.
@@ -70,6 +70,9 @@ def workstation_defaults(probe: dict[str, str]) -> dict[str, object]:
     out: dict[str, object] = {
         "inference_stack_gpu": probe.get("nvidia_smi") == "ok" and "nvidia" in probe.get("runtimes", ""),
         "inference_stack_bind_address": "127.0.0.1",
+        # the lab's group_vars put a gateway on every engine host; a workstation has none unless it says so
+        "gateway_enabled": False,
+        "gateway_bind_address": "127.0.0.1",
     }
     cache = Path(os.environ.get("GIK_CACHE", Path.home() / ".cache" / "gik")) / "models"
     if cache.is_dir():
@@ -245,7 +248,7 @@ for fname, content in secret_contents.items():
         file_setting, vault_var = gs.SECRET_SOURCES[fname]
         stop(f"{file_setting} is not set and {vault_var} is empty or missing, but {s.secret_dir}/{fname} on the host "
              f"holds a secret: the deploy never writes an empty secret over it; give {file_setting}, or the vault "
-             "(group_vars/gpu_hosts/vault.yml with ANSIBLE_VAULT_PASSWORD_FILE or --data "
+             "(group_vars/all/vault.yml with ANSIBLE_VAULT_PASSWORD_FILE or --data "
              "gik_vault_password_file=FILE), or remove the file to deploy without it (nothing was changed)")
 
 # -- the proxy role: apt through the proxy, the no_proxy hosts (the lab's mirrors) DIRECT ------------------------

@@ -53,6 +53,7 @@ from healthchecks.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 ROLES_DIR = ROOT / "roles"
 GROUP_VARS = ROOT / "inventory" / "group_vars" / "gpu_hosts"
+GROUP_VARS_ALL = ROOT / "inventory" / "group_vars" / "all"
 ENV_TEMPLATE = ROLES_DIR / "inference_stack" / "templates" / "env.j2"
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/95gik-proxy"
 DAEMON_TEMPLATE = ROLES_DIR / "docker" / "templates" / "daemon.json.j2"
@@ -199,7 +200,7 @@ def _yaml_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if text.startswith("$ANSIBLE_VAULT"):
         raise SettingsError(f"{path}: encrypted with Ansible Vault; only the inventory's group_vars are decrypted "
-                            "(keep secrets in inventory/group_vars/gpu_hosts/vault.yml)")
+                            "(keep secrets in inventory/group_vars/all/vault.yml)")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -390,6 +391,8 @@ def load(overrides: Mapping[str, Any] | None = None, *, settings_file: str | os.
         layers.append((f"roles/{role}/defaults", role_file(role, "defaults", "main.yml")))
     vpf = vault_password_file or (overrides or {}).get("gik_vault_password_file") or os.environ.get(
         "ANSIBLE_VAULT_PASSWORD_FILE")
+    if not group_vars:  # the kit's own inventory: its group_vars/all (the vault, as Ansible reads it) comes first
+        layers.append(("group_vars", group_vars_layer(GROUP_VARS_ALL, str(vpf) if vpf else None)))
     layers.append(("group_vars", group_vars_layer(Path(group_vars) if group_vars else GROUP_VARS,
                                                   str(vpf) if vpf else None)))
     if settings_file:
