@@ -189,10 +189,16 @@ def file_keys(engine: str, data: bytes | str) -> list[str]:
     return [text.decode("utf-8", "replace")] if text else []
 
 
-def key_text(value: Any) -> str:
+def key_text(value: Any, engine: str = "") -> str:
     """A deployer's key value as the key file hf_secret writes: whitespace around it removed (the ASCII set of the
-    rule above, not Python's wider str.strip()), so a blank value writes an empty file; None is ""."""
-    return "" if value is None else str(value).strip(_WHITESPACE.decode("ascii"))
+    rule above, not Python's wider str.strip()), so a blank value writes an empty file; None is "". For an engine
+    whose key file may hold comments (llama.cpp): its keys one per line, without the comment and blank lines, so
+    what verify and the gateway send is the key itself, as llama-server reads it."""
+    if value is None:
+        return ""
+    if engine in COMMENTED_KEY_FILES:
+        return "\n".join(file_keys(engine, str(value)))
+    return str(value).strip(_WHITESPACE.decode("ascii"))
 
 
 def holds_key(engine: str, data: bytes | str | None) -> bool:

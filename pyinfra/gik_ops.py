@@ -50,7 +50,7 @@ def secret_files(settings: Any) -> dict[str, str]:
     raw = settings.raw
     return {"hf_token": _text(raw.get("hf_secret_token")),
             "vllm_api_key": exposure.key_text(raw.get("hf_secret_vllm_api_key")),
-            "llamacpp_api_key": exposure.key_text(raw.get("hf_secret_llamacpp_api_key"))}
+            "llamacpp_api_key": exposure.key_text(raw.get("hf_secret_llamacpp_api_key"), "llamacpp")}
 
 
 def key_secret_name(setting: Any, compose: Mapping[str, Any] | None = None) -> str | None:

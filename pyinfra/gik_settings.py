@@ -794,7 +794,8 @@ def _gateway_files(settings: Settings, spec: Mapping[str, Any], key_engines: lis
     keys = filters["gik_gateway_keys"](key_engines)
     # gateway_key_values: hf_secret's value, else the vault's, as hf_secret writes it (gik_key_text: trimmed)
     key_values = {k["engine"]: exposure.key_text(settings.raw.get(f"hf_secret_{k['engine']}_api_key")
-                                                 or settings.raw.get(f"vault_{k['engine']}_api_key") or "")
+                                                 or settings.raw.get(f"vault_{k['engine']}_api_key") or "",
+                                                 k["engine"])
                   for k in keys}
     # gateway_hf_token: the fallback's key, only with gateway_hf_fallback_model (the gateway's own file), else empty
     fallback = str(options.get("gateway_hf_fallback_model") or "").strip()

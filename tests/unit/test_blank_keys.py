@@ -28,6 +28,7 @@ import yaml
 from test_exposure import KEY, _project, _refused, preflight_run
 
 from healthchecks import exposure
+from healthchecks.protocols import read_api_key
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +256,8 @@ HOSTS: dict[str, dict[str, Any]] = {
     "blank": {"vault_vllm_api_key": " \t\r\n", "vault_llamacpp_api_key": "\n\n"},
     "comments": {"vault_vllm_api_key": "", "vault_llamacpp_api_key": "# the lab's key goes here\n"},
     "padded": {"vault_vllm_api_key": f"  {KEY}\r\n", "vault_llamacpp_api_key": f"\t{KEY}-l \n"},
+    # a commented llama.cpp key: the file holds the key alone (verify and the gateway send what the engine reads)
+    "commented": {"vault_vllm_api_key": "", "vault_llamacpp_api_key": f"# the lab's key\n  {KEY}-c \n"},
 }
 
 
@@ -304,7 +307,8 @@ def test_hf_secret_writes_a_key_without_its_whitespace_and_a_blank_one_as_an_emp
     files = {name: {f: (roles["tmp"] / name / "secrets" / f).read_text() for f in ("vllm_api_key", "llamacpp_api_key")}
              for name in HOSTS}
     assert files["blank"] == {"vllm_api_key": "", "llamacpp_api_key": ""}
-    assert files["comments"] == {"vllm_api_key": "", "llamacpp_api_key": "# the lab's key goes here"}
+    assert files["comments"] == {"vllm_api_key": "", "llamacpp_api_key": ""}  # comments only: no key
+    assert files["commented"] == {"vllm_api_key": "", "llamacpp_api_key": f"{KEY}-c"}
     assert files["padded"] == {"vllm_api_key": KEY, "llamacpp_api_key": f"{KEY}-l"}
     for name in HOSTS:
         assert stat.S_IMODE((roles["tmp"] / name / "secrets" / "vllm_api_key").stat().st_mode) == 0o400
@@ -313,7 +317,9 @@ def test_hf_secret_writes_a_key_without_its_whitespace_and_a_blank_one_as_an_emp
 def test_verify_reads_no_key_file_for_a_blank_or_comment_only_key(roles: dict[str, Any]) -> None:
     keyed = {name: [k["engine"] for k in json.loads((roles["tmp"] / name / "keyed.json").read_text())]
              for name in HOSTS}
-    assert keyed == {"blank": [], "comments": [], "padded": ["vllm", "llamacpp"]}
+    assert keyed == {"blank": [], "comments": [], "padded": ["vllm", "llamacpp"], "commented": ["llamacpp"]}
+    # the file verify hands healthcheck holds one key, which healthcheck reads (before: the comment line came too)
+    assert read_api_key(str(roles["tmp"] / "commented" / "secrets" / "llamacpp_api_key")) == f"{KEY}-c"
 
 
 def test_the_first_play_refuses_each_engine_exposed_with_a_blank_key(roles: dict[str, Any]) -> None:

@@ -32,9 +32,10 @@ def gik_exposure_refusals(host: Mapping[str, Any], options: Mapping[str, Any] | 
     return exposure.ansible_refusals(host, [str(k) for k in (options or {})], allow_default)
 
 
-def gik_key_text(value: Any) -> str:
-    """exposure.key_text: the key as hf_secret writes it; a blank value is an empty file (no key)."""
-    return exposure.key_text(value)
+def gik_key_text(value: Any, engine: str = "") -> str:
+    """exposure.key_text: the key as hf_secret writes it; a blank value is an empty file (no key); for llama.cpp
+    (``engine``) its keys without comment lines."""
+    return exposure.key_text(value, str(engine))
 
 
 def gik_holds_key(value: Any, engine: str) -> bool:
