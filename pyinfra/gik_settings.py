@@ -159,19 +159,23 @@ def _quiet_import() -> tuple[dict[str, Any], dict[str, Any]]:
 FILTERS, TESTS = _quiet_import()
 
 
-@functools.lru_cache(maxsize=1)
-def _key_filters() -> dict[str, Any]:
-    """roles/preflight/filter_plugins/gik_exposure.py's filters (gik_key_text, gik_holds_key...): the roles' vars
-    and templates read keys through them (healthchecks/exposure.py's one rule for what a key is)."""
+@functools.lru_cache(maxsize=4)
+def _role_filters(path: Path) -> dict[str, Any]:
+    """The filters of one of the roles' filter plugin files (its FilterModule), loaded from the kit's checkout."""
     import importlib.util
 
-    path = ROLES_DIR / "preflight" / "filter_plugins" / "gik_exposure.py"
-    spec = importlib.util.spec_from_file_location("gik_exposure_filters", path)
+    spec = importlib.util.spec_from_file_location(f"gik_{path.stem}_filters", path)
     if spec is None or spec.loader is None:  # pragma: no cover - the kit's own file
         raise SettingsError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return dict(module.FilterModule().filters())
+
+
+def _key_filters() -> dict[str, Any]:
+    """roles/preflight/filter_plugins/gik_exposure.py's filters (gik_key_text, gik_holds_key...): the roles' vars
+    and templates read keys through them (healthchecks/exposure.py's one rule for what a key is)."""
+    return _role_filters(ROLES_DIR / "preflight" / "filter_plugins" / "gik_exposure.py")
 
 
 def _env(native: bool, **options: Any) -> jinja2.Environment:
@@ -599,34 +603,17 @@ class Gateway:
     env_secret: bool = False  # a proxy URL with user:password@ in env: a root-only file, never diffed
 
 
-@functools.lru_cache(maxsize=1)
 def _gateway_filters() -> dict[str, Any]:
     """roles/gateway/filter_plugins/gik_gateway.py's filters: the functions the role itself calls
     (healthchecks/gateway.py's Options.from_settings, host_upstreams, render)."""
-    import importlib.util
-
-    path = GATEWAY_ROLE / "filter_plugins" / "gik_gateway.py"
-    spec = importlib.util.spec_from_file_location("gik_gateway_filters", path)
-    if spec is None or spec.loader is None:  # pragma: no cover - the kit's own file
-        raise SettingsError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.FilterModule().filters())
+    return _role_filters(GATEWAY_ROLE / "filter_plugins" / "gik_gateway.py")
 
 
-@functools.lru_cache(maxsize=1)
 def _gateway_tls_errors() -> Callable[[Any, Any], list[str]]:
     """roles/gateway/filter_plugins/gik_gateway_tls.py's gik_gateway_tls_errors: the role's check of the TLS pair on
     the controller (compose-preflight's _check_gateway_tls, as the server loads them)."""
-    import importlib.util
-
-    path = GATEWAY_ROLE / "filter_plugins" / "gik_gateway_tls.py"
-    spec = importlib.util.spec_from_file_location("gik_gateway_tls_filters", path)
-    if spec is None or spec.loader is None:  # pragma: no cover - the kit's own file
-        raise SettingsError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    check: Callable[[Any, Any], list[str]] = module.FilterModule().filters()["gik_gateway_tls_errors"]
+    check: Callable[[Any, Any], list[str]] = _role_filters(
+        GATEWAY_ROLE / "filter_plugins" / "gik_gateway_tls.py")["gik_gateway_tls_errors"]
     return check
 
 
