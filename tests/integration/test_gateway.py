@@ -42,6 +42,7 @@ from healthchecks import gateway
 pytestmark = pytest.mark.integration
 IMAGE = os.environ.get("GIK_GATEWAY_IMAGE", gateway.OFFLINE_IMAGE)
 REPLICATED = "smollm2:replicated"  # the model name both replicas serve
+BENCH_OUTPUT_LEN = 48  # the failover benchmark's max_tokens, told apart from the gateway's health checks (16)
 DEAD = "smollm2:dead"  # served by one host that is down: the Hugging Face fallback answers
 HF_MODEL = "acme/chat-7b"  # a model of the HF router double (tests/doubles/hf_router.py)
 BIN = Path(sys.executable).parent
@@ -275,19 +276,6 @@ def _bench(gw: Gateway, route: str, out: Path, *direct: str, num_prompts: int = 
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out
 
 
-def _slot_lines(log: Path) -> tuple[int, int]:
-    """Requests a llama-server began and finished (its log's ``launch_slot_`` and ``release:`` line per task)."""
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return 0, 0
-    return text.count("launch_slot_"), text.count(" release: ")
-
-
-def _requests_started(log: Path) -> int:
-    return _slot_lines(log)[0]
-
-
 def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Path,
                                                       record_property: Any) -> None:
     """Two llama-server replicas serve one model name behind the gateway; replica1 is killed (SIGKILL) while
@@ -309,21 +297,27 @@ def test_a_replica_killed_mid_benchmark_loses_nothing(gw: Gateway, tmp_path: Pat
           f"{[(e.get('api_base'), str(e.get('error'))[:80]) for e in doc.get('unhealthy_endpoints', [])]}",
           file=sys.stderr)
     assert want <= healthy, "both replicas must be in rotation before one is killed"
-    before = _requests_started(victim.log)
-    # no warm-ups: a warm-up the victim served and finished would count as "serving" below (the CI run of c549fec
-    # killed it between requests and LiteLLM never routed to it again: 0 retries)
-    proc, out = _bench(gw, REPLICATED, tmp_path / "failover.json", num_prompts=n, concurrency=4, output_len=48,
-                       num_warmups=0)
+    # no warm-ups, and the kill waits for one of the benchmark's own requests on the victim: the gateway's background
+    # health checks (every 15 s) are real completions too, and the CI run of 402dac0 killed the victim while it
+    # answered one of those (0.5 s in, before the benchmark sent anything), so no measured request ever met it
+    proc, out = _bench(gw, REPLICATED, tmp_path / "failover.json", num_prompts=n, concurrency=4,
+                       output_len=BENCH_OUTPUT_LEN, num_warmups=0)
     t0 = time.monotonic()
 
     def serving() -> bool:
-        """The victim began two of the benchmark's requests and is generating one now (begun, not released)."""
-        started, released = _slot_lines(victim.log)
-        return started >= before + 2 and started > released
+        """The victim is generating one of the benchmark's requests now: llama-server's own GET /slots shows a slot
+        processing a task with the benchmark's max_tokens (LiteLLM's health checks ask for 16, the default of
+        litellm.proxy.health_check._resolve_health_check_max_tokens)."""
+        try:
+            slots = httpx.get(victim.url + "/slots", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return any(isinstance(s, dict) and s.get("is_processing") and isinstance(s.get("params"), dict)
+                   and s["params"].get("n_predict") == BENCH_OUTPUT_LEN for s in slots)
 
     # killed while it serves a request
     while not serving() and proc.poll() is None and time.monotonic() - t0 < 120:
-        time.sleep(0.01)
+        time.sleep(0.02)
     assert proc.poll() is None, "the benchmark ended before the replica could be killed:\n" + str(
         proc.communicate()[0])[-3000:]
     assert victim.proc is not None

@@ -144,7 +144,10 @@ def test_a_healthy_gateway(gateways: tuple[Gw, Gw, Engine], vllm_server: Engine,
     # (on a pipe, with no COLUMNS: the table is as wide as its rows, "route smollm2-spare" on one line; run() adds
     # to this process's environment, where a CI worker may have COLUMNS=80)
     monkeypatch.delenv("COLUMNS", raising=False)
-    t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--model", MODEL)
+    # (--timeout 60 as _check gives: on CI's two shared cores the gateway answered GET /health after more than the
+    # default 30 s once, in the CI run of 402dac0)
+    t = run(f"gateway={gw.url}", "--api-key-file", f"gateway={gw.key_file}", "--no-diagnose", "--timeout", "60",
+            "--model", MODEL)
     assert t.returncode == 0 and "all 1 endpoint(s) healthy" in t.stdout and f"route {SPARE_ROUTE}" in t.stdout
 
 

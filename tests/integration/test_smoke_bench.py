@@ -159,15 +159,24 @@ def test_sweep_on_a_real_engine(llamacpp_server, tmp_path: Path, capsys: pytest.
     r = bench(f"llamacpp={llamacpp_server.url}", "--sweep", "--sweep-points", "2", "--num-prompts", "6",
               "--input-len", "32", "--output-len", "8", "--max-seconds", "60", "--json", str(out),
               "--no-gpu-sampling")
-    assert r.returncode == 0, r.stderr[-2000:]
     with capsys.disabled():
         print("\n" + r.stdout[-2500:])
+    assert r.returncode in (0, 1) and out.exists(), r.stderr[-2000:]
     sw = json.loads(out.read_text())["endpoints"][0]["sweep"]
     assert {"synchronous", "throughput"} <= {p["kind"] for p in sw["points"]}
     assert all(p["completed"] > 0 or p["cut_short"] for p in sw["points"])  # measured, or cut by the budget
     assert sw["points"][0]["kind"] == "synchronous" and sw["points"][0]["completed"] > 0
     assert sw["slo"] == {"ttft": 2000.0, "tpot": 100.0}
-    assert "serves" in r.stdout or "no load met" in r.stdout
+    # the verdict follows the figures: a pass names the load it serves; "no load met the SLOs" (exit 1, one line,
+    # no traceback) only when no measured load reached the attainment the JSON records (on CI's two shared cores
+    # llama-server's synchronous TTFT has gone past the default 2 s SLO: the CI runs of a1fef5c and 402dac0)
+    shares = [(p["kind"], p["offered"], round(p["attainment"], 2)) for p in sw["points"]]
+    if r.returncode == 0:
+        assert "serves" in r.stdout and any(p["meets"] for p in sw["points"]), shares
+    else:
+        assert "FAILED: no load met the SLOs" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert not any(p["meets"] and p["kind"] != "throughput" for p in sw["points"]), shares
+        assert all(p["attainment"] < sw["attainment_required"] for p in sw["points"] if p["kind"] != "throughput")
 
 
 @pytest.mark.parametrize(("conc", "rate"), [(4, float("inf")), (None, 2.0)])
