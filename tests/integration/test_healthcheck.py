@@ -13,11 +13,15 @@ from conftest import run_healthcheck as run
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
+# the session's real engines are shared with the load tests of both xdist workers on CI's two cores, where a request
+# to them took longer than healthcheck's default --timeout 30 (the CI run of a1fef5c, test_gpu_residency): the
+# tests against them are about verdicts, not latency, so they allow 90 s a request
+SHARED = ("--timeout", "90")
 
 
 def test_all_real_engines_healthy_json(vllm_server, llamacpp_server, ollama_double) -> None:
     r = run(f"vllm={vllm_server.url}", f"llamacpp={llamacpp_server.url}", f"ollama={ollama_double.url}",
-            "--model", "smollm2:135m", "--json", "--no-diagnose")
+            "--model", "smollm2:135m", "--json", "--no-diagnose", *SHARED, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["healthy"] is True
@@ -39,13 +43,13 @@ def test_all_real_engines_healthy_json(vllm_server, llamacpp_server, ollama_doub
 
 
 def test_bare_url_engine_detected_by_probing(vllm_server, llamacpp_server, ollama_double) -> None:
-    r = run(vllm_server.url, llamacpp_server.url, ollama_double.url, "--json", "--no-diagnose")
+    r = run(vllm_server.url, llamacpp_server.url, ollama_double.url, "--json", "--no-diagnose", *SHARED, timeout=600)
     assert r.returncode == 0, r.stderr
     assert [e["engine"] for e in json.loads(r.stdout)["endpoints"]] == ["vllm", "llamacpp", "ollama"]
 
 
 def test_table_output_and_exit_zero(llamacpp_server) -> None:
-    r = run(f"llamacpp={llamacpp_server.url}", "--no-diagnose")
+    r = run(f"llamacpp={llamacpp_server.url}", "--no-diagnose", *SHARED, timeout=600)
     assert r.returncode == 0
     assert "all 1 endpoint(s) healthy" in r.stdout
 
@@ -63,7 +67,7 @@ def test_ollama_cpu_fallback_is_a_failure_on_gpu_hosts(ollama_double_cpu) -> Non
 
 def test_wrong_model_name(vllm_server, ollama_double) -> None:
     r = run(f"vllm={vllm_server.url}", f"ollama={ollama_double.url}", "--model", "llama3:70b", "--json",
-            "--no-diagnose")
+            "--no-diagnose", *SHARED, timeout=600)
     assert r.returncode == 1
     for i in (0, 1):
         c = checks(json.loads(r.stdout), i)["readiness"]
@@ -72,13 +76,14 @@ def test_wrong_model_name(vllm_server, ollama_double) -> None:
 
 def test_api_key_required_and_read_from_file(llamacpp_with_key) -> None:
     engine, key_file = llamacpp_with_key
-    ok = run(f"llamacpp={engine.url}", "--api-key-file", str(key_file), "--json", "--no-diagnose")
+    ok = run(f"llamacpp={engine.url}", "--api-key-file", str(key_file), "--json", "--no-diagnose", *SHARED,
+             timeout=600)
     assert ok.returncode == 0, ok.stdout
     c = checks(json.loads(ok.stdout))["auth"]
     assert c["status"] == "pass" and "401" in c["reason"]
     assert key_file.read_text().strip() not in ok.stdout + ok.stderr
     # without the key the engine refuses every request: unhealthy, with the server's reason
-    bad = run(f"llamacpp={engine.url}", "--json", "--no-diagnose")
+    bad = run(f"llamacpp={engine.url}", "--json", "--no-diagnose", *SHARED, timeout=600)
     assert bad.returncode == 1
     assert "HTTP 401" in checks(json.loads(bad.stdout))["readiness"]["reason"]
 
@@ -86,7 +91,8 @@ def test_api_key_required_and_read_from_file(llamacpp_with_key) -> None:
 def test_endpoint_without_auth_is_reported_when_a_key_is_configured(llamacpp_server, tmp_path) -> None:
     key = tmp_path / "key"
     key.write_text("sk-unused\n")
-    r = run(f"llamacpp={llamacpp_server.url}", "--api-key-file", str(key), "--json", "--no-diagnose")
+    r = run(f"llamacpp={llamacpp_server.url}", "--api-key-file", str(key), "--json", "--no-diagnose", *SHARED,
+            timeout=600)
     assert r.returncode == 1
     c = checks(json.loads(r.stdout))["auth"]
     assert c["status"] == "fail" and "without the API key answered 200" in c["reason"]

@@ -25,6 +25,10 @@ from conftest import run_healthcheck as run
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
+# the session's real engines are shared with the load tests of both xdist workers on CI's two cores, where a request
+# to them took longer than healthcheck's default --timeout 30 (the CI run of a1fef5c, test_gpu_residency): the
+# tests against them are about verdicts, not latency, so they allow 90 s a request
+SHARED = ("--timeout", "90")
 
 
 def doc_of(r: subprocess.CompletedProcess[str]) -> dict:
@@ -61,7 +65,8 @@ def test_key_on_one_engine_only(llamacpp_with_key, ollama_double) -> None:
     """The kit's own stack keys one engine: the key goes there only, and Ollama stays healthy."""
     engine, key_file = llamacpp_with_key
     r = run(f"llamacpp={engine.url}", f"ollama={ollama_double.url}", "--api-key-file", f"llamacpp={key_file}",
-            "--model", f"llamacpp={MODEL}", "--model", f"ollama={MODEL}", "--json", "--no-diagnose")
+            "--model", f"llamacpp={MODEL}", "--model", f"ollama={MODEL}", "--json", "--no-diagnose", *SHARED,
+            timeout=600)
     doc = doc_of(r)
     assert r.returncode == 0, r.stdout
     auth = rows(doc, 0)["auth"]
@@ -70,7 +75,7 @@ def test_key_on_one_engine_only(llamacpp_with_key, ollama_double) -> None:
     assert key_file.read_text().strip() not in r.stdout + r.stderr
     # a bare key file still means every endpoint: Ollama, which enforces none, is then reported
     bare = run(f"llamacpp={engine.url}", f"ollama={ollama_double.url}", "--api-key-file", str(key_file),
-               "--json", "--no-diagnose")
+               "--json", "--no-diagnose", *SHARED, timeout=600)
     assert bare.returncode == 1
     reason = rows(doc_of(bare), 1)["auth"]["reason"]
     assert reason == "POST /api/generate without the API key answered 200: the key is not enforced"
@@ -80,7 +85,7 @@ def test_per_engine_key_and_model_follow_a_detected_engine(llamacpp_with_key) ->
     engine, key_file = llamacpp_with_key
     port = engine.url.rsplit(":", 1)[1]
     r = run(engine.url, "--api-key-file", str(key_file), "--model", f"llamacpp={MODEL}", "--model", "vllm=other",
-            "--json", "--no-diagnose")
+            "--json", "--no-diagnose", *SHARED, timeout=600)
     doc = doc_of(r)
     assert r.returncode == 0, r.stdout
     ep = doc["endpoints"][0]
@@ -88,7 +93,7 @@ def test_per_engine_key_and_model_follow_a_detected_engine(llamacpp_with_key) ->
     assert ep["model"] == MODEL
     # the key for llama.cpp only: the server refuses every probe without it, and is still recognised
     r = run(engine.url, "--api-key-file", f"llamacpp={key_file}", "--api-key-file", f"vllm={key_file}",
-            "--json", "--no-diagnose")
+            "--json", "--no-diagnose", *SHARED, timeout=600)
     doc = doc_of(r)
     assert r.returncode == 0, r.stdout
     assert doc["endpoints"][0]["engine"] == "llamacpp"
@@ -182,7 +187,7 @@ def test_ollama_embedding_model() -> None:
 # -- structured output and versions on the real engines --------------------------------------------------
 def test_structured_output_and_versions_on_real_engines(vllm_server, llamacpp_server, ollama_double) -> None:
     r = run(f"vllm={vllm_server.url}", f"llamacpp={llamacpp_server.url}", f"ollama={ollama_double.url}",
-            "--model", MODEL, "--json", "--no-diagnose")
+            "--model", MODEL, "--json", "--no-diagnose", *SHARED, timeout=600)
     doc = doc_of(r)
     assert r.returncode == 0, r.stdout
     by = {e["engine"]: e for e in doc["endpoints"]}
