@@ -23,6 +23,7 @@ from healthchecks.stack import verify_commands
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
+SLO = ("ttft:60000", "tpot:5000")  # ms: generous, see verify_host
 
 
 def run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -33,16 +34,20 @@ def verify_host(folder: Path, ports: dict[str, int], *, sweep: bool) -> int:
     """What roles/verify does for one host: the one healthcheck command, its JSON saved as healthcheck.json,
     then (healthy only) smoke-bench writing bench.json/bench.html; here a small sweep, so capacity is known."""
     folder.mkdir(parents=True)
+    # the engines are the session's, shared with the load tests of both xdist workers on CI's two cores, where one
+    # request took longer than 30 s (the CI run of a1fef5c) and llama-server's TTFT went from 140 ms to past 2 s
+    # (402dac0): a request is allowed 90 s (healthcheck --timeout, smoke-bench's read timeout), the sweep a budget
+    # and SLOs (SLO) that such a box still meets; the report of what was measured, not latency, is tested here
     cmds = verify_commands(bin_dir=str(BIN), address="127.0.0.1", engines=list(ports), ports=ports,
                            models=dict.fromkeys(ports, MODEL), key_files=None, gpu=False, reports=str(folder),
-                           wait=30, request_timeout=60, smoke_bench=True, num_prompts=4, concurrency=2, output_len=8)
+                           wait=30, request_timeout=90, smoke_bench=True, num_prompts=4, concurrency=2, output_len=8)
     hc = run(cmds["healthcheck"])
     assert hc.returncode in (0, 1), hc.stderr[-2000:]
     (folder / "healthcheck.json").write_text(hc.stdout + "\n")
     if hc.returncode == 0:
-        bench = cmds["smoke-bench"] + (["--sweep", "--sweep-points", "2", "--max-seconds", "120",
-                                        "--goodput", "ttft:5000", "tpot:1000"] if sweep else [])
-        b = run(bench)
+        bench = cmds["smoke-bench"] + ["--timeout", "90"] + (
+            ["--sweep", "--sweep-points", "2", "--max-seconds", "400", "--goodput", *SLO] if sweep else [])
+        b = run(bench, timeout=900)
         assert b.returncode == 0, b.stdout[-2000:] + b.stderr[-2000:]
     return hc.returncode
 
@@ -99,7 +104,7 @@ def test_json_every_host_and_engine(lab: dict[str, Any]) -> None:
     assert re.search(r"\d+\.\d+", g1["vllm"]["version"])  # "vLLM 0.32.0"
     for e in g1.values():  # the sweep ran on gpu01: capacity at the SLO is a measured figure
         c = e["capacity"]
-        assert c is not None and c["request_throughput"] > 0 and c["slo"] == {"ttft": 5000.0, "tpot": 1000.0}, e
+        assert c is not None and c["request_throughput"] > 0 and c["slo"] == {"ttft": 60000.0, "tpot": 5000.0}, e
         assert e["gpu_peak_mib"] == {} and e["gpu_note"], "no GPU here: said why, never a made-up figure"
     assert hosts["gpu01"]["driver_version"] == "580.95.05" and hosts["gpu01"]["reboot_pending"] is False
     assert hosts["gpu01"]["links"] == {"page": "gpu01/bench.html", "healthcheck": "gpu01/healthcheck.json",
@@ -145,7 +150,7 @@ def test_page_in_a_real_browser(lab: dict[str, Any], tmp_path: Path) -> None:
     got = [(state, re.sub(r"<[^>]+>", " ", cells)) for state, cells in rows]
     assert [s for s, _ in got] == ["healthy", "healthy", "unhealthy", "healthy", "not-verified", "no-results"], got
     assert "gpu02" in got[2][1] and "vllm" in got[2][1] and "liveness" in got[2][1]
-    assert "req/s" in got[0][1] and "within ttft&lt;=5000ms tpot&lt;=1000ms" in got[0][1]
+    assert "req/s" in got[0][1] and "within ttft&lt;=60000ms tpot&lt;=5000ms" in got[0][1]
     assert "no gateway" in dom
     t0 = time.monotonic()
     png = screenshot(page, tmp_path / "lab.png", (1400, 1100))
