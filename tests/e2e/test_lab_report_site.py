@@ -56,8 +56,11 @@ def lab(llamacpp_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
                 "inference_stack_project_name": "gik-lab-report-" + secrets.token_hex(3),
                 "inference_stack_dir": str(tmp / "opt"), "preflight_disk_path": "/", "preflight_min_free_disk_gb": 1,
                 "preflight_require_vault": False, "vault_hf_token": "", "vault_vllm_api_key": "",
-                "verify_wait": 5, "verify_request_timeout": 30, "verify_num_prompts": 2, "verify_concurrency": 2,
+                "verify_wait": 5, "verify_request_timeout": 90, "verify_num_prompts": 2, "verify_concurrency": 2,
                 "verify_output_len": 8, "verify_reports_dir": str(tmp / "reports")}
+    # verify_request_timeout 90 (healthcheck --timeout): host1's engine is the session's llama-server, shared with the
+    # load tests of both xdist workers on CI's two cores, where a request to it took longer than 30 s (the CI run of
+    # a1fef5c); what verify writes, not latency, is tested. verify_wait 5 keeps host2's failure quick.
     (inv / "group_vars" / "gpu_hosts" / "main.yml").write_text(yaml.safe_dump(settings))
     return {"inventory": inv / "hosts.yml", "reports": tmp / "reports"}
 
