@@ -22,7 +22,9 @@ BASE_IMAGE = "local/debian:bookworm"  # tests/setup.sh imports it (debootstrap)
 def _svc(command: str, test: list[str] | None = None, **health: str) -> dict:
     svc: dict = {"image": BASE_IMAGE, "command": ["sh", "-c", command], "init": True}
     if test:
-        svc["healthcheck"] = {"test": test, "interval": "1s", "timeout": "2s", "retries": 1, **health}
+        # timeout 30s: one probe past it is a failure, and with retries 1 "ok" turns unhealthy; Docker's exec of
+        # `true` can take seconds on CI's two loaded cores (a 10-40x slowdown), and no test here is about a slow probe
+        svc["healthcheck"] = {"test": test, "interval": "1s", "timeout": "30s", "retries": 1, **health}
     return svc
 
 
