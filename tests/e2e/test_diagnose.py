@@ -26,8 +26,10 @@ def test_crashing_engine_is_diagnosed_with_cause_and_fix(tmp_path: Path) -> None
                     "-v", f"{tmp_path}:/models:ro", "local/llama.cpp:server", "-m", "/models/missing.gguf",
                     "--host", "0.0.0.0", "--port", "8080"], check=True, capture_output=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # let it crash and restart
+        # let it crash and restart until on-failure:2 gives up (3 container starts: up to 240 s, as on CI's two loaded
+        # cores a start can take tens of seconds; a deadline passed before the first restart fails restart_count)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
             state = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True).stdout)[0]
             if state["RestartCount"] >= 1 and not state["State"]["Running"]:
                 break

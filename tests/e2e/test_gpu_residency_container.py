@@ -25,7 +25,8 @@ def container() -> Iterator[tuple[str, int, int]]:
     subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "local/debian:bookworm",
                     "python3", "-m", "http.server", "8000"], check=True, capture_output=True, timeout=120)
     try:
-        assert wait_http(f"http://127.0.0.1:{port}/", 60), f"container {name} did not answer on port {port}"
+        # 180 s: python3's start in a fresh container can take tens of seconds on CI's two loaded cores
+        assert wait_http(f"http://127.0.0.1:{port}/", 180), f"container {name} did not answer on port {port}"
         pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True,
                                  text=True, check=True).stdout)
         yield name, port, pid
