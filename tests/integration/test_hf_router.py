@@ -64,7 +64,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def run(lab: Lab, tool: str, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """A CLI as a user runs it, with no token from this machine (HF_* cleared, an empty HF_HOME). Every run's
     output is checked for every token."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
@@ -151,7 +151,6 @@ def test_providers_side_by_side_auto_vs_explicit(lab: Lab) -> None:
 def test_failover_completes_every_request_while_providers_fail(lab: Lab) -> None:
     """sambanova answers 503, slowpoke sends nothing within --timeout: every request ends on nebius."""
     out = lab.tmp / "failover.json"
-    t0 = time.monotonic()
     r = run(lab, "smoke-bench", f"hf={lab.url}", "--model", "acme/flaky-8b", "--providers",
             "sambanova,slowpoke,nebius", "--failover", "--timeout", "0.5", "--hf-token-file", lab.files["good"],
             "--num-prompts", "6", "--concurrency", "3", "--output-len", "8", "--warmups", "0",
@@ -163,7 +162,8 @@ def test_failover_completes_every_request_while_providers_fail(lab: Lab) -> None
     assert e["served_by"] == {"nebius": 6}
     assert e["failovers"] == 12  # two moves per request, counted over all requests
     assert e["median_ttft_ms"] >= 500  # the timeout spent on slowpoke is part of what the user waited
-    assert time.monotonic() - t0 < 20
+    # the run's own clock, not this test's: on CI's two loaded cores smoke-bench's start-up can take many seconds
+    assert e["duration"] < 20
     # every request's x-request-id, and every failed attempt's, as the router sent them
     seen = {s.request_id: s for s in lab.routers[0].attempts("acme/flaky-8b")}
     assert len(e["request_ids"]) == 6
