@@ -174,20 +174,38 @@ def test_wait_polls_until_deadline_then_fails(tmp_path: Path) -> None:
 
 
 def test_wait_returns_once_an_engine_comes_up(ollama_double) -> None:
-    """Start a double on a port after the waiter began: --wait must pick it up and exit 0."""
-    import threading
+    """Start a double on a port after the waiter's first attempt failed: --wait must pick it up and exit 0."""
+    import socket
+    import subprocess
 
     from doubles.ollama_double import serve
 
     port = free_port()
-    started: list = []
-    timer = threading.Timer(2.0, lambda: started.append(serve(port=port, models=["smollm2:135m"])))
-    timer.start()
+    # the first attempt is seen, not assumed to come within a fixed 2 s (healthcheck's start-up can take longer on CI's
+    # two loaded cores, and an attempt that already finds the engine proves nothing): a listener on the port answers
+    # the first attempt's request 503 (that attempt fails; as a model still loading), then the double takes the port
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+        probe.listen()
+        probe.settimeout(120)
+        proc = subprocess.Popen([str(BIN / "healthcheck"), f"ollama=http://127.0.0.1:{port}", "--wait", "30", "--json",
+                                 "--no-diagnose"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            conn, _ = probe.accept()
+            with conn:
+                conn.settimeout(60)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            proc.kill()
+            raise
+    server = serve(port=port, models=["smollm2:135m"])
     try:
-        r = run(f"ollama=http://127.0.0.1:{port}", "--wait", "30", "--json", "--no-diagnose", timeout=60)
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
-        timer.join()
-        for s in started:
-            s.shutdown()
-    assert r.returncode == 0, r.stdout
-    assert json.loads(r.stdout)["endpoints"][0]["attempts"] >= 2
+        proc.kill()
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, stdout + stderr
+    assert json.loads(stdout)["endpoints"][0]["attempts"] >= 2
