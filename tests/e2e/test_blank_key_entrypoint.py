@@ -93,9 +93,10 @@ def test_llamacpp_container_reads_a_blank_key_file_as_no_key_and_strips_a_padded
     hc_key = key_file.parent / "verify_copy"
     hc_key.write_text(f" {KEY}\r\n")
     hc_key.chmod(0o600)
+    # (--timeout 90, default 30: a real engine on CI's two loaded cores answered slower once; the key is tested here)
     r = subprocess.run([str(BIN / "healthcheck"), f"llamacpp={url}", "--api-key-file", f"llamacpp={hc_key}",
-                        "--model", "smollm2:135m", "--no-expect-gpu", "--no-diagnose", "--json"],
-                       capture_output=True, text=True, timeout=300)
+                        "--model", "smollm2:135m", "--no-expect-gpu", "--no-diagnose", "--json", "--timeout", "90"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     logs = subprocess.run([*compose, "logs", "llamacpp"], capture_output=True, text=True, env=env, timeout=60,
                               cwd=COMPOSE)
