@@ -542,7 +542,8 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
     ``smoke-bench`` writing ``bench.json``, ``bench.png`` and ``bench.html`` under ``reports`` (the engines
     themselves). A lab gateway's own run: no engines, ``gateway`` only, no smoke-bench. ``ca_bundle``: a PEM file
     healthcheck trusts beside the system store (the lab's CA, for a gateway with TLS). ``addresses``: where each
-    engine is reached when not at ``address`` (:func:`verify_addresses`)."""
+    engine is reached when not at ``address`` (:func:`verify_addresses`). ``request_timeout`` is both tools'
+    ``--timeout`` (smoke-bench: the wait for each chunk, the first token included)."""
     # an engine on loopback of a host reached elsewhere ("" in addresses: :func:`verify_addresses`) is checked
     # through the host's gateway (a real completion per route), not directly
     engines = [e for e in engines if (addresses or {}).get(e) != ""]
@@ -558,7 +559,7 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
     if smoke_bench and engines:
         out["smoke-bench"] = [f"{bin_dir}/smoke-bench", *eps, "--num-prompts", str(int(num_prompts)),
                               "--concurrency", str(int(concurrency)), "--output-len", str(int(output_len)),
-                              "--json", f"{reports}/bench.json", "--plot", f"{reports}/bench.png",
+                              "--timeout", str(int(request_timeout)), "--json", f"{reports}/bench.json", "--plot", f"{reports}/bench.png",
                               "--html", f"{reports}/bench.html"]
     return out
 
