@@ -559,8 +559,8 @@ def verify_commands(*, bin_dir: str, address: str, engines: Sequence[str], ports
     if smoke_bench and engines:
         out["smoke-bench"] = [f"{bin_dir}/smoke-bench", *eps, "--num-prompts", str(int(num_prompts)),
                               "--concurrency", str(int(concurrency)), "--output-len", str(int(output_len)),
-                              "--timeout", str(int(request_timeout)), "--json", f"{reports}/bench.json", "--plot", f"{reports}/bench.png",
-                              "--html", f"{reports}/bench.html"]
+                              "--timeout", str(int(request_timeout)), "--json", f"{reports}/bench.json",
+                              "--plot", f"{reports}/bench.png", "--html", f"{reports}/bench.html"]
     return out
 
 

@@ -341,8 +341,8 @@ def test_verify_commands_are_one_healthcheck_and_one_bench_with_every_report() -
     assert cmds["healthcheck"] == ["/kit/.venv/bin/healthcheck", *eps, "--wait", "900", "--timeout", "60",
                                    "--no-expect-gpu", "--json", "--no-diagnose"]
     assert cmds["smoke-bench"] == ["/kit/.venv/bin/smoke-bench", *eps, "--num-prompts", "8", "--concurrency", "4",
-                                   "--output-len", "32", "--timeout", "60", "--json", "/r/h/bench.json", "--plot", "/r/h/bench.png",
-                                   "--html", "/r/h/bench.html"]
+                                   "--output-len", "32", "--timeout", "60", "--json", "/r/h/bench.json",
+                                   "--plot", "/r/h/bench.png", "--html", "/r/h/bench.html"]
     assert "smoke-bench" not in stack.verify_commands(
         bin_dir="b", address="::1", engines=["vllm"], ports={"vllm": 1}, models={"vllm": "m"}, key_files=None,
         gpu=True, reports="r", wait=1, request_timeout=1, smoke_bench=False, num_prompts=1, concurrency=1,
