@@ -130,7 +130,8 @@ def test_cpu_fallback_verdict_names_the_cause_from_the_engines_own_log(
 def test_smoke_bench_reports_the_engines_own_memory(llamacpp_server: Engine, smi_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     r = subprocess.run([str(BIN / "smoke-bench"), f"llamacpp={llamacpp_server.url}", "--num-prompts", "3",
-                        "--output-len", "4", "--json", str(out)], capture_output=True, text=True, timeout=300,
+                        "--output-len", "4", "--timeout", "120", "--json", str(out)], capture_output=True, text=True,
+                       timeout=600,
                        env=_env(smi_dir, f"{_pid(llamacpp_server)}:3142"))
     assert r.returncode == 0, r.stderr[-2000:]
     mem = json.loads(out.read_text())["endpoints"][0]["gpu_memory"]

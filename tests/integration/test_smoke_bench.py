@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "smoke-bench"), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
+    # a read timeout of 120 s unless the test sets its own (argparse: the last --timeout wins): the session's engines
+    # are shared with the other load tests on CI's two cores, where one chunk can take longer than the default 30 s
+    extra = [] if "--timeout" in args else ["--timeout", "120"]
+    return subprocess.run([str(BIN / "smoke-bench"), *args, *extra], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
 def test_side_by_side_table_json_png(vllm_server, llamacpp_server, ollama_double, tmp_path: Path) -> None:
