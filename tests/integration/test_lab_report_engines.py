@@ -45,7 +45,7 @@ def verify_host(folder: Path, ports: dict[str, int], *, sweep: bool) -> int:
     assert hc.returncode in (0, 1), hc.stderr[-2000:]
     (folder / "healthcheck.json").write_text(hc.stdout + "\n")
     if hc.returncode == 0:
-        bench = cmds["smoke-bench"] + ["--timeout", "90"] + (
+        bench = cmds["smoke-bench"] + (
             ["--sweep", "--sweep-points", "2", "--max-seconds", "400", "--goodput", *SLO] if sweep else [])
         b = run(bench, timeout=900)
         assert b.returncode == 0, b.stdout[-2000:] + b.stderr[-2000:]
